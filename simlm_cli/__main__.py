@@ -1,0 +1,3 @@
+from simlm_cli.cli import main
+
+main()

@@ -1,0 +1,58 @@
+"""The `simlm` command: one Typer app, one module per subcommand under `simlm_cli.commands`.
+
+Command modules import torch, faiss or pyserini inside their functions, so `simlm --help` stays fast.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import typer
+
+from simlm_cli import __version__
+from simlm_cli.commands import encode, evaluate, index, search
+from simlm_cli.errors import SimlmError
+
+app = typer.Typer(
+    name="simlm",
+    help="Dense passage retrieval the SimLM way: encode, index, search and evaluate.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+for module in (encode, index, search, evaluate):
+    module.register(app)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"simlm {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version."),
+) -> None:
+    """Dense passage retrieval the SimLM way."""
+
+
+def main() -> None:
+    """Entry point: user errors become one line on stderr and exit code 2, never a traceback."""
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    from simlm_cli.console import console
+
+    try:
+        app()
+    except SimlmError as err:
+        console.print(f"[red]simlm: error:[/red] {err}", soft_wrap=True)
+        sys.exit(err.exit_code)
+    except KeyboardInterrupt:
+        console.print("[red]simlm: interrupted[/red]")
+        sys.exit(130)
+    except BrokenPipeError:
+        # The reader of our stdout went away (e.g. `| head`); nothing more to say.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(1)

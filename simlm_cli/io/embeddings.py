@@ -1,0 +1,144 @@
+"""The embedding stream: how `simlm encode` hands ids and vectors to `simlm index`, through a pipe or a file.
+
+Layout (all integers little-endian):
+
+    magic    b"SIMLM-EMB\\x01\\n"              10 bytes, the last-but-one byte is the format version
+    header   uint32 length + UTF-8 JSON      what made the vectors: model, pooling, normalize, dim, dtype, ...
+    block*   b"B" + uint32 n + uint32 m      n vectors; m bytes of ids follow
+             ids: m bytes, UTF-8, '\\n'-joined (ids never contain white space)
+             vectors: n * dim values of `dtype`, row-major
+    end      b"E" + uint64 total             total vectors in the stream; absent = truncated stream
+
+Blocks let the writer flush as it encodes (a stream, never the corpus in memory) and cost a few bytes per
+thousand vectors. The end marker lets a reader tell a finished stream from one whose writer died: `simlm index`
+refuses a truncated stream instead of indexing part of a corpus.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+import numpy as np
+
+from simlm_cli.errors import InputError
+
+MAGIC = b"SIMLM-EMB\x01\n"
+_DTYPES = {"float32": np.dtype("<f4"), "float16": np.dtype("<f2")}
+
+
+@dataclass
+class StreamHeader:
+    dim: int
+    dtype: str
+    encoder: dict[str, Any]  # model, pooling, normalize, lengths, passage format: how to encode queries alike
+    shard_id: int = 0
+    num_shards: int = 1
+    corpus: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "dim": self.dim,
+            "dtype": self.dtype,
+            "encoder": self.encoder,
+            "shard_id": self.shard_id,
+            "num_shards": self.num_shards,
+            "corpus": self.corpus,
+        }
+
+
+class EmbeddingWriter:
+    """Writes a stream; call `close()` only on success, so a failed run never gets an end marker."""
+
+    def __init__(self, handle: IO[bytes], header: StreamHeader):
+        if header.dtype not in _DTYPES:
+            raise ValueError(f"unsupported dtype {header.dtype}")
+        self._handle = handle
+        self._dtype = _DTYPES[header.dtype]
+        self._dim = header.dim
+        self.count = 0
+        payload = json.dumps(header.to_json(), sort_keys=True).encode("utf-8")
+        handle.write(MAGIC + struct.pack("<I", len(payload)) + payload)
+
+    def write(self, ids: list[str], vectors: np.ndarray) -> None:
+        if len(ids) != len(vectors) or vectors.ndim != 2 or vectors.shape[1] != self._dim:
+            raise ValueError(f"block of {len(ids)} ids with vectors of shape {vectors.shape}")
+        if not ids:
+            return
+        id_bytes = "\n".join(ids).encode("utf-8")
+        body = np.ascontiguousarray(vectors, dtype=self._dtype).tobytes()
+        self._handle.write(b"B" + struct.pack("<II", len(ids), len(id_bytes)) + id_bytes + body)
+        self.count += len(ids)
+
+    def close(self) -> None:
+        self._handle.write(b"E" + struct.pack("<Q", self.count))
+        self._handle.flush()
+
+
+class EmbeddingReader:
+    """Reads one stream: `header`, then iterate for (ids, vectors) blocks; checks the end marker."""
+
+    def __init__(self, handle: IO[bytes], name: str):
+        self._handle = handle
+        self.name = name
+        magic = self._read(len(MAGIC), "the stream's magic bytes")
+        if magic != MAGIC:
+            if magic[:9] == MAGIC[:9]:
+                raise InputError(name, f"embedding stream version {magic[9]} is not supported (expected 1)")
+            raise InputError(name, "not a simlm embedding stream (write one with `simlm encode`)")
+        (length,) = struct.unpack("<I", self._read(4, "the header"))
+        try:
+            meta = json.loads(self._read(length, "the header").decode("utf-8"))
+            self.header = StreamHeader(**meta)
+        except (ValueError, TypeError) as err:
+            raise InputError(name, f"corrupt stream header ({err})") from None
+        if self.header.dtype not in _DTYPES:
+            raise InputError(name, f"unsupported dtype {self.header.dtype!r} in the stream header")
+        self._dtype = _DTYPES[self.header.dtype]
+        self.count = 0
+
+    def _read(self, size: int, what: str) -> bytes:
+        data = self._handle.read(size)
+        if len(data) != size:
+            raise InputError(self.name, f"stream ends inside {what}: truncated (did `simlm encode` stop early?)")
+        return data
+
+    def __iter__(self) -> Iterator[tuple[list[str], np.ndarray]]:
+        dim = self.header.dim
+        while True:
+            tag = self._handle.read(1)
+            if tag == b"E":
+                (total,) = struct.unpack("<Q", self._read(8, "the end marker"))
+                if total != self.count:
+                    raise InputError(self.name, f"end marker says {total} vectors, the stream held {self.count}")
+                return
+            if tag != b"B":
+                if not tag:
+                    raise InputError(
+                        self.name,
+                        "stream ends without its end marker: truncated (did `simlm encode` stop early?)",
+                    )
+                raise InputError(self.name, f"corrupt stream: unexpected byte {tag!r} after {self.count} vectors")
+            n, id_len = struct.unpack("<II", self._read(8, "a block header"))
+            ids = self._read(id_len, "a block's ids").decode("utf-8").split("\n")
+            if len(ids) != n:
+                raise InputError(self.name, f"corrupt block: {len(ids)} ids for {n} vectors")
+            raw = self._read(n * dim * self._dtype.itemsize, "a block's vectors")
+            self.count += n
+            yield ids, np.frombuffer(raw, dtype=self._dtype).reshape(n, dim).astype(np.float32, copy=False)
+
+
+def open_stream(path: str | Path) -> tuple[IO[bytes], str]:
+    """Open a stream file, or stdin for `-`; returns the handle and the name for messages."""
+    import sys
+
+    if str(path) == "-":
+        return sys.stdin.buffer, "<stdin>"
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(path, "no such embedding file")
+    return open(path, "rb"), str(path)

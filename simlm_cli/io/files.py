@@ -1,0 +1,112 @@
+"""Line-level file access shared by every reader, and atomic writes for every output."""
+
+from __future__ import annotations
+
+import contextlib
+import gzip
+import os
+import shutil
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO
+
+from simlm_cli.errors import InputError, SimlmError
+
+
+def open_binary(path: str | Path) -> IO[bytes]:
+    """Open a file for reading bytes, decompressing `.gz` transparently; `-` is stdin."""
+    path = str(path)
+    if path == "-":
+        return sys.stdin.buffer
+    if not os.path.exists(path):
+        raise InputError(path, "no such file")
+    if os.path.isdir(path):
+        raise InputError(path, "is a directory, expected a file")
+    if path.endswith(".gz"):
+        return gzip.open(path, "rb")
+    return open(path, "rb")
+
+
+def iter_lines(path: str | Path) -> Iterator[tuple[int, str]]:
+    """Yield (line number, text without line ending) for each line, checking UTF-8 line by line."""
+    handle = open_binary(path)
+    try:
+        for lineno, raw in enumerate(handle, 1):
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError as err:
+                raise InputError(path, f"invalid UTF-8 at byte {err.start} of the line", line=lineno) from None
+            yield lineno, text.rstrip("\r\n")
+    except (OSError, EOFError) as err:  # a truncated or corrupt .gz
+        raise InputError(path, f"cannot read: {err}") from None
+    finally:
+        if handle is not sys.stdin.buffer:
+            handle.close()
+
+
+def first_content_line(path: str | Path) -> str | None:
+    """The first non-blank line of a file (for format detection), or None for an empty file."""
+    for _, text in iter_lines(path):
+        if text.strip():
+            return text
+    return None
+
+
+def count_lines(path: str | Path) -> int:
+    """Count lines cheaply (for progress totals); a stream we cannot rewind counts as 0."""
+    if str(path) == "-":
+        return 0
+    count = 0
+    with open_binary(path) as handle:
+        while chunk := handle.read(1 << 20):
+            count += chunk.count(b"\n")
+    return count
+
+
+def _temporary_sibling(path: Path, suffix: str = "") -> Path:
+    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".tmp{suffix}", dir=path.parent)
+    os.close(fd)
+    return Path(name)
+
+
+@contextlib.contextmanager
+def atomic_output(path: str | Path, mode: str = "w") -> Iterator[IO]:
+    """Write to a temporary file beside `path`, renamed over it only if the block succeeds.
+
+    A crash or a user error half-way leaves no partial file behind and keeps any earlier file intact.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = _temporary_sibling(path)
+    try:
+        encoding = None if "b" in mode else "utf-8"
+        with open(tmp, mode, encoding=encoding) as handle:
+            yield handle
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+@contextlib.contextmanager
+def atomic_directory(path: str | Path) -> Iterator[Path]:
+    """Build a directory under a temporary name; it replaces `path` only when the block succeeds."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise SimlmError(f"{path}: exists and is not a directory")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    try:
+        yield tmp
+        if path.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".old", dir=path.parent))
+            os.replace(path, old / "x")
+            os.replace(tmp, path)
+            shutil.rmtree(old)
+        else:
+            os.replace(tmp, path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise

@@ -1,0 +1,45 @@
+"""Queries: BEIR `queries.jsonl` (`_id`, `text`) or TSV `qid \\t text`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from simlm_cli.errors import InputError
+from simlm_cli.io.files import iter_lines
+
+
+def read_queries(path: str | Path) -> dict[str, str]:
+    """Read all queries (query sets fit in memory); duplicate or empty ids are errors."""
+    queries: dict[str, str] = {}
+    for lineno, text in iter_lines(path):
+        if not text.strip():
+            continue
+        if text.lstrip().startswith("{"):
+            qid, query = _json_query(path, lineno, text)
+        else:
+            cols = text.split("\t")
+            if len(cols) != 2:
+                raise InputError(path, f"expected 'qid<TAB>text', got {len(cols)} columns", line=lineno)
+            qid, query = cols[0].strip(), cols[1].strip()
+        if not qid:
+            raise InputError(path, "empty query id", line=lineno)
+        if qid in queries:
+            raise InputError(path, f"duplicate query id {qid!r}", line=lineno)
+        queries[qid] = query
+    if not queries:
+        raise InputError(path, "no queries")
+    return queries
+
+
+def _json_query(path: str | Path, lineno: int, text: str) -> tuple[str, str]:
+    try:
+        record = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise InputError(path, f"malformed JSON ({err.msg} at column {err.colno})", line=lineno) from None
+    if not isinstance(record, dict):
+        raise InputError(path, "expected a JSON object", line=lineno)
+    for field in ("_id", "text"):
+        if field not in record or record[field] is None:
+            raise InputError(path, "missing", line=lineno, field=field)
+    return str(record["_id"]).strip(), str(record["text"]).strip()

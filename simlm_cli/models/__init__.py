@@ -1,0 +1,1 @@
+"""Model loading: encoders (bi-encoder towers) and their settings."""

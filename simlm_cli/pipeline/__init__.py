@@ -1,0 +1,1 @@
+"""The work behind each command, callable from Python; commands only parse options and call these."""

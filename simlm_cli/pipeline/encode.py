@@ -1,0 +1,120 @@
+"""Stream a corpus through an encoder into an embedding stream, chunk by chunk."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack
+from dataclasses import dataclass
+from pathlib import Path
+
+from simlm_cli.device import Precision, Runtime, resolve_runtime
+from simlm_cli.errors import SimlmError
+from simlm_cli.io.corpus import CorpusFormat, Passage, iter_corpus
+from simlm_cli.io.embeddings import EmbeddingWriter, StreamHeader
+from simlm_cli.io.files import atomic_output, count_lines
+from simlm_cli.models.settings import EncoderSettings
+
+DRY_RUN_PASSAGES = 64
+
+
+@dataclass
+class EncodeConfig:
+    corpus: str
+    settings: EncoderSettings
+    output: str | None = None  # None: stdout
+    corpus_format: CorpusFormat = CorpusFormat.auto
+    device: str = "auto"
+    precision: Precision = Precision.auto
+    batch_size: int | None = None
+    chunk_size: int = 2048  # passages tokenized and length-sorted together; bounds memory
+    shard_id: int | None = None  # None: this process's torchrun rank, or 0
+    num_shards: int | None = None  # None: torchrun's world size, or 1
+    dry_run: bool = False
+
+
+def resolve_shard(shard_id: int | None, num_shards: int | None) -> tuple[int, int]:
+    """Explicit flags win; under torchrun each rank encodes its own shard by default."""
+    if num_shards is None:
+        num_shards = int(os.environ.get("WORLD_SIZE", "1"))
+    if shard_id is None:
+        shard_id = int(os.environ.get("RANK", "0")) if num_shards > 1 else 0
+    if num_shards < 1 or not 0 <= shard_id < num_shards:
+        raise SimlmError(f"--shard-id {shard_id} --num-shards {num_shards}: need 0 <= shard-id < num-shards")
+    return shard_id, num_shards
+
+
+def shard_output_path(output: str, shard_id: int, num_shards: int) -> str:
+    """Where one shard goes: `{shard}` in the name is replaced; a directory gets shard-I-of-N.emb inside."""
+    suffix = f"{shard_id:05d}-of-{num_shards:05d}"
+    if "{shard}" in output:
+        return output.replace("{shard}", suffix)
+    if output.endswith(os.sep) or Path(output).is_dir():
+        return str(Path(output) / f"shard-{suffix}.emb")
+    return output if num_shards == 1 else f"{output}.shard-{suffix}"
+
+
+def _shard(passages: Iterator[Passage], shard_id: int, num_shards: int) -> Iterator[Passage]:
+    return passages if num_shards == 1 else itertools.islice(passages, shard_id, None, num_shards)
+
+
+def _chunks(passages: Iterator[Passage], size: int) -> Iterator[list[Passage]]:
+    while chunk := list(itertools.islice(passages, size)):
+        yield chunk
+
+
+def encode_corpus(config: EncodeConfig, runtime: Runtime | None = None) -> dict:
+    """Encode one shard of a corpus to a stream; returns a summary (count, seconds, rate, output)."""
+    from simlm_cli.console import info, progress
+    from simlm_cli.models.encoder import Encoder
+
+    shard_id, num_shards = resolve_shard(config.shard_id, config.num_shards)
+    runtime = runtime or resolve_runtime(config.device, config.precision)
+    passages = _shard(iter_corpus(config.corpus, config.corpus_format), shard_id, num_shards)
+    if config.dry_run:
+        passages = itertools.islice(passages, DRY_RUN_PASSAGES)
+    total = DRY_RUN_PASSAGES if config.dry_run else max(count_lines(config.corpus) // num_shards, 1)
+    if config.output is None and sys.stdout.isatty():
+        raise SimlmError("refusing to write binary embeddings to a terminal: pass --output FILE or pipe")
+
+    s = config.settings
+    encoder = Encoder(s, runtime, batch_size=config.batch_size)
+    info(
+        f"encoding {config.corpus} (shard {shard_id}/{num_shards}) with {s.model}: {s.pooling} pooling, "
+        f"{'L2-normalised' if s.normalize else 'unnormalised'}, {s.passage_format} passages of <= "
+        f"{s.passage_max_length} tokens [{s.source}]; {runtime.describe()}"
+    )
+    header = StreamHeader(
+        dim=encoder.dim, dtype="float32", encoder=s.to_json(), shard_id=shard_id, num_shards=num_shards,
+        corpus=str(config.corpus),
+    )  # fmt: skip
+    output = None if config.output is None else shard_output_path(config.output, shard_id, num_shards)
+    started = time.perf_counter()
+    with ExitStack() as stack:
+        handle = sys.stdout.buffer if output is None else stack.enter_context(atomic_output(output, "wb"))
+        writer = EmbeddingWriter(handle, header)
+        bar = stack.enter_context(progress())
+        task = bar.add_task("encode", total=total, rate="")
+        done = 0
+
+        def advance(n: int) -> None:
+            nonlocal done
+            done += n
+            rate = done / (time.perf_counter() - started)
+            bar.update(task, advance=n, rate=f"{rate:,.1f} passages/s")
+
+        for chunk in _chunks(passages, config.chunk_size):
+            writer.write([p.id for p in chunk], encoder.encode_passages(chunk, advance))
+        bar.update(task, total=writer.count, completed=writer.count)
+        writer.close()
+    seconds = time.perf_counter() - started
+    summary = {
+        "count": writer.count,
+        "seconds": round(seconds, 3),
+        "passages_per_second": writer.count / seconds,
+    }
+    info(f"encoded {writer.count:,} passages in {seconds:.1f} s -> {output or 'stdout'}")
+    return {**summary, "output": output}

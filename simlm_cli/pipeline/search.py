@@ -1,0 +1,121 @@
+"""Search an index (dense or BM25) with a query file and write a run."""
+
+from __future__ import annotations
+
+import itertools
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from simlm_cli.device import Precision
+from simlm_cli.errors import InputError
+from simlm_cli.index import DENSE_KIND, META_FILE, read_meta
+from simlm_cli.io.qrels import read_qrels
+from simlm_cli.io.queries import read_queries
+from simlm_cli.io.runs import RunFormat, write_run
+
+DRY_RUN_QUERIES = 8
+QUERY_BLOCK = 4096  # queries encoded and searched together; bounds memory for large query sets
+
+
+@dataclass
+class SearchConfig:
+    index: str
+    queries: str
+    output: str | None = None  # None: stdout
+    qrels: str | None = None
+    k: int = 1000
+    run_format: RunFormat = RunFormat.auto
+    tag: str = "simlm"
+    model: str | None = None  # overrides the model recorded in a dense index
+    device: str = "auto"
+    precision: Precision = Precision.auto
+    batch_size: int | None = None
+    gpu: bool = False
+    nprobe: int | None = None
+    ef_search: int | None = None
+    k1: float = 0.9
+    b: float = 0.4
+    threads: int = 2
+    dry_run: bool = False
+
+
+def select_queries(config: SearchConfig) -> dict[str, str]:
+    """The queries to run: all of them, or those judged in --qrels (each of which must exist)."""
+    queries = read_queries(config.queries)
+    if config.qrels:
+        qrels = read_qrels(config.qrels)
+        for qid, line in qrels.first_line.items():
+            if qid not in queries:
+                raise InputError(config.qrels, f"query {qid!r} is judged but not in {config.queries}", line=line)
+        queries = {qid: text for qid, text in queries.items() if qid in qrels.judgments}
+    if config.dry_run:
+        queries = dict(itertools.islice(queries.items(), DRY_RUN_QUERIES))
+    return queries
+
+
+def check_qrels_documents(config: SearchConfig, contains) -> None:
+    """Judged documents missing from the index: a warning with a count, an error if none is there at all."""
+    from simlm_cli.console import warn
+
+    if not config.qrels:
+        return
+    qrels = read_qrels(config.qrels)
+    judged = {(d, qrels.first_line[q]) for q, docs in qrels.judgments.items() for d in docs}
+    missing = sorted((line, d) for d, line in judged if not contains(d))
+    if not missing:
+        return
+    if len(missing) == len(judged):
+        raise InputError(config.qrels, f"no judged document is in the index {config.index} (wrong corpus?)")
+    line, docid = missing[0]
+    warn(
+        f"{len(missing)} of {len(judged)} judged documents are not in the index (first: {docid!r}, "
+        f"{config.qrels}:{line}); they cannot be retrieved"
+    )
+
+
+def run_search(config: SearchConfig) -> dict:
+    from simlm_cli.console import info
+
+    started = time.perf_counter()
+    index_path = Path(config.index)
+    is_dense = (index_path / META_FILE).is_file() and read_meta(index_path)["kind"] == DENSE_KIND
+    queries = select_queries(config)
+    rankings = _dense_rankings(config, queries) if is_dense else _bm25_rankings(config, queries)
+    count = write_run(config.output, rankings, config.run_format, config.tag)
+    seconds = time.perf_counter() - started
+    info(f"searched {count:,} queries (top {config.k}) in {seconds:.1f} s -> {config.output or 'stdout'}")
+    return {"queries": count, "seconds": seconds}
+
+
+def _dense_rankings(config: SearchConfig, queries: dict[str, str]) -> Iterator[tuple]:
+    from simlm_cli.device import resolve_runtime
+    from simlm_cli.index.dense import DenseIndex
+    from simlm_cli.models.encoder import Encoder
+    from simlm_cli.models.settings import EncoderSettings, validate_settings
+
+    index = DenseIndex(config.index, gpu=config.gpu)
+    index.set_search_params(ef_search=config.ef_search, nprobe=config.nprobe)
+    check_qrels_documents(config, set(index.docids.tolist()).__contains__)
+    settings = EncoderSettings.from_json(index.meta["encoder"])
+    if config.model:
+        settings = replace(settings, model=config.model, source="--model")
+    validate_settings(settings)
+    runtime = resolve_runtime(config.device, config.precision)
+    encoder = Encoder(settings, runtime, batch_size=config.batch_size)
+    qids = list(queries)
+    for start in range(0, len(qids), QUERY_BLOCK):
+        block = qids[start : start + QUERY_BLOCK]
+        vectors = encoder.encode_queries([queries[q] for q in block])
+        scores, rows = index.search(vectors, config.k)
+        yield from index.rankings(block, scores, rows)
+
+
+def _bm25_rankings(config: SearchConfig, queries: dict[str, str]) -> Iterator[tuple]:
+    from simlm_cli.index.bm25 import BM25Index
+
+    index = BM25Index(config.index)
+    check_qrels_documents(config, index.contains)
+    qids = list(queries)
+    yield from index.search(qids, [queries[q] for q in qids], config.k, config.k1, config.b, config.threads)
