@@ -42,12 +42,14 @@ def _root(
 def main() -> None:
     """Entry point: user errors become one line on stderr and exit code 2, never a traceback."""
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    from rich.markup import escape
+
     from simlm_cli.console import console
 
     try:
         app()
     except SimlmError as err:
-        console.print(f"[red]simlm: error:[/red] {err}", soft_wrap=True)
+        console.print(f"[red]simlm: error:[/red] {escape(str(err))}")
         sys.exit(err.exit_code)
     except KeyboardInterrupt:
         console.print("[red]simlm: interrupted[/red]")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -13,15 +14,15 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-console = Console(stderr=True, highlight=False)
+console = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
 def info(message: str) -> None:
-    console.print(f"[dim]simlm:[/dim] {message}")
+    console.print(f"[dim]simlm:[/dim] {escape(message)}")
 
 
 def warn(message: str) -> None:
-    console.print(f"[yellow]simlm: warning:[/yellow] {message}")
+    console.print(f"[yellow]simlm: warning:[/yellow] {escape(message)}")
 
 
 def progress() -> Progress:

@@ -95,10 +95,10 @@ def build_dense_index(
     flat_or_hnsw = options.index_type in (IndexType.flat, IndexType.hnsw)
     index = _empty_index(faiss, dim, options) if flat_or_hnsw else None
     pending: list[np.ndarray] = []  # IVF-PQ trains on all vectors before adding
-    for ids, vectors in _merge_streams(readers):
+    for name, ids, vectors in _merge_streams(readers):
         for docid in ids:
             if docid in seen:
-                raise InputError(readers[0].name if len(readers) == 1 else "input", f"duplicate document id {docid!r}")
+                raise InputError(name, f"duplicate document id {docid!r} (already read from this or an earlier stream)")
             seen.add(docid)
         docids.extend(ids)
         if index is not None:
@@ -213,7 +213,7 @@ class DenseIndex:
         """Turn faiss output into (qid, docids, scores) rankings for the run writers."""
         for qid, score_row, id_row in zip(qids, scores, rows):
             keep = id_row >= 0
-            yield qid, self.docids[id_row[keep]], score_row[keep].tolist()
+            yield qid, self.docids[id_row[keep]].tolist(), score_row[keep].tolist()
 
 
 def _short(err: Exception) -> str:

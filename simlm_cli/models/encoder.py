@@ -13,9 +13,18 @@ from simlm_cli.io.corpus import Passage
 from simlm_cli.models.settings import EncoderSettings, resolve_model_path
 
 
+def _quiet_transformers() -> None:
+    """Keep transformers' own progress bars and notices off stderr; simlm reports what it loads."""
+    from transformers.utils import logging
+
+    logging.disable_progress_bar()
+    logging.set_verbosity_error()
+
+
 def load_tokenizer(model: str) -> Any:
     from transformers import AutoTokenizer
 
+    _quiet_transformers()
     path = resolve_model_path(model)
     try:
         return AutoTokenizer.from_pretrained(path)
@@ -27,6 +36,7 @@ def load_hf_model(model: str, auto_class: Any = None) -> Any:
     """Load weights with an AutoModel class (safetensors preferred; no arbitrary unpickling of remote code)."""
     from transformers import AutoModel
 
+    _quiet_transformers()
     path = resolve_model_path(model)
     try:
         return (auto_class or AutoModel).from_pretrained(path)

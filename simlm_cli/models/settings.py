@@ -117,6 +117,8 @@ def sentence_transformers_settings(model_dir: Path, base: EncoderSettings) -> En
 def resolve_settings(model: str | None, **overrides: Any) -> EncoderSettings:
     """Settings for `model`, with any non-None keyword (pooling=..., normalize=...) taking precedence."""
     model = model or DEFAULT_MODEL
+    if Path(model).is_dir():
+        model = str(Path(model).resolve())  # recorded in indexes: must not depend on the working directory
     settings = EncoderSettings(model=model)
     model_dir = Path(resolve_model_path(model))
     if model_dir.is_dir():

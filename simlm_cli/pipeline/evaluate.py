@@ -40,11 +40,13 @@ def evaluate_run(
 
 
 def render_table(run_path: str, means: dict[str, float], counts: dict[str, int]) -> None:
+    from rich.markup import escape
     from rich.table import Table
 
     from simlm_cli.console import console
 
-    table = Table(title=f"{run_path} ({counts['judged']} judged queries)", title_justify="left")
+    console.print(f"{escape(run_path)}: {counts['judged']} judged queries, {counts['missing']} missing from the run")
+    table = Table()
     table.add_column("metric")
     table.add_column("value", justify="right")
     for name, value in means.items():

@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# Set up (if needed) and run the whole test suite, slow real-data tests included. Extra args go to pytest,
+# e.g. `bash scripts/test.sh -m "not slow"` for the fast unit tests only.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+. .venv/bin/activate
+export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
+ruff check .
+ruff format --check .
+python -m pytest tests "$@"
