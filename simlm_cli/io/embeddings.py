@@ -39,6 +39,7 @@ class StreamHeader:
     shard_id: int = 0
     num_shards: int = 1
     corpus: str = ""
+    dry_run: bool = False  # made by `encode --dry-run`: a few passages, not the corpus
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -48,6 +49,7 @@ class StreamHeader:
             "shard_id": self.shard_id,
             "num_shards": self.num_shards,
             "corpus": self.corpus,
+            "dry_run": self.dry_run,
         }
 
 

@@ -55,8 +55,9 @@ def select_queries(config: SearchConfig) -> dict[str, str]:
     return queries
 
 
-def check_qrels_documents(config: SearchConfig, contains) -> None:
-    """Judged documents missing from the index: a warning with a count, an error if none is there at all."""
+def check_qrels_documents(config: SearchConfig, contains, partial_index: bool = False) -> None:
+    """Judged documents missing from the index: a warning with a count, an error if none is there at all
+    (unless the index was built from a `--dry-run` encode, which holds a few passages by design)."""
     from simlm_cli.console import warn
 
     if not config.qrels:
@@ -66,7 +67,7 @@ def check_qrels_documents(config: SearchConfig, contains) -> None:
     missing = sorted((line, d) for d, line in judged if not contains(d))
     if not missing:
         return
-    if len(missing) == len(judged):
+    if len(missing) == len(judged) and not partial_index:
         raise InputError(config.qrels, f"no judged document is in the index {config.index} (wrong corpus?)")
     line, docid = missing[0]
     warn(
@@ -97,7 +98,7 @@ def _dense_rankings(config: SearchConfig, queries: dict[str, str]) -> Iterator[t
 
     index = DenseIndex(config.index, gpu=config.gpu)
     index.set_search_params(ef_search=config.ef_search, nprobe=config.nprobe)
-    check_qrels_documents(config, set(index.docids.tolist()).__contains__)
+    check_qrels_documents(config, set(index.docids.tolist()).__contains__, index.meta.get("dry_run", False))
     settings = EncoderSettings.from_json(index.meta["encoder"])
     if config.model:
         settings = replace(settings, model=config.model, source="--model")
