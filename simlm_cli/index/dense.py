@@ -71,7 +71,8 @@ def _pq_m(dim: int, asked: int) -> int:
     return dim
 
 
-def _merge_streams(readers: list[EmbeddingReader]) -> Iterator[tuple[list[str], np.ndarray]]:
+def _merge_streams(readers: list[EmbeddingReader]) -> Iterator[tuple[str, list[str], np.ndarray]]:
+    """(stream name, ids, vectors) blocks of every stream, after checking they were made alike."""
     first = readers[0].header
     for reader in readers:
         if reader.header.dim != first.dim or reader.header.encoder != first.encoder:
@@ -79,7 +80,8 @@ def _merge_streams(readers: list[EmbeddingReader]) -> Iterator[tuple[list[str], 
                 reader.name,
                 f"made by a different encoder or dimension than {readers[0].name}; cannot index together",
             )
-        yield from reader
+        for ids, vectors in reader:
+            yield reader.name, ids, vectors
 
 
 def build_dense_index(
