@@ -35,5 +35,7 @@ def progress() -> Progress:
         TimeElapsedColumn(),
         TimeRemainingColumn(),
         console=console,
-        transient=False,
+        # The bar goes when the work ends (each command then prints a summary line), so a failure leaves the
+        # error as the only line on stderr.
+        transient=True,
     )

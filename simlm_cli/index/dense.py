@@ -23,6 +23,7 @@ from simlm_cli.io.files import atomic_directory
 
 INDEX_FILE = "index.faiss"
 DOCIDS_FILE = "docids.txt"
+PQ_CENTROIDS = 256
 
 
 class IndexType(str, Enum):
@@ -146,6 +147,10 @@ def _empty_index(faiss: Any, dim: int, options: BuildOptions) -> Any:
 
 def _build_ivfpq(faiss: Any, vectors: np.ndarray, dim: int, options: BuildOptions) -> Any:
     count = len(vectors)
+    # faiss trains each PQ codebook (256 centroids) and the IVF quantizer on the vectors themselves.
+    if count < PQ_CENTROIDS:
+        raise SimlmError(f"--type ivfpq needs at least {PQ_CENTROIDS} vectors to train its codebooks, got {count}; "
+                         "use --type flat")  # fmt: skip
     nlist = options.nlist or max(1, min(int(4 * math.sqrt(count)), count // 39))
     if count < nlist * 39 and options.nlist:
         raise SimlmError(f"--nlist {nlist} needs at least {nlist * 39} vectors to train, got {count}")

@@ -38,12 +38,13 @@ def detect_corpus_format(path: str | Path) -> CorpusFormat:
     first = first_content_line(path)
     if first is None:
         raise InputError(path, "empty corpus: no passages")
-    if not first.lstrip().startswith("{"):
+    lineno, text = first
+    if not text.lstrip().startswith("{"):
         return CorpusFormat.msmarco
     try:
-        record = json.loads(first)
-    except json.JSONDecodeError:
-        raise InputError(path, "cannot tell the corpus format: the first line is not valid JSON") from None
+        record = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise InputError(path, f"malformed JSON ({err.msg} at column {err.colno})", line=lineno) from None
     if isinstance(record, dict) and "contents" in record:
         return CorpusFormat.pyserini
     return CorpusFormat.beir

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import contextlib
 import gzip
+import io
 import os
 import shutil
 import sys
 import tempfile
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
@@ -29,6 +31,10 @@ def open_binary(path: str | Path) -> IO[bytes]:
     return open(path, "rb")
 
 
+# What a truncated or corrupt .gz raises while reading.
+_READ_ERRORS = (OSError, EOFError, zlib.error)
+
+
 def iter_lines(path: str | Path) -> Iterator[tuple[int, str]]:
     """Yield (line number, text without line ending) for each line, checking UTF-8 line by line."""
     handle = open_binary(path)
@@ -39,18 +45,18 @@ def iter_lines(path: str | Path) -> Iterator[tuple[int, str]]:
             except UnicodeDecodeError as err:
                 raise InputError(path, f"invalid UTF-8 at byte {err.start} of the line", line=lineno) from None
             yield lineno, text.rstrip("\r\n")
-    except (OSError, EOFError) as err:  # a truncated or corrupt .gz
-        raise InputError(path, f"cannot read: {err}") from None
+    except _READ_ERRORS as err:
+        raise InputError(path, f"cannot read: {err or type(err).__name__}") from None
     finally:
         if handle is not sys.stdin.buffer:
             handle.close()
 
 
-def first_content_line(path: str | Path) -> str | None:
-    """The first non-blank line of a file (for format detection), or None for an empty file."""
-    for _, text in iter_lines(path):
+def first_content_line(path: str | Path) -> tuple[int, str] | None:
+    """(line number, text) of the first non-blank line (for format detection), or None for an empty file."""
+    for lineno, text in iter_lines(path):
         if text.strip():
-            return text
+            return lineno, text
     return None
 
 
@@ -59,16 +65,30 @@ def count_lines(path: str | Path) -> int:
     if str(path) == "-":
         return 0
     count = 0
-    with open_binary(path) as handle:
-        while chunk := handle.read(1 << 20):
-            count += chunk.count(b"\n")
+    try:
+        with open_binary(path) as handle:
+            while chunk := handle.read(1 << 20):
+                count += chunk.count(b"\n")
+    except _READ_ERRORS as err:
+        raise InputError(path, f"cannot read: {err or type(err).__name__}") from None
     return count
 
 
-def _temporary_sibling(path: Path, suffix: str = "") -> Path:
-    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".tmp{suffix}", dir=path.parent)
+def _temporary_sibling(path: Path) -> Path:
+    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     return Path(name)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _publish_mode(path: Path, directory: bool) -> None:
+    """mkstemp/mkdtemp create owner-only entries; give the output the mode a plain open/mkdir would."""
+    os.chmod(path, (0o777 if directory else 0o666) & ~_umask())
 
 
 @contextlib.contextmanager
@@ -82,8 +102,14 @@ def atomic_output(path: str | Path, mode: str = "w") -> Iterator[IO]:
     tmp = _temporary_sibling(path)
     try:
         encoding = None if "b" in mode else "utf-8"
-        with open(tmp, mode, encoding=encoding) as handle:
-            yield handle
+        if path.name.endswith(".gz"):
+            # mtime=0: the same content gives the same bytes. Text mode goes through a TextIOWrapper.
+            with gzip.GzipFile(tmp, "wb", mtime=0) as raw:
+                yield raw if "b" in mode else io.TextIOWrapper(raw, encoding="utf-8", write_through=True)
+        else:
+            with open(tmp, mode, encoding=encoding) as handle:
+                yield handle
+        _publish_mode(tmp, directory=False)
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
@@ -100,6 +126,7 @@ def atomic_directory(path: str | Path) -> Iterator[Path]:
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
     try:
         yield tmp
+        _publish_mode(tmp, directory=True)
         if path.exists():
             old = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".old", dir=path.parent))
             os.replace(path, old / "x")

@@ -14,6 +14,7 @@ class Qrels:
     path: str
     judgments: dict[str, dict[str, int]] = field(default_factory=dict)
     first_line: dict[str, int] = field(default_factory=dict)  # query id -> line, for error messages
+    line_of: dict[tuple[str, str], int] = field(default_factory=dict)  # (query, doc) -> line
 
     def relevant(self, qid: str, threshold: int = 1) -> set[str]:
         return {d for d, rel in self.judgments.get(qid, {}).items() if rel >= threshold}
@@ -40,6 +41,7 @@ def read_qrels(path: str | Path) -> Qrels:
             raise InputError(path, f"relevance {grade!r} is not an integer", line=lineno, field="relevance")
         qrels.judgments.setdefault(qid, {})[docid] = int(grade)
         qrels.first_line.setdefault(qid, lineno)
+        qrels.line_of[qid, docid] = lineno
     if not qrels.judgments:
         raise InputError(path, "no judgments")
     return qrels

@@ -79,12 +79,13 @@ def detect_run_format(path: str | Path) -> RunFormat:
     first = first_content_line(path)
     if first is None:
         raise InputError(path, "empty run")
-    cols = first.split()
+    lineno, text = first
+    cols = text.split()
     if len(cols) == 6:
         return RunFormat.trec
     if len(cols) == 3:
         return RunFormat.msmarco
-    raise InputError(path, f"cannot tell the run format: {len(cols)} columns (TREC has 6, MS MARCO 3)", line=1)
+    raise InputError(path, f"cannot tell the run format: {len(cols)} columns (TREC has 6, MS MARCO 3)", line=lineno)
 
 
 @dataclass

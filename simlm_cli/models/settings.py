@@ -92,26 +92,47 @@ def sentence_transformers_settings(model_dir: Path, base: EncoderSettings) -> En
     pooling = base.pooling
     if "Pooling" in types:
         config = _read_json(model_dir / types["Pooling"].get("path", "") / "config.json")
-        if config.get("pooling_mode_cls_token"):
-            pooling = "cls"
-        elif config.get("pooling_mode_mean_tokens"):
-            pooling = "mean"
-        else:
-            modes = [k for k, v in config.items() if k.startswith("pooling_mode") and v]
-            raise SimlmError(f"{model_dir}: pooling {modes} is not supported; pass --pooling cls|mean")
-    max_length = base.passage_max_length
-    st_config = model_dir / "sentence_bert_config.json"
-    if st_config.is_file():
-        max_length = int(_read_json(st_config).get("max_seq_length") or max_length)
+        pooling = _st_pooling(model_dir, config)
     return replace(
         base,
         pooling=pooling,
         normalize="Normalize" in types,
-        query_max_length=max_length,
-        passage_max_length=max_length,
+        query_max_length=_st_max_length(model_dir, base.passage_max_length),
+        passage_max_length=_st_max_length(model_dir, base.passage_max_length),
         passage_format="concat",
         source="sentence-transformers config",
     )
+
+
+def _st_pooling(model_dir: Path, config: dict[str, Any]) -> str:
+    """Pooling from a Pooling module config: `pooling_mode` (sentence-transformers >= 5) or the older flags."""
+    mode = config.get("pooling_mode")
+    if mode is None:
+        mode = (
+            "cls"
+            if config.get("pooling_mode_cls_token")
+            else "mean"
+            if config.get("pooling_mode_mean_tokens")
+            else None
+        )
+        if mode is None:
+            mode = [k for k, v in config.items() if k.startswith("pooling_mode") and v]
+    if mode in ("cls", "mean"):
+        return mode
+    raise SimlmError(f"{model_dir}: pooling {mode} is not supported; pass --pooling cls|mean")
+
+
+def _st_max_length(model_dir: Path, default: int) -> int:
+    """`max_seq_length` (sentence_bert_config.json), else the tokenizer's `model_max_length` where sane."""
+    st_config = model_dir / "sentence_bert_config.json"
+    if st_config.is_file() and _read_json(st_config).get("max_seq_length"):
+        return int(_read_json(st_config)["max_seq_length"])
+    tokenizer_config = model_dir / "tokenizer_config.json"
+    if tokenizer_config.is_file():
+        limit = _read_json(tokenizer_config).get("model_max_length")
+        if isinstance(limit, int) and 1 < limit <= 100_000:  # transformers writes 1e30 for "no limit"
+            return limit
+    return default
 
 
 def resolve_settings(model: str | None, **overrides: Any) -> EncoderSettings:

@@ -80,6 +80,10 @@ def encode_corpus(config: EncodeConfig, runtime: Runtime | None = None) -> dict:
     if config.output is None and sys.stdout.isatty():
         raise SimlmError("refusing to write binary embeddings to a terminal: pass --output FILE or pipe")
 
+    # Read (and so validate) the first chunk before loading the model or printing anything: a bad corpus
+    # then fails fast, with its error as the only line.
+    chunks = _chunks(passages, config.chunk_size)
+    first_chunk = next(chunks, [])
     s = config.settings
     encoder = Encoder(s, runtime, batch_size=config.batch_size)
     info(
@@ -106,9 +110,9 @@ def encode_corpus(config: EncodeConfig, runtime: Runtime | None = None) -> dict:
             rate = done / (time.perf_counter() - started)
             bar.update(task, advance=n, rate=f"{rate:,.1f} passages/s")
 
-        for chunk in _chunks(passages, config.chunk_size):
-            writer.write([p.id for p in chunk], encoder.encode_passages(chunk, advance))
-        bar.update(task, total=writer.count, completed=writer.count)
+        for chunk in itertools.chain([first_chunk], chunks):
+            if chunk:
+                writer.write([p.id for p in chunk], encoder.encode_passages(chunk, advance))
         writer.close()
     seconds = time.perf_counter() - started
     summary = {

@@ -63,15 +63,16 @@ def check_qrels_documents(config: SearchConfig, contains, partial_index: bool = 
     if not config.qrels:
         return
     qrels = read_qrels(config.qrels)
-    judged = {(d, qrels.first_line[q]) for q, docs in qrels.judgments.items() for d in docs}
-    missing = sorted((line, d) for d, line in judged if not contains(d))
+    judged = {d for docs in qrels.judgments.values() for d in docs}
+    missing = sorted((line, d) for (_, d), line in qrels.line_of.items() if not contains(d))
+    missing_docs = {d for _, d in missing}
     if not missing:
         return
-    if len(missing) == len(judged) and not partial_index:
+    if len(missing_docs) == len(judged) and not partial_index:
         raise InputError(config.qrels, f"no judged document is in the index {config.index} (wrong corpus?)")
     line, docid = missing[0]
     warn(
-        f"{len(missing)} of {len(judged)} judged documents are not in the index (first: {docid!r}, "
+        f"{len(missing_docs)} of {len(judged)} judged documents are not in the index (first: {docid!r}, "
         f"{config.qrels}:{line}); they cannot be retrieved"
     )
 

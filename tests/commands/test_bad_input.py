@@ -1,0 +1,331 @@
+"""Bad input through the real CLI: a non-zero exit, one `simlm: error:` line that names the file and line, no
+traceback, and no partial output (nor a temporary file) left behind.
+
+All the commands are prepared and started together by the module fixture `results` (each CLI process spends
+seconds importing torch); the tests look up their own case.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import re
+import shutil
+import subprocess
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+GOOD = [{"_id": "d1", "title": "Protein folding", "text": "Proteins fold."}, {"_id": "d2", "text": "Genes."}]
+
+
+def jsonl(records) -> bytes:
+    return "".join(json.dumps(r) + "\n" for r in records).encode()
+
+
+@dataclass
+class Case:
+    """One bad input: how to build it (`setup(ctx, tmp) -> args, stdin`), where the command would have written,
+    and what the one error line must contain (`{tmp}` stands for the case's directory)."""
+
+    setup: Callable[[SimpleNamespace, Path], tuple[list, bytes | None]]
+    output: str  # relative to the case directory
+    expect: list[str]
+    preamble: str | None = None  # a known extra stderr line before the error (progress/info), as a regex
+    bug: str | None = None  # a simlm bug makes this case fail today (strict xfail)
+    exit_zero: bool = False  # not an error: a warning, and the command succeeds
+
+
+def corpus_file(name: str, content: bytes) -> Callable[[Path], Path]:
+    def make(tmp: Path) -> Path:
+        path = tmp / name
+        path.write_bytes(content)
+        return path
+
+    return make
+
+
+CORPORA = {
+    "malformed-json": (corpus_file("corpus.jsonl", jsonl(GOOD) + b'{"_id": "d3", "text": \n'), ["corpus.jsonl:3: ", "malformed JSON"]),
+    "missing-id": (corpus_file("corpus.jsonl", jsonl([GOOD[0], {"title": "t", "text": "x"}])), ["corpus.jsonl:2: field '_id': missing"]),
+    "duplicate-id": (corpus_file("corpus.jsonl", jsonl([*GOOD, {"_id": "d1", "text": "again"}])), ["corpus.jsonl:3: duplicate id 'd1'"]),
+    "empty-corpus": (corpus_file("corpus.jsonl", b""), ["corpus.jsonl: empty corpus"]),
+    "invalid-utf8": (corpus_file("corpus.jsonl", jsonl(GOOD[:1]) + b'{"_id": "d2", "text": "caf\xe9"}\n'), ["corpus.jsonl:2: invalid UTF-8"]),
+}  # fmt: skip
+
+ENCODE_PREAMBLE = r"^(simlm: encoding .*|encode\s.*)$"  # the settings line and the progress bar's last state
+INDEX_PREAMBLE = r"^index\s.*$"  # the progress bar's last state
+
+
+def located(expect: list[str]) -> list[str]:
+    """'corpus.jsonl:3: ...' fragments name the file by its full path, which lies in the case directory."""
+    return [f"{{tmp}}/{e}" if re.match(r"^[\w.]+(:\d+)?: ", e) else e for e in expect]
+
+
+def encode_case(make: Callable[[Path], Path], expect: list[str], bug: str | None = None) -> Case:
+    def setup(ctx, tmp):
+        args = [
+            "encode",
+            "--model",
+            ctx.model,
+            "--corpus",
+            make(tmp),
+            "--device",
+            "cpu",
+            "--output",
+            tmp / "out" / "x.emb",
+        ]
+        return args, None
+
+    return Case(setup, "out/x.emb", located(expect), ENCODE_PREAMBLE, bug)
+
+
+def bm25_case(make: Callable[[Path], Path], expect: list[str]) -> Case:
+    def setup(ctx, tmp):
+        return ["index", "--bm25", "--corpus", make(tmp), "--output", tmp / "out" / "idx"], None
+
+    return Case(setup, "out/idx", located(expect))
+
+
+def stream_case(cut: Callable[[bytes], bytes], expect: list[str], preamble: str | None = None) -> Case:
+    def setup(ctx, tmp):
+        return ["index", "--output", tmp / "out" / "idx"], cut(ctx.stream.read_bytes())
+
+    return Case(setup, "out/idx", expect, preamble)
+
+
+def qrels_case(lines: str, expect: list[str], exit_zero: bool = False) -> Case:
+    def setup(ctx, tmp):
+        qrels = tmp / "qrels.tsv"
+        qrels.write_text("query-id\tcorpus-id\tscore\n" + lines)
+        args = ["search", "--index", ctx.index, "--queries", ctx.data.queries, "--qrels", qrels]
+        return [*args, "--output", tmp / "out" / "run.trec"], None
+
+    return Case(setup, "out/run.trec", expect, exit_zero=exit_zero)
+
+
+def broken_index_case(damage: Callable[[Path], None], expect: list[str]) -> Case:
+    def setup(ctx, tmp):
+        index = tmp / "idx"
+        shutil.copytree(ctx.index, index)
+        damage(index)
+        args = ["search", "--index", index, "--queries", ctx.data.queries, "--qrels", ctx.data.qrels]
+        return [*args, "--output", tmp / "out" / "run.trec"], None
+
+    return Case(setup, "out/run.trec", expect)
+
+
+def _edit_meta(index: Path, **changes) -> None:
+    meta = json.loads((index / "meta.json").read_text())
+    (index / "meta.json").write_text(json.dumps(meta | changes))
+
+
+def _truncate(path: Path) -> None:
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+
+def evaluate_case(run_lines: str, extra: list[str], expect: list[str], exit_zero: bool = False) -> Case:
+    def setup(ctx, tmp):
+        run = tmp / "run.trec"
+        run.write_text(run_lines)
+        args = ["evaluate", "--qrels", ctx.data.qrels, "--run", run, "--json", *extra]
+        return [*args, "--per-query", tmp / "out" / "per-query.tsv"], None
+
+    return Case(setup, "out/per-query.tsv", expect, exit_zero=exit_zero)
+
+
+def _corrupt_gzip(tmp: Path) -> Path:
+    data = bytearray(gzip.compress(jsonl({"_id": f"d{i}", "text": f"passage {i}"} for i in range(2000))))
+    for j in range(40, 60):
+        data[j] ^= 0xFF
+    path = tmp / "corpus.jsonl.gz"
+    path.write_bytes(bytes(data))
+    return path
+
+
+def _truncated_gzip(tmp: Path) -> Path:
+    data = gzip.compress(jsonl({"_id": f"d{i}", "text": f"passage {i}"} for i in range(2000)))
+    path = tmp / "corpus.jsonl.gz"
+    path.write_bytes(data[: len(data) // 2])
+    return path
+
+
+JUDGED_RUN = "q1 Q0 d1 1 0.9 t\nq2 Q0 d4 1 0.8 t\n"
+CASES: dict[str, Case] = {
+    **{f"encode-{name}": encode_case(make, expect) for name, (make, expect) in CORPORA.items()},
+    **{f"bm25-{name}": bm25_case(make, expect) for name, (make, expect) in CORPORA.items()},
+    "encode-corrupt-gzip": encode_case(
+        _corrupt_gzip, ["corpus.jsonl.gz"]
+    ),
+    "encode-truncated-gzip": encode_case(
+        _truncated_gzip,
+        ["corpus.jsonl.gz"],
+    ),
+    "search-qrels-query-not-in-queries": qrels_case(
+        "q1\td1\t1\nq9\td2\t1\n", ["{tmp}/qrels.tsv:3: query 'q9' is judged but not in", "queries.jsonl"]
+    ),
+    "search-no-judged-document-in-index": qrels_case(
+        "q1\tx1\t1\nq2\tx2\t1\n", ["{tmp}/qrels.tsv: no judged document is in the index"]
+    ),
+    "search-some-judged-documents-missing": qrels_case(
+        "q1\td1\t1\nq1\tx1\t1\nq2\td4\t1\n",
+        ["simlm: warning: 1 of 3 judged documents are not in the index (first: 'x1', {tmp}/qrels.tsv:"],
+        exit_zero=True,
+    ),
+    "search-index-without-docids": broken_index_case(
+        lambda index: (index / "docids.txt").unlink(), ["{tmp}/idx/docids.txt: missing"]
+    ),
+    "search-index-truncated-faiss": broken_index_case(
+        lambda index: _truncate(index / "index.faiss"), ["{tmp}/idx/index.faiss: corrupt or unreadable faiss index"]
+    ),
+    "search-index-wrong-count": broken_index_case(
+        lambda index: _edit_meta(index, count=13), ["{tmp}/idx: corrupt index: meta.json says 13 vectors"]
+    ),
+    "search-index-garbage-meta": broken_index_case(
+        lambda index: (index / "meta.json").write_text("{garbage"), ["{tmp}/idx/meta.json: corrupt index metadata"]
+    ),
+    "search-index-wrong-kind": broken_index_case(
+        lambda index: _edit_meta(index, kind="something"), ["{tmp}/idx/meta.json: field 'kind' must be"]
+    ),
+    "evaluate-unjudged-query": evaluate_case(
+        JUDGED_RUN + "q9 Q0 d1 1 0.9 t\n", [], ["{tmp}/run.trec:3: query 'q9' is not judged", "--ignore-unjudged"]
+    ),
+    "evaluate-ignore-unjudged": evaluate_case(JUDGED_RUN + "q9 Q0 d1 1 0.9 t\n", ["--ignore-unjudged"], [], True),
+    "evaluate-unknown-metric": evaluate_case(JUDGED_RUN, ["-M", "ndcg@10", "-M", "bleu"], ["--metric 'bleu': unknown metric"]),
+    "evaluate-duplicate-document": evaluate_case(
+        JUDGED_RUN + "q1 Q0 d1 2 0.1 t\n", [], ["{tmp}/run.trec:3: document 'd1' appears twice for query 'q1'"]
+    ),
+    "index-stream-without-end-marker": stream_case(lambda b: b[:-9], ["<stdin>: ", "truncated"], INDEX_PREAMBLE),
+    "index-stream-cut-in-end-marker": stream_case(lambda b: b[:-3], ["<stdin>: ", "truncated"], INDEX_PREAMBLE),
+    "index-stream-cut-mid-block": stream_case(lambda b: b[: len(b) // 2], ["<stdin>: ", "truncated"], INDEX_PREAMBLE),
+    "index-stream-cut-in-header": stream_case(lambda b: b[:20], ["<stdin>: ", "truncated"]),
+    "index-not-a-stream": stream_case(lambda b: b"query-id\tcorpus-id\tscore\n" * 10, ["<stdin>: not a simlm embedding stream"]),
+    "index-empty-stdin": stream_case(lambda b: b"", ["<stdin>: ", "truncated"]),
+}  # fmt: skip
+
+
+def _two_streams(second: Callable[[SimpleNamespace, Path], Path]) -> Callable:
+    def setup(ctx, tmp):
+        return ["index", ctx.stream, second(ctx, tmp), "--output", tmp / "out" / "idx"], None
+
+    return setup
+
+
+def _copy_stream(ctx, tmp) -> Path:
+    shutil.copy(ctx.stream, tmp / "again.emb")
+    return tmp / "again.emb"
+
+
+CASES.update(
+    {
+        "index-duplicate-ids-across-streams": Case(
+            _two_streams(_copy_stream), "out/idx", ["{tmp}/again.emb: duplicate document id 'd1'"], INDEX_PREAMBLE
+        ),
+        "index-streams-of-different-encoders": Case(
+            _two_streams(lambda ctx, tmp: ctx.st_stream),
+            "out/idx",
+            ["st.emb: made by a different encoder"],
+            INDEX_PREAMBLE,
+        ),
+        "index-ivfpq-on-too-few-vectors": Case(
+            lambda ctx, tmp: (["index", ctx.stream, "--type", "ivfpq", "--output", tmp / "out" / "idx"], None),
+            "out/idx",
+            ["--type ivfpq needs at least 256 vectors"],
+            INDEX_PREAMBLE,
+        ),
+        "index-missing-stream-file": Case(
+            lambda ctx, tmp: (["index", tmp / "absent.emb", "--output", tmp / "out" / "idx"], None),
+            "out/idx",
+            ["{tmp}/absent.emb: no such embedding file"],
+        ),
+    }
+)
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory, dense, tiny_bert_dir, cli_jobs) -> dict[str, tuple[Path, subprocess.CompletedProcess]]:
+    assert dense.done["encode-file"].returncode == 0 and dense.done["index-file"].returncode == 0
+    ctx = SimpleNamespace(
+        model=tiny_bert_dir,
+        data=dense.data,
+        stream=dense.work / "tiny.emb",
+        st_stream=dense.work / "st.emb",
+        index=dense.work / "idx-file",
+    )
+    started = {}
+    for name, case in CASES.items():
+        tmp = tmp_path_factory.mktemp(name)
+        args, stdin = case.setup(ctx, tmp)
+        started[name] = (tmp, cli_jobs.run(args, input=stdin, cwd=tmp))
+    return {name: (tmp, future.result()) for name, (tmp, future) in started.items()}
+
+
+def params(select: Callable[[Case], bool], xfail_when: Callable[[Case], str | None] = lambda case: case.bug):
+    out = []
+    for name, case in CASES.items():
+        if not select(case):
+            continue
+        reason = xfail_when(case)
+        marks = [pytest.mark.xfail(strict=True, reason=reason)] if reason else []
+        out.append(pytest.param(name, id=name, marks=marks))
+    return out
+
+
+def error_lines(stderr: str) -> list[str]:
+    return [line for line in stderr.splitlines() if line.strip()]
+
+
+@pytest.mark.parametrize("name", params(lambda case: not case.exit_zero))
+def test_error_is_reported_cleanly(results, name: str) -> None:
+    case = CASES[name]
+    tmp, done = results[name]
+    assert done.returncode == 2, (done.returncode, done.stderr)
+    assert "Traceback" not in done.stderr, done.stderr
+    lines = error_lines(done.stderr)
+    errors = [line for line in lines if line.startswith("simlm: error: ")]
+    assert len(errors) == 1 and lines[-1] == errors[0], done.stderr
+    for line in lines[:-1]:  # anything before the error is a known preamble, never a warning or a traceback
+        assert case.preamble and re.match(case.preamble, line), done.stderr
+    for fragment in case.expect:
+        assert fragment.format(tmp=tmp) in errors[0], (fragment.format(tmp=tmp), errors[0])
+    # No partial output, and no temporary file or directory beside where it would have gone.
+    output = tmp / case.output
+    assert not output.exists()
+    if output.parent.exists():
+        assert not [p.name for p in output.parent.iterdir() if p.name.startswith(".")]
+
+
+@pytest.mark.parametrize(
+    "name",
+    params(lambda case: not case.exit_zero),
+)
+def test_error_is_the_only_stderr_line(results, name: str) -> None:
+    tmp, done = results[name]
+    lines = error_lines(done.stderr)
+    assert len(lines) == 1 and lines[0].startswith("simlm: error: "), done.stderr
+
+
+def test_some_judged_documents_missing_is_a_warning(results) -> None:
+    tmp, done = results["search-some-judged-documents-missing"]
+    assert done.returncode == 0, done.stderr
+    assert "Traceback" not in done.stderr
+    assert CASES["search-some-judged-documents-missing"].expect[0].format(tmp=tmp) in done.stderr
+    run = (tmp / "out" / "run.trec").read_text().splitlines()
+    assert {line.split()[0] for line in run} == {"q1", "q2"}  # only judged queries are searched
+
+
+def test_missing_judged_document_warning_names_its_own_line(results) -> None:
+    tmp, done = results["search-some-judged-documents-missing"]
+    assert f"{tmp}/qrels.tsv:3)" in done.stderr, done.stderr
+
+
+def test_ignore_unjudged_makes_evaluate_pass(results) -> None:
+    tmp, done = results["evaluate-ignore-unjudged"]
+    assert done.returncode == 0, done.stderr
+    values = json.loads(done.stdout)
+    assert set(values) == {"mrr@10", "recall@50", "recall@1000", "ndcg@10"}
+    assert all(0.0 <= v <= 1.0 for v in values.values())
+    assert (tmp / "out" / "per-query.tsv").is_file()

@@ -1,0 +1,199 @@
+"""simlm_cli.io.files: line reading (UTF-8, .gz, stdin), and atomic outputs that never leave partial files."""
+
+from __future__ import annotations
+
+import gzip
+import os
+import stat
+from pathlib import Path
+
+import pytest
+
+from simlm_cli.errors import InputError, SimlmError
+from simlm_cli.io.files import (
+    atomic_directory,
+    atomic_output,
+    count_lines,
+    first_content_line,
+    iter_lines,
+    open_binary,
+)
+
+
+def siblings(directory: Path) -> list[str]:
+    return sorted(p.name for p in directory.iterdir())
+
+
+# -- reading ---------------------------------------------------------------------------------------------------
+def test_iter_lines_numbers_lines_and_strips_line_endings(tmp_path: Path) -> None:
+    path = tmp_path / "a.txt"
+    path.write_bytes(b"one\r\ntwo\n\nfour")
+    assert list(iter_lines(path)) == [(1, "one"), (2, "two"), (3, ""), (4, "four")]
+
+
+def test_iter_lines_reads_gzip_transparently(tmp_path: Path) -> None:
+    path = tmp_path / "a.txt.gz"
+    path.write_bytes(gzip.compress("één\ntwo\n".encode()))
+    assert list(iter_lines(path)) == [(1, "één"), (2, "two")]
+
+
+def test_invalid_utf8_names_file_and_line(tmp_path: Path) -> None:
+    path = tmp_path / "bad.txt"
+    path.write_bytes(b"fine\nalso fine\nbad \xff byte\n")
+    with pytest.raises(InputError) as caught:
+        list(iter_lines(path))
+    assert f"{path}:3:" in str(caught.value)
+    assert "UTF-8" in str(caught.value)
+    assert caught.value.line == 3
+
+
+def test_truncated_gzip_is_an_input_error(tmp_path: Path) -> None:
+    path = tmp_path / "cut.txt.gz"
+    data = gzip.compress(b"".join(b"line %d\n" % i for i in range(5000)))
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(InputError, match="cannot read"):
+        list(iter_lines(path))
+
+
+def _corrupt_gzip(path: Path) -> Path:
+    data = bytearray(gzip.compress(b"".join(b'{"_id": "d%d", "text": "hello %d"}\n' % (i, i) for i in range(2000))))
+    for j in range(40, 60):
+        data[j] ^= 0xFF
+    path.write_bytes(bytes(data))
+    return path
+
+
+def test_corrupt_gzip_is_an_input_error(tmp_path: Path) -> None:
+    path = _corrupt_gzip(tmp_path / "corrupt.txt.gz")
+    with pytest.raises(InputError):
+        list(iter_lines(path))
+
+
+def test_count_lines_of_truncated_gzip_is_an_input_error(tmp_path: Path) -> None:
+    path = tmp_path / "cut.txt.gz"
+    data = gzip.compress(b"".join(b"line %d\n" % i for i in range(5000)))
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(InputError):
+        count_lines(path)
+
+
+def test_open_binary_errors(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="no such file") as caught:
+        open_binary(tmp_path / "absent.txt")
+    assert str(tmp_path / "absent.txt") in str(caught.value)
+    with pytest.raises(InputError, match="is a directory"):
+        open_binary(tmp_path)
+
+
+def test_first_content_line_skips_blank_lines(tmp_path: Path) -> None:
+    path = tmp_path / "a.txt"
+    path.write_text("\n   \nfirst\nsecond\n")
+    assert first_content_line(path) == (3, "first")
+    empty = tmp_path / "empty.txt"
+    empty.write_text("\n\n")
+    assert first_content_line(empty) is None
+
+
+def test_count_lines(tmp_path: Path) -> None:
+    path = tmp_path / "a.txt.gz"
+    path.write_bytes(gzip.compress(b"a\nb\nc\n"))
+    assert count_lines(path) == 3
+    assert count_lines("-") == 0
+
+
+# -- atomic_output ---------------------------------------------------------------------------------------------
+def test_atomic_output_writes_on_success(tmp_path: Path) -> None:
+    target = tmp_path / "sub" / "out.txt"
+    with atomic_output(target) as handle:
+        handle.write("héllo\n")
+        assert not target.exists()  # nothing visible until the block ends
+    assert target.read_text(encoding="utf-8") == "héllo\n"
+    assert siblings(target.parent) == ["out.txt"]
+
+
+def test_atomic_output_binary_mode(tmp_path: Path) -> None:
+    target = tmp_path / "out.bin"
+    with atomic_output(target, "wb") as handle:
+        handle.write(b"\x00\x01")
+    assert target.read_bytes() == b"\x00\x01"
+
+
+def test_atomic_output_leaves_nothing_when_the_block_raises(tmp_path: Path) -> None:
+    target = tmp_path / "out.txt"
+    with pytest.raises(RuntimeError), atomic_output(target) as handle:
+        handle.write("partial")
+        raise RuntimeError("boom")
+    assert siblings(tmp_path) == []
+
+
+def test_atomic_output_keeps_an_earlier_file_when_the_block_raises(tmp_path: Path) -> None:
+    target = tmp_path / "out.txt"
+    target.write_text("earlier")
+    with pytest.raises(InputError), atomic_output(target) as handle:
+        handle.write("partial")
+        raise InputError("x", "bad input")
+    assert target.read_text() == "earlier"
+    assert siblings(tmp_path) == ["out.txt"]
+
+
+def test_atomic_output_cleans_up_on_keyboard_interrupt(tmp_path: Path) -> None:
+    target = tmp_path / "out.txt"
+    with pytest.raises(KeyboardInterrupt), atomic_output(target) as handle:
+        handle.write("partial")
+        raise KeyboardInterrupt
+    assert siblings(tmp_path) == []
+
+
+def test_atomic_output_replaces_an_earlier_file_on_success(tmp_path: Path) -> None:
+    target = tmp_path / "out.txt"
+    target.write_text("earlier")
+    with atomic_output(target) as handle:
+        handle.write("new")
+    assert target.read_text() == "new"
+    assert siblings(tmp_path) == ["out.txt"]
+
+
+def test_atomic_output_respects_the_umask(tmp_path: Path) -> None:
+    old = os.umask(0o022)
+    try:
+        with atomic_output(tmp_path / "out.txt") as handle:
+            handle.write("x")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "out.txt").stat().st_mode) == 0o644
+
+
+# -- atomic_directory ------------------------------------------------------------------------------------------
+def test_atomic_directory_creates_and_replaces(tmp_path: Path) -> None:
+    target = tmp_path / "idx"
+    with atomic_directory(target) as tmp:
+        (tmp / "a").write_text("1")
+        assert not target.exists()
+    assert siblings(target) == ["a"]
+    with atomic_directory(target) as tmp:
+        (tmp / "b").write_text("2")
+    assert siblings(target) == ["b"]
+    assert siblings(tmp_path) == ["idx"]
+
+
+def test_atomic_directory_leaves_nothing_on_failure_and_keeps_an_earlier_one(tmp_path: Path) -> None:
+    target = tmp_path / "idx"
+    with pytest.raises(RuntimeError), atomic_directory(target) as tmp:
+        (tmp / "a").write_text("1")
+        raise RuntimeError("boom")
+    assert siblings(tmp_path) == []
+    target.mkdir()
+    (target / "old").write_text("old")
+    with pytest.raises(RuntimeError), atomic_directory(target) as tmp:
+        (tmp / "a").write_text("1")
+        raise RuntimeError("boom")
+    assert siblings(tmp_path) == ["idx"]
+    assert siblings(target) == ["old"]
+
+
+def test_atomic_directory_refuses_a_file(tmp_path: Path) -> None:
+    target = tmp_path / "idx"
+    target.write_text("not a directory")
+    with pytest.raises(SimlmError, match="not a directory"), atomic_directory(target):
+        pass
+    assert target.read_text() == "not a directory"

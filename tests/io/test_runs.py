@@ -1,0 +1,135 @@
+"""simlm_cli.io.runs: TREC and MS MARCO runs, written atomically and read back."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from simlm_cli.errors import InputError
+from simlm_cli.io.runs import RunFormat, detect_run_format, format_for_output, read_run, write_run
+
+RANKINGS = [
+    ("q1", ["d3", "d1", "d2"], [0.9, 0.5, -0.25]),
+    ("q2", ["d2"], [1.0]),
+    ("q3", [], []),
+]
+
+
+def write(path: Path, text: str) -> Path:
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def input_error(path: Path, fmt: RunFormat = RunFormat.auto) -> InputError:
+    with pytest.raises(InputError) as caught:
+        read_run(path, fmt)
+    return caught.value
+
+
+def test_trec_round_trip(tmp_path: Path) -> None:
+    path = tmp_path / "run.trec"
+    assert write_run(path, RANKINGS, tag="mytag") == 3
+    assert path.read_text().splitlines() == [
+        "q1 Q0 d3 1 0.900000 mytag",
+        "q1 Q0 d1 2 0.500000 mytag",
+        "q1 Q0 d2 3 -0.250000 mytag",
+        "q2 Q0 d2 1 1.000000 mytag",
+    ]
+    assert detect_run_format(path) is RunFormat.trec
+    run = read_run(path)
+    assert run.scores == {"q1": {"d3": 0.9, "d1": 0.5, "d2": -0.25}, "q2": {"d2": 1.0}}
+    assert run.first_line == {"q1": 1, "q2": 4}
+
+
+def test_msmarco_round_trip(tmp_path: Path) -> None:
+    path = tmp_path / "run.tsv"
+    write_run(path, RANKINGS)  # auto: .tsv is MS MARCO
+    assert path.read_text().splitlines() == ["q1\td3\t1", "q1\td1\t2", "q1\td2\t3", "q2\td2\t1"]
+    assert detect_run_format(path) is RunFormat.msmarco
+    run = read_run(path)
+    # Ranks only: the score is -rank, which keeps the order.
+    assert run.scores == {"q1": {"d3": -1.0, "d1": -2.0, "d2": -3.0}, "q2": {"d2": -1.0}}
+    assert sorted(run.scores["q1"], key=run.scores["q1"].get, reverse=True) == ["d3", "d1", "d2"]
+
+
+def test_forced_formats(tmp_path: Path) -> None:
+    trec_in_tsv = tmp_path / "run.tsv"
+    write_run(trec_in_tsv, RANKINGS, RunFormat.trec)
+    assert trec_in_tsv.read_text().startswith("q1 Q0 d3 1 0.900000 simlm\n")
+    msmarco = tmp_path / "run.txt"
+    write_run(msmarco, RANKINGS, RunFormat.msmarco)
+    assert msmarco.read_text().startswith("q1\td3\t1\n")
+    assert read_run(msmarco, RunFormat.msmarco).scores["q2"] == {"d2": -1.0}
+
+
+def test_format_for_output() -> None:
+    assert format_for_output("run.tsv", RunFormat.auto) is RunFormat.msmarco
+    assert format_for_output("run.tsv.gz", RunFormat.auto) is RunFormat.msmarco
+    assert format_for_output("run.trec", RunFormat.auto) is RunFormat.trec
+    assert format_for_output("-", RunFormat.auto) is RunFormat.trec
+    assert format_for_output("run.tsv", RunFormat.trec) is RunFormat.trec
+
+
+def test_gzip_run_round_trip(tmp_path: Path) -> None:
+    path = tmp_path / "run.tsv.gz"
+    write_run(path, RANKINGS)
+    assert read_run(path).scores["q2"] == {"d2": -1.0}
+
+
+def test_write_to_stdout(capsys: pytest.CaptureFixture[str]) -> None:
+    assert write_run(None, RANKINGS[:1], RunFormat.auto) == 1
+    assert capsys.readouterr().out.splitlines()[0] == "q1 Q0 d3 1 0.900000 simlm"
+
+
+def test_write_is_atomic(tmp_path: Path) -> None:
+    path = write(tmp_path / "run.trec", "earlier\n")
+
+    def rankings():
+        yield RANKINGS[0]
+        raise InputError("queries.tsv", "bad query", line=7)
+
+    with pytest.raises(InputError):
+        write_run(path, rankings())
+    assert path.read_text() == "earlier\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["run.trec"]
+
+
+def test_deep_rankings_get_their_own_ranks(tmp_path: Path) -> None:
+    path = tmp_path / "run.tsv"
+    docids = [f"d{i}" for i in range(1500)]
+    write_run(path, [("q", docids, [0.0] * 1500)])
+    assert path.read_text().splitlines()[-1] == "q\td1499\t1500"
+
+
+def test_duplicate_document_in_a_run(tmp_path: Path) -> None:
+    path = write(tmp_path / "run.trec", "q1 Q0 d1 1 0.9 t\nq1 Q0 d2 2 0.8 t\nq1 Q0 d1 3 0.7 t\n")
+    assert str(input_error(path)) == f"{path}:3: document 'd1' appears twice for query 'q1'"
+
+
+def test_same_document_for_two_queries_is_fine(tmp_path: Path) -> None:
+    path = write(tmp_path / "run.tsv", "q1\td1\t1\nq2\td1\t1\n")
+    assert read_run(path).scores == {"q1": {"d1": -1.0}, "q2": {"d1": -1.0}}
+
+
+def test_wrong_column_count(tmp_path: Path) -> None:
+    path = write(tmp_path / "run.trec", "q1 Q0 d1 1 0.9 t\nq1 Q0 d2 2 0.8\n")
+    assert str(input_error(path)) == f"{path}:2: expected 6 columns (trec run), got 5"
+
+
+def test_score_not_a_number(tmp_path: Path) -> None:
+    path = write(tmp_path / "run.trec", "q1 Q0 d1 1 high t\n")
+    assert str(input_error(path)) == f"{path}:1: field 'score': 'high' is not a number"
+    tsv = write(tmp_path / "run.tsv", "q1\td1\tfirst\n")
+    assert str(input_error(tsv)) == f"{tsv}:1: field 'rank': 'first' is not a number"
+
+
+def test_undetectable_format(tmp_path: Path) -> None:
+    path = write(tmp_path / "run.txt", "q1 d1 1 0.5\n")
+    assert str(input_error(path)).startswith(f"{path}:1: cannot tell the run format: 4 columns")
+
+
+@pytest.mark.parametrize("content", ["", "\n \n"])
+def test_empty_run(tmp_path: Path, content: str) -> None:
+    path = write(tmp_path / "run.trec", content)
+    assert str(input_error(path)) == f"{path}: empty run"
