@@ -11,18 +11,18 @@ import sys
 import typer
 
 from simlm_cli import __version__
-from simlm_cli.commands import encode, evaluate, index, search
+from simlm_cli.commands import encode, evaluate, index, pretrain, search
 from simlm_cli.errors import SimlmError
 
 app = typer.Typer(
     name="simlm",
-    help="Dense passage retrieval the SimLM way: encode, index, search and evaluate.",
+    help="Dense passage retrieval the SimLM way: pretrain, encode, index, search and evaluate.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
-for module in (encode, index, search, evaluate):
+for module in (encode, index, search, evaluate, pretrain):
     module.register(app)
 
 

@@ -1,0 +1,74 @@
+"""SimLM's replaced language modelling (Wang et al., 2022): a [CLS] bottleneck between encoder and shallow decoder."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from simlm_cli.training.objective import Generator, Objective, StepOutput, generator_options
+from simlm_cli.training.registry import Option
+
+
+class RLM(Objective):
+    """Encoder and decoder inputs are corrupted by a generator's samples; both predict the original everywhere.
+
+    Word-level masks are nested (encoder ⊂ decoder) and every masked position holds a token sampled from the
+    generator (the sample may equal the original). The decoder sees the encoder only through its last-layer
+    [CLS] vector, which replaces position 0 of the decoder's embedded input.
+    """
+
+    name = "rlm"
+    summary = "SimLM replaced language modelling: generator-corrupted encoder/decoder, [CLS] bottleneck"
+    options = (
+        Option("encoder-mask-rate", float, 0.30, "Share of words replaced in the encoder's input."),
+        Option("decoder-mask-rate", float, 0.50, "Share of words replaced in the decoder's input (superset)."),
+        Option("decoder-layers", int, 2, "Decoder depth; its layers start as copies of the encoder's last ones."),
+        *generator_options(),
+    )
+
+    @classmethod
+    def validate(cls, values: dict[str, Any]) -> None:
+        super().validate(values)
+        from simlm_cli.errors import SimlmError
+
+        if values["decoder_mask_rate"] < values["encoder_mask_rate"]:
+            raise SimlmError("--decoder-mask-rate must be >= --encoder-mask-rate (decoder masks are a superset)")
+
+    def __init__(self, model_path: str, tokenizer: Any, opts: dict[str, Any], log=print):
+        super().__init__(model_path, tokenizer, opts, log)
+        self.decoder = self.copy_last_layers(int(opts["decoder_layers"]))
+        self.generator = Generator(opts["generator"], tokenizer, self.mlm.config, bool(opts["train_generator"]), log)
+
+    def extra_config(self) -> dict[str, Any]:
+        return {"generator_config": self.generator.random_config}
+
+    def corrupt(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, rng: torch.Generator
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """(encoder ids, decoder ids, encoder mask, decoder mask, generator loss)."""
+        enc_mask, dec_mask = self.masker.masks(
+            input_ids, attention_mask, [self.opts["encoder_mask_rate"], self.opts["decoder_mask_rate"]], rng
+        )
+        sampled, gen_loss = self.generator(input_ids, attention_mask, dec_mask, rng)
+        dec_ids = input_ids.clone()
+        dec_ids[dec_mask] = sampled
+        enc_ids = torch.where(enc_mask, dec_ids, input_ids)
+        return enc_ids, dec_ids, enc_mask, dec_mask, gen_loss
+
+    def forward(self, batch: dict[str, torch.Tensor], rng: torch.Generator) -> StepOutput:
+        input_ids, attention_mask = batch["input_ids"], batch["attention_mask"]
+        enc_ids, dec_ids, _, dec_mask, gen_loss = self.corrupt(input_ids, attention_mask, rng)
+        real = attention_mask.bool()
+        enc_hidden = self.encode(enc_ids, attention_mask).last_hidden_state
+        enc_loss = self.mlm_loss(enc_hidden, input_ids, real)
+        dec_hidden = self.run_layers(self.decoder, enc_hidden[:, 0], dec_ids, attention_mask)
+        dec_loss = self.mlm_loss(dec_hidden, input_ids, real)
+        loss = enc_loss + dec_loss
+        parts = {"enc": enc_loss.detach(), "dec": dec_loss.detach()}
+        if gen_loss is not None:
+            loss = loss + self.opts["generator_loss_weight"] * gen_loss
+            parts["gen"] = gen_loss.detach()
+        changed = (dec_ids != input_ids) & dec_mask
+        ratio = changed.sum().float() / dec_mask.sum().clamp(min=1).float()
+        return StepOutput(loss, parts, ratio.detach())

@@ -1,0 +1,66 @@
+"""Replaced token detection on the RLM architecture: encoder and decoder each tell replaced from original tokens."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from simlm_cli.training.objective import Generator, Objective, StepOutput, freeze_unshared, generator_options
+from simlm_cli.training.registry import Option
+
+
+class RTD(Objective):
+    name = "rtd"
+    summary = "RLM architecture with binary replaced-or-original heads on the encoder and the decoder"
+    options = (
+        Option("encoder-mask-rate", float, 0.30, "Share of words replaced in the encoder's input."),
+        Option("decoder-mask-rate", float, 0.50, "Share of words replaced in the decoder's input (superset)."),
+        Option("decoder-layers", int, 2, "Decoder depth; its layers start as copies of the encoder's last ones."),
+        *generator_options(),
+    )
+
+    def __init__(self, model_path: str, tokenizer: Any, opts: dict[str, Any], log=print):
+        super().__init__(model_path, tokenizer, opts, log)
+        if opts["decoder_mask_rate"] < opts["encoder_mask_rate"]:
+            from simlm_cli.errors import SimlmError
+
+            raise SimlmError("--decoder-mask-rate must be >= --encoder-mask-rate (decoder masks are a superset)")
+        freeze_unshared(self.head, self.encoder)  # the MLM head is unused here; kept only for the saved format
+        hidden = self.mlm.config.hidden_size
+        self.decoder = self.copy_last_layers(int(opts["decoder_layers"]))
+        self.enc_rtd = nn.Linear(hidden, 1)
+        self.dec_rtd = nn.Linear(hidden, 1)
+        self.generator = Generator(opts["generator"], tokenizer, self.mlm.config, bool(opts["train_generator"]), log)
+
+    def extra_config(self) -> dict[str, Any]:
+        return {"generator_config": self.generator.random_config}
+
+    @staticmethod
+    def _rtd_loss(head: nn.Module, hidden: torch.Tensor, replaced: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
+        logits = head(hidden[real]).squeeze(-1).float()
+        return F.binary_cross_entropy_with_logits(logits, replaced[real].float())
+
+    def forward(self, batch: dict[str, torch.Tensor], rng: torch.Generator) -> StepOutput:
+        input_ids, attention_mask = batch["input_ids"], batch["attention_mask"]
+        real = attention_mask.bool()
+        enc_mask, dec_mask = self.masker.masks(
+            input_ids, attention_mask, [self.opts["encoder_mask_rate"], self.opts["decoder_mask_rate"]], rng
+        )
+        sampled, gen_loss = self.generator(input_ids, attention_mask, dec_mask, rng)
+        dec_ids = input_ids.clone()
+        dec_ids[dec_mask] = sampled
+        enc_ids = torch.where(enc_mask, dec_ids, input_ids)
+        enc_hidden = self.encode(enc_ids, attention_mask).last_hidden_state
+        enc_loss = self._rtd_loss(self.enc_rtd, enc_hidden, enc_ids != input_ids, real)
+        dec_hidden = self.run_layers(self.decoder, enc_hidden[:, 0], dec_ids, attention_mask)
+        dec_loss = self._rtd_loss(self.dec_rtd, dec_hidden, dec_ids != input_ids, real)
+        loss = enc_loss + dec_loss
+        parts = {"enc": enc_loss.detach(), "dec": dec_loss.detach()}
+        if gen_loss is not None:
+            loss = loss + self.opts["generator_loss_weight"] * gen_loss
+            parts["gen"] = gen_loss.detach()
+        ratio = ((dec_ids != input_ids) & dec_mask).sum().float() / dec_mask.sum().clamp(min=1).float()
+        return StepOutput(loss, parts, ratio.detach())

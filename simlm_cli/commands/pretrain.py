@@ -1,0 +1,171 @@
+"""`simlm pretrain`: continue pretraining an encoder with a pluggable objective (rlm, mlm, ...)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from simlm_cli.commands import options
+from simlm_cli.device import Precision
+from simlm_cli.io.corpus import CorpusFormat
+
+GENERIC_FLAGS = (
+    "--objective", "--corpus", "--output", "--model", "--corpus-format", "--option", "--max-steps", "--batch-size",
+    "--grad-accum", "--lr", "--weight-decay", "--warmup-steps", "--max-grad-norm", "--max-length", "--save-steps",
+    "--save-total-limit", "--log-steps", "--seed", "--device", "--precision", "--resume", "--dry-run",
+    "--list-objectives",
+)  # fmt: skip
+
+EPILOG = (
+    "Objective options go on the command line as --name value (or --option name=value); see "
+    "`simlm pretrain --list-objectives`, or `simlm pretrain --objective NAME --help` for one objective's options."
+)
+
+
+def _objective_help(ctx: typer.Context, value: str | None) -> str | None:
+    """Eager: when --objective comes before --help, the help lists that objective's own options."""
+    if value and not ctx.resilient_parsing:
+        try:
+            from simlm_cli.training.registry import describe_options, load_objective
+
+            text = describe_options(load_objective(value))
+            lines = text.splitlines()
+            ctx.command.epilog = "\n\n".join([f"Objective {lines[0]}", *[line.strip() for line in lines[1:]], EPILOG])
+        except Exception:  # an unknown name is reported by the command itself, not while building help
+            pass
+    return value
+
+
+def _list_objectives(value: bool) -> None:
+    if not value:
+        return
+    import sys
+
+    from simlm_cli.training.registry import all_objectives
+
+    objectives = all_objectives()
+    if sys.stdout.isatty():
+        from rich.table import Table
+
+        from simlm_cli.console import console
+
+        table = Table(title="simlm pretrain objectives (options: --name value)")
+        for column in ("objective", "option", "type", "default", "help"):
+            table.add_column(column, overflow="fold")
+        for name, cls in objectives.items():
+            table.add_row(f"[bold]{name}[/bold]", "", "", "", cls.summary)
+            for opt in cls.options:
+                table.add_row("", f"--{opt.name}", opt.type.__name__, repr(opt.default), opt.help)
+        console.print(table)
+    else:
+        for name, cls in objectives.items():
+            typer.echo(f"{name}\t{cls.summary}")
+            for opt in cls.options:
+                typer.echo(f"{name}\t--{opt.name}\t{opt.type.__name__}\t{opt.default!r}\t{opt.help}")
+    raise typer.Exit()
+
+
+def pretrain(
+    ctx: typer.Context,
+    objective: str = typer.Option(
+        "rlm",
+        "--objective",
+        is_eager=True,
+        callback=_objective_help,
+        help="Pretraining objective (a `simlm.objectives` entry point): rlm, mlm, enc-dec-mlm, rtd, autoencoder, condenser.",
+    ),
+    corpus: Path = typer.Option(
+        None, "--corpus", "-c", help="BEIR corpus.jsonl, MS MARCO/DPR TSV or Pyserini JSONL (.gz ok): title + text."
+    ),
+    output: Path = typer.Option(
+        None,
+        "--output",
+        "-o",
+        help="Directory: the encoder (HF format, for `simlm encode --model`), objective/ parts, checkpoints/, "
+        "train_log.jsonl and loss.png.",
+    ),
+    model: str = options.Model,
+    corpus_format: CorpusFormat = typer.Option(CorpusFormat.auto, "--corpus-format", help="Force the corpus format."),
+    option: list[str] = typer.Option(
+        None, "--option", "-O", help="An objective option as name=value (repeatable); same as --name value."
+    ),
+    max_steps: int = typer.Option(10000, "--max-steps", help="Optimizer steps."),
+    batch_size: int = typer.Option(
+        None, "--batch-size", help="Passages per process per micro-step. Default: 16 on CPU, 64 on GPU."
+    ),
+    grad_accum: int = typer.Option(1, "--grad-accum", help="Micro-steps accumulated per optimizer step."),
+    lr: float = typer.Option(1e-4, "--lr", help="Peak AdamW learning rate."),
+    weight_decay: float = typer.Option(0.01, "--weight-decay", help="AdamW weight decay (not on biases/norms)."),
+    warmup_steps: int = typer.Option(None, "--warmup-steps", help="Linear warmup steps. Default: 10% of --max-steps."),
+    max_grad_norm: float = typer.Option(1.0, "--max-grad-norm", help="Gradient clipping norm."),
+    max_length: int = typer.Option(144, "--max-length", help="Tokens per passage (title + text)."),
+    save_steps: int = typer.Option(1000, "--save-steps", help="Checkpoint every N steps (and at the end)."),
+    save_total_limit: int = typer.Option(2, "--save-total-limit", min=1, help="Checkpoints kept (the newest)."),
+    log_steps: int = typer.Option(10, "--log-steps", help="Log (stderr and train_log.jsonl) every N steps."),
+    seed: int = typer.Option(42, "--seed", help="Seeds initialisation, data order and masking."),
+    device: str = options.Device,
+    precision: Precision = options.PrecisionOpt,
+    resume: bool = typer.Option(
+        False, "--resume", help="Continue exactly from the newest checkpoint in --output/checkpoints."
+    ),
+    dry_run: bool = typer.Option(
+        False, "--dry-run", help="A few steps on a tiny batch of the first passages, for smoke tests."
+    ),
+    list_objectives: bool = typer.Option(
+        False,
+        "--list-objectives",
+        is_eager=True,
+        callback=_list_objectives,
+        help="List the installed objectives and their options, then exit.",
+    ),
+) -> None:
+    """Pretrain an encoder for retrieval with a pluggable objective (SimLM's RLM by default).
+
+    Under torchrun each process trains on its own shard of every batch (DDP; gloo on CPU, NCCL on CUDA).
+    """
+    from simlm_cli.console import info
+    from simlm_cli.errors import SimlmError
+    from simlm_cli.models.encoder import load_tokenizer
+    from simlm_cli.models.settings import resolve_model_path
+    from simlm_cli.training.objective import EXTRAS_DIR
+    from simlm_cli.training.registry import load_objective, parse_extra_args, resolve_options
+    from simlm_cli.training.trainer import TrainConfig, Trainer
+
+    if corpus is None:
+        raise SimlmError("--corpus is required")
+    if output is None:
+        raise SimlmError("--output is required")
+    cls = load_objective(objective)
+    pairs = parse_extra_args(list(ctx.args))
+    for item in option or []:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise SimlmError(f"--option {item!r}: expected name=value")
+        pairs.append((key.strip().lstrip("-"), value))
+    values = resolve_options(cls, pairs, GENERIC_FLAGS)
+    model_path = resolve_model_path(model)
+    tokenizer = load_tokenizer(model_path)
+
+    def build(path: str, tok, log):
+        built = cls(path, tok, values, log)
+        if (Path(path) / EXTRAS_DIR).is_dir():
+            built.load_extras(Path(path))
+        return built
+
+    config = TrainConfig(
+        objective=objective, corpus=str(corpus), output=str(output), objective_options=values, model=model,
+        corpus_format=corpus_format, max_steps=max_steps, batch_size=batch_size, grad_accum=grad_accum, lr=lr,
+        weight_decay=weight_decay, warmup_steps=warmup_steps, max_grad_norm=max_grad_norm, max_length=max_length,
+        save_steps=save_steps, save_total_limit=save_total_limit, log_steps=log_steps, seed=seed, device=device,
+        precision=precision, resume=resume, dry_run=dry_run,
+    )  # fmt: skip
+    Trainer(config, build, tokenizer, model_path, log=info).run()
+
+
+def register(app: typer.Typer) -> None:
+    app.command(
+        "pretrain",
+        context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+        epilog=EPILOG,
+    )(pretrain)

@@ -1,0 +1,1 @@
+"""Pretraining and (later) fine-tuning machinery: objectives registry, data, shared trainer."""

@@ -1,0 +1,64 @@
+"""Pretraining text: a corpus in any `simlm` format, in an order that is a pure function of (seed, epoch)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from simlm_cli.errors import InputError
+from simlm_cli.io.corpus import CorpusFormat, iter_corpus
+
+
+def load_texts(path: str, fmt: CorpusFormat = CorpusFormat.auto, limit: int | None = None) -> list[str]:
+    """Title + text of each passage, skipping empty ones; no usable text at all is a one-line error."""
+    texts: list[str] = []
+    for passage in iter_corpus(path, fmt, check_duplicates=False):
+        text = passage.joined().strip()
+        if text:
+            texts.append(text)
+            if limit is not None and len(texts) >= limit:
+                break
+    if not texts:
+        raise InputError(path, "no usable text: every passage's title and text are empty")
+    return texts
+
+
+@dataclass(frozen=True)
+class DataOrder:
+    """Micro-batch `i` of the whole run, for this rank: deterministic, so a resumed run skips straight to it.
+
+    Each epoch shuffles with `default_rng([seed, epoch])`; rank r takes every world-th passage of the shuffle
+    (ranks get disjoint, equal shares; the remainder is dropped that epoch).
+    """
+
+    size: int
+    batch_size: int
+    seed: int
+    rank: int = 0
+    world: int = 1
+
+    @property
+    def per_rank(self) -> int:
+        return max(1, self.size // self.world)
+
+    @property
+    def batches_per_epoch(self) -> int:
+        return -(-self.per_rank // self.batch_size)
+
+    def position(self, micro_batch: int) -> tuple[int, int]:
+        return divmod(micro_batch, self.batches_per_epoch)
+
+    def indices(self, micro_batch: int) -> np.ndarray:
+        epoch, index = self.position(micro_batch)
+        order = np.random.default_rng([self.seed, epoch]).permutation(self.size)
+        if self.size >= self.world:
+            order = order[: self.per_rank * self.world][self.rank :: self.world]
+        return order[index * self.batch_size : (index + 1) * self.batch_size]
+
+
+def tokenize(tokenizer: Any, texts: list[str], max_length: int) -> dict[str, Any]:
+    return tokenizer(
+        texts, max_length=max_length, truncation=True, padding=True, return_tensors="pt", return_token_type_ids=False
+    )

@@ -1,0 +1,303 @@
+"""The base class of pretraining objectives and the building blocks they share.
+
+An objective is a `torch.nn.Module` holding every trainable part (encoder with its MLM head, decoder, heads,
+generator). `forward(batch, rng)` returns a `StepOutput`; the trainer owns everything else.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from simlm_cli.errors import SimlmError
+from simlm_cli.training.masking import WordMasker
+from simlm_cli.training.registry import Option
+
+EXTRAS_DIR = "objective"  # beside the encoder in the output directory: decoder, heads, generator
+
+
+@dataclass
+class StepOutput:
+    loss: torch.Tensor
+    parts: dict[str, torch.Tensor] = field(default_factory=dict)  # detached loss components, e.g. enc, dec
+    replace_ratio: torch.Tensor | None = None  # share of masked positions whose token actually changed
+
+
+def _first_line(err: Exception) -> str:
+    lines = str(err).strip().splitlines()
+    return lines[0] if lines else type(err).__name__
+
+
+def load_masked_lm(model_path: str, log: Callable[[str], None]) -> nn.Module:
+    """An AutoModelForMaskedLM from safetensors weights; a missing MLM head is initialised, tied, and logged."""
+    from transformers import AutoModelForMaskedLM
+    from transformers.utils import logging
+
+    logging.disable_progress_bar()
+    logging.set_verbosity_error()
+    try:
+        model, info = AutoModelForMaskedLM.from_pretrained(model_path, use_safetensors=True, output_loading_info=True)
+    except (OSError, ValueError) as err:
+        raise SimlmError(f"cannot load {model_path!r} as a masked LM (safetensors only): {_first_line(err)}") from None
+    missing = [k for k in info.get("missing_keys", []) if not k.startswith(model.base_model_prefix + ".")]
+    if missing:
+        model.tie_weights()
+        log(f"{model_path}: no MLM head in the checkpoint; initialised one tied to the input embeddings")
+    return model
+
+
+def mlm_head(model: nn.Module) -> nn.Module:
+    for name in ("cls", "lm_head", "generator_lm_head"):
+        head = getattr(model, name, None)
+        if isinstance(head, nn.Module):
+            return head
+    raise SimlmError(f"{type(model).__name__}: no MLM head found (expected a BERT/RoBERTa-style model)")
+
+
+def encoder_layers(base: nn.Module) -> nn.ModuleList:
+    layers = getattr(getattr(base, "encoder", None), "layer", None)
+    if not isinstance(layers, nn.ModuleList):
+        raise SimlmError(f"{type(base).__name__}: expected a BERT-style encoder with encoder.layer")
+    return layers
+
+
+def bidirectional_mask(config: Any, embeddings: torch.Tensor, attention_mask: torch.Tensor) -> Any:
+    """The attention mask format the model's own layers expect (sdpa, eager ...)."""
+    from transformers.masking_utils import create_bidirectional_mask
+
+    return create_bidirectional_mask(config=config, inputs_embeds=embeddings, attention_mask=attention_mask)
+
+
+def freeze_unshared(module: nn.Module, keep: nn.Module) -> None:
+    """Stop training `module`'s parameters except those it shares with `keep` (e.g. tied embeddings)."""
+    shared = {id(p) for p in keep.parameters()}
+    for p in module.parameters():
+        if id(p) not in shared:
+            p.requires_grad_(False)
+
+
+def small_generator_config(encoder_config: Any, vocab_size: int) -> Any:
+    """A BERT a quarter of the encoder's width (at least 32) and half its depth, on the same vocabulary."""
+    from transformers import BertConfig
+
+    hidden = max(32, encoder_config.hidden_size // 4)
+    heads = max(1, encoder_config.num_attention_heads // 4)
+    while hidden % heads:
+        heads -= 1
+    return BertConfig(
+        vocab_size=vocab_size,
+        hidden_size=hidden,
+        num_hidden_layers=max(1, encoder_config.num_hidden_layers // 2),
+        num_attention_heads=heads,
+        intermediate_size=4 * hidden,
+        max_position_embeddings=encoder_config.max_position_embeddings,
+        type_vocab_size=getattr(encoder_config, "type_vocab_size", 2),
+        pad_token_id=getattr(encoder_config, "pad_token_id", 0),
+    )
+
+
+def state_without_ties(module: nn.Module, skip_prefix: str | None = None) -> dict[str, torch.Tensor]:
+    """A state dict safetensors accepts: tied tensors kept once (loading one fills the other)."""
+    seen: set[tuple[int, int, tuple]] = set()
+    out = {}
+    for key, value in module.state_dict().items():
+        if skip_prefix and key.startswith(skip_prefix):
+            continue
+        ident = (value.untyped_storage().data_ptr(), value.storage_offset(), tuple(value.shape))
+        if ident in seen:
+            continue
+        seen.add(ident)
+        out[key] = value.detach().cpu().contiguous()
+    return out
+
+
+def save_state(module: nn.Module, path: Path, skip_prefix: str | None = None) -> None:
+    from safetensors.torch import save_file
+
+    save_file(state_without_ties(module, skip_prefix), str(path))
+
+
+def load_state(module: nn.Module, path: Path, only_prefix_absent: str | None = None) -> None:
+    from safetensors.torch import load_file
+
+    state = load_file(str(path))
+    expected = state_without_ties(module, only_prefix_absent)
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    if missing or unexpected:
+        raise SimlmError(f"{path}: does not match the model (missing {missing[:3]}, unexpected {unexpected[:3]})")
+    module.load_state_dict(state, strict=False)
+
+
+class Objective(nn.Module):
+    """Subclass, set `name`, `summary` and `options`, build parts in `__init__`, implement `forward`."""
+
+    name: ClassVar[str] = ""
+    summary: ClassVar[str] = ""
+    options: ClassVar[tuple[Option, ...]] = ()
+    find_unused_parameters: ClassVar[bool] = False
+
+    def __init__(self, model_path: str, tokenizer: Any, opts: dict[str, Any], log: Callable[[str], None] = print):
+        super().__init__()
+        self.tokenizer = tokenizer
+        self.opts = dict(opts)
+        self.model_path = model_path
+        self.log = log
+        self.masker = WordMasker(tokenizer)
+        self.mlm = load_masked_lm(model_path, log)
+        if self.mlm.config.vocab_size < len(tokenizer):
+            raise SimlmError(f"{model_path}: the tokenizer has more tokens than the model's vocabulary")
+
+    # -- options --------------------------------------------------------------------------------------------
+    @classmethod
+    def validate(cls, values: dict[str, Any]) -> None:
+        """Raise SimlmError on bad option values; the base checks every *-rate lies in (0, 1)."""
+        for key, value in values.items():
+            if key.endswith("_rate") and not 0.0 < float(value) < 1.0:
+                raise SimlmError(f"--{key.replace('_', '-')} {value}: expected a rate in (0, 1)")
+
+    # -- shared pieces --------------------------------------------------------------------------------------
+    @property
+    def head(self) -> nn.Module:
+        return mlm_head(self.mlm)
+
+    @property
+    def encoder(self) -> nn.Module:
+        return self.mlm.base_model
+
+    def encode(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, **kwargs: Any) -> Any:
+        return self.encoder(input_ids=input_ids, attention_mask=attention_mask, **kwargs)
+
+    def copy_last_layers(self, count: int) -> nn.ModuleList:
+        layers = encoder_layers(self.encoder)
+        if not 1 <= count <= len(layers):
+            raise SimlmError(f"--decoder-layers {count}: the encoder has {len(layers)} layers")
+        return nn.ModuleList(copy.deepcopy(layer) for layer in layers[-count:])
+
+    def run_layers(
+        self, layers: nn.ModuleList, first: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor
+    ) -> torch.Tensor:
+        """Embed `input_ids` with the encoder's embeddings, put `first` at position 0, run `layers`."""
+        embedded = self.encoder.embeddings(input_ids=input_ids)
+        hidden = torch.cat([first.unsqueeze(1).to(embedded.dtype), embedded[:, 1:]], dim=1)
+        return self.run_stack(layers, hidden, attention_mask)
+
+    def run_stack(self, layers: nn.ModuleList, hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        mask = bidirectional_mask(self.mlm.config, hidden, attention_mask)
+        for layer in layers:
+            out = layer(hidden, attention_mask=mask)
+            hidden = out[0] if isinstance(out, tuple) else out
+        return hidden
+
+    def mlm_loss(self, hidden: torch.Tensor, labels: torch.Tensor, where: torch.Tensor) -> torch.Tensor:
+        """Cross-entropy of the tied MLM head against `labels` at the positions `where` (the head runs only there)."""
+        selected = hidden[where]
+        if selected.shape[0] == 0:
+            return hidden.sum() * 0.0
+        logits = self.head(selected).float()
+        return F.cross_entropy(logits, labels[where])
+
+    # -- saving ---------------------------------------------------------------------------------------------
+    def extra_config(self) -> dict[str, Any]:
+        """What is needed, beyond the options, to rebuild the non-encoder parts (e.g. a generator's config)."""
+        return {}
+
+    def save_pretrained(self, directory: Path) -> None:
+        """The encoder (HF format, with its MLM head and the tokenizer) and the other parts in `objective/`."""
+        directory = Path(directory)
+        self.mlm.save_pretrained(directory)
+        self.tokenizer.save_pretrained(directory)
+        extras = directory / EXTRAS_DIR
+        extras.mkdir(parents=True, exist_ok=True)
+        save_state(self, extras / "model.safetensors", skip_prefix="mlm.")
+        meta = {"objective": self.name, "options": self.opts, "extra": self.extra_config()}
+        (extras / "objective.json").write_text(json.dumps(meta, indent=2, default=str) + "\n", encoding="utf-8")
+
+    def load_extras(self, model_dir: Path) -> bool:
+        """Continue pretraining: restore the decoder/heads/generator saved by a previous run of this objective."""
+        meta_path = Path(model_dir) / EXTRAS_DIR / "objective.json"
+        if not meta_path.is_file():
+            return False
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        if meta.get("objective") != self.name:
+            return False
+        load_state(self, meta_path.parent / "model.safetensors", only_prefix_absent="mlm.")
+        self.log(f"restored the {self.name} decoder/heads from {meta_path.parent}")
+        return True
+
+    def forward(self, batch: dict[str, torch.Tensor], rng: torch.Generator) -> StepOutput:  # pragma: no cover
+        raise NotImplementedError
+
+
+class Generator(nn.Module):
+    """ELECTRA/SimLM's generator: fills masked positions with tokens sampled from its MLM distribution.
+
+    `spec` names a pretrained masked LM (frozen unless `trainable`); empty: a small random BERT trained jointly.
+    """
+
+    def __init__(
+        self, spec: str, tokenizer: Any, encoder_config: Any, trainable: bool, log: Callable[[str], None]
+    ) -> None:
+        super().__init__()
+        self.mask_id = int(tokenizer.mask_token_id)
+        from simlm_cli.models.settings import resolve_model_path
+
+        self.random_config: dict[str, Any] | None = None
+        if spec:
+            model = load_masked_lm(resolve_model_path(spec), log)
+            if model.config.vocab_size < len(tokenizer) or model.config.vocab_size != encoder_config.vocab_size:
+                raise SimlmError(f"--generator {spec}: its vocabulary differs from the encoder's")
+        else:
+            from transformers import BertForMaskedLM
+
+            config = small_generator_config(encoder_config, encoder_config.vocab_size)
+            model = BertForMaskedLM(config)
+            self.random_config = config.to_dict()
+            log(
+                f"generator: random {config.num_hidden_layers}-layer BERT, hidden {config.hidden_size}, "
+                "trained jointly with MLM"
+            )
+        self.model = model
+        self.trainable = trainable or not spec
+        if not self.trainable:
+            model.requires_grad_(False)
+            model.eval()
+
+    def train(self, mode: bool = True) -> Generator:
+        super().train(mode and self.trainable)
+        return self
+
+    def forward(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, mask: torch.Tensor, rng: torch.Generator
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """`input_ids` is the original; positions in `mask` get [MASK]. Returns (tokens sampled at `mask`, MLM loss)."""
+        masked_input = input_ids.masked_fill(mask, self.mask_id)
+        with torch.set_grad_enabled(self.trainable and torch.is_grad_enabled()):
+            hidden = self.model.base_model(input_ids=masked_input, attention_mask=attention_mask).last_hidden_state
+            logits = mlm_head(self.model)(hidden[mask]).float()
+            loss = F.cross_entropy(logits, input_ids[mask]) if self.trainable and logits.shape[0] else None
+        probs = torch.softmax(logits.detach(), dim=-1)
+        sampled = torch.multinomial(probs, 1, generator=rng).squeeze(1) if probs.shape[0] else input_ids.new_zeros((0,))
+        return sampled, loss
+
+
+def generator_options() -> tuple[Option, ...]:
+    return (
+        Option(
+            "generator",
+            str,
+            "",
+            "Pretrained masked LM (directory or name) sampling the replacements; frozen unless --train-generator. "
+            "Default: a small random BERT (1/4 width) trained jointly with MLM.",
+        ),
+        Option("train-generator", bool, False, "Also train a --generator given by name or directory (MLM loss)."),
+        Option("generator-loss-weight", float, 1.0, "Weight of the generator's MLM loss in the total, when trained."),
+    )

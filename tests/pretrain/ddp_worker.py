@@ -1,0 +1,33 @@
+"""Run under `torchrun --nproc-per-node 2`: trains a few steps, then each rank writes its own weights."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+
+def main() -> None:
+    from safetensors.torch import save_file
+    from transformers import AutoTokenizer
+
+    from simlm_cli.training.objective import state_without_ties
+    from simlm_cli.training.registry import load_objective, resolve_options
+    from simlm_cli.training.trainer import TrainConfig, Trainer
+
+    objective, model, corpus, output = sys.argv[1:5]
+    cls = load_objective(objective)
+    values = resolve_options(cls, [])
+    config = TrainConfig(
+        objective=objective, corpus=corpus, output=output, objective_options=values, max_steps=4, batch_size=3,
+        grad_accum=2, lr=1e-3, save_steps=2, log_steps=1, max_length=32, device="cpu",
+    )  # fmt: skip
+    tokenizer = AutoTokenizer.from_pretrained(model)
+    trainer = Trainer(config, lambda p, t, log: cls(p, t, values, log), tokenizer, model, log=lambda m: None)
+    trainer.run()
+    rank = int(os.environ["RANK"])
+    save_file(state_without_ties(trainer.model), str(Path(output) / f"rank{rank}.safetensors"))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,169 @@
+"""The objectives: registry, options, RLM's corruption and bottleneck, every objective's forward/backward, saving."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+import torch
+
+from simlm_cli.errors import SimlmError
+from simlm_cli.training.registry import load_objective, objective_names, parse_extra_args, resolve_options
+
+from .conftest import batch_of, make_objective, toy_sentence
+
+ALL = ["autoencoder", "condenser", "enc-dec-mlm", "mlm", "rlm", "rtd"]
+
+
+def _batch(tokenizer, n=8, seed=5):
+    rng = random.Random(seed)
+    return batch_of(tokenizer, [toy_sentence(rng) for _ in range(n)])
+
+
+def test_registry_lists_the_builtin_objectives():
+    assert set(ALL) <= set(objective_names())
+    for name in ALL:
+        cls = load_objective(name)
+        assert cls.name == name and cls.summary
+        for opt in cls.options:
+            assert opt.help and opt.type in (int, float, str, bool)
+
+
+def test_unknown_objective_and_option_are_one_line_errors():
+    with pytest.raises(SimlmError, match="did you mean rlm"):
+        load_objective("rlx")
+    with pytest.raises(SimlmError, match="'mlm' does not take --decoder-mask-rate"):
+        resolve_options(load_objective("mlm"), [("decoder-mask-rate", "0.5")])
+    with pytest.raises(SimlmError, match="expects float"):
+        resolve_options(load_objective("rlm"), [("encoder-mask-rate", "lots")])
+    with pytest.raises(SimlmError, match="superset"):
+        resolve_options(load_objective("rlm"), [("encoder-mask-rate", "0.6")])
+    with pytest.raises(SimlmError, match="rate in"):
+        resolve_options(load_objective("mlm"), [("mask-rate", "1.5")])
+
+
+def test_option_parsing_flags_and_values():
+    pairs = parse_extra_args(["--decoder-mask-rate", "0.4", "--train-generator", "--encoder-mask-rate=0.2"])
+    values = resolve_options(load_objective("rlm"), pairs)
+    assert values["decoder_mask_rate"] == 0.4 and values["encoder_mask_rate"] == 0.2
+    assert values["train_generator"] is True and values["decoder_layers"] == 2
+    values = resolve_options(load_objective("condenser"), parse_extra_args(["--no-encoder-mlm"]))
+    assert values["encoder_mlm"] is False
+
+
+def test_headless_base_gets_a_tied_head_and_says_so(tiny_headless, tokenizer):
+    messages: list[str] = []
+    obj = make_objective("mlm", tiny_headless, tokenizer, log=messages.append)
+    assert any("no MLM head" in m for m in messages)
+    assert obj.head.predictions.decoder.weight is obj.encoder.embeddings.word_embeddings.weight
+
+
+def test_rlm_encoder_replacements_are_a_subset_of_the_decoders(tiny_model, tokenizer):
+    obj = make_objective("rlm", tiny_model, tokenizer)
+    batch = _batch(tokenizer, 16)
+    ids, am = batch["input_ids"], batch["attention_mask"]
+    rng = torch.Generator().manual_seed(0)
+    for _ in range(10):
+        enc_ids, dec_ids, enc_mask, dec_mask, _ = obj.corrupt(ids, am, rng)
+        assert not (enc_mask & ~dec_mask).any()
+        assert not ((enc_ids != ids) & ~(dec_ids != ids)).any()
+        assert torch.equal(enc_ids[enc_mask], dec_ids[enc_mask])  # same sampled token where both replace
+        assert torch.equal(enc_ids[~enc_mask], ids[~enc_mask]) and torch.equal(dec_ids[~dec_mask], ids[~dec_mask])
+        special = torch.isin(ids, torch.tensor(tokenizer.all_special_ids))
+        assert not (dec_mask & special).any()
+
+
+def test_rlm_predicts_the_original_token_at_every_position(tiny_model, tokenizer, monkeypatch):
+    obj = make_objective("rlm", tiny_model, tokenizer)
+    batch = _batch(tokenizer)
+    seen = []
+    original = obj.mlm_loss
+
+    def spy(hidden, labels, where):
+        seen.append((labels.clone(), where.clone()))
+        return original(hidden, labels, where)
+
+    monkeypatch.setattr(obj, "mlm_loss", spy)
+    obj(batch, torch.Generator().manual_seed(0))
+    assert len(seen) == 2  # encoder and decoder
+    for labels, where in seen:
+        assert torch.equal(labels, batch["input_ids"])
+        assert torch.equal(where, batch["attention_mask"].bool())
+
+
+def _losses(obj, batch, seed=0):
+    with torch.no_grad():
+        out = obj(batch, torch.Generator().manual_seed(seed))
+    return float(out.parts["enc"]), float(out.parts["dec"])
+
+
+@pytest.mark.parametrize("name", ["rlm", "enc-dec-mlm", "rtd"])
+def test_decoder_sees_the_encoder_only_through_cls(name, tiny_model, tokenizer):
+    obj = make_objective(name, tiny_model, tokenizer).eval()
+    batch = _batch(tokenizer)
+    base_enc, base_dec = _losses(obj, batch)
+
+    def perturb(position):
+        def hook(_module, _inputs, output):
+            hidden = output.last_hidden_state.clone()
+            hidden[:, position] += 3.0 * torch.randn_like(hidden[:, position])
+            output.last_hidden_state = hidden
+            return output
+
+        return hook
+
+    handle = obj.encoder.register_forward_hook(perturb(slice(1, None)))
+    enc, dec = _losses(obj, batch)
+    handle.remove()
+    assert dec == base_dec  # bit-identical: nothing but [CLS] reaches the decoder
+    assert enc != pytest.approx(base_enc, abs=1e-4)
+    handle = obj.encoder.register_forward_hook(perturb(0))
+    _, dec = _losses(obj, batch)
+    handle.remove()
+    assert dec != base_dec
+
+
+def test_decoder_starts_as_a_copy_of_the_last_encoder_layers(tiny_model, tokenizer):
+    obj = make_objective("rlm", tiny_model, tokenizer)
+    layers = obj.encoder.encoder.layer
+    assert len(obj.decoder) == 2
+    for dec, enc in zip(obj.decoder, layers[-2:]):
+        for (_, a), (_, b) in zip(dec.named_parameters(), enc.named_parameters()):
+            assert torch.equal(a, b) and a.data_ptr() != b.data_ptr()
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_every_objective_trains_every_trainable_parameter(name, tiny_model, tokenizer):
+    obj = make_objective(name, tiny_model, tokenizer)
+    out = obj(_batch(tokenizer), torch.Generator().manual_seed(0))
+    assert torch.isfinite(out.loss)
+    out.loss.backward()
+    # DDP (find_unused_parameters=False) needs a gradient on every trainable parameter.
+    missing = [n for n, p in obj.named_parameters() if p.requires_grad and p.grad is None]
+    assert not missing, missing
+
+
+def test_frozen_pretrained_generator(tiny_model, tokenizer):
+    obj = make_objective("rlm", tiny_model, tokenizer, generator=str(tiny_model))
+    assert not any(p.requires_grad for p in obj.generator.parameters())
+    out = obj(_batch(tokenizer), torch.Generator().manual_seed(0))
+    assert "gen" not in out.parts and 0.0 <= float(out.replace_ratio) <= 1.0
+    obj = make_objective("rlm", tiny_model, tokenizer, generator=str(tiny_model), train_generator=True)
+    assert "gen" in obj(_batch(tokenizer), torch.Generator().manual_seed(0)).parts
+
+
+def test_save_and_continue(tiny_model, tokenizer, tmp_path):
+    from transformers import AutoModel
+
+    obj = make_objective("rlm", tiny_model, tokenizer)
+    with torch.no_grad():
+        obj.decoder[0].output.dense.weight.add_(1.0)
+    obj.save_pretrained(tmp_path / "out")
+    assert (tmp_path / "out" / "objective" / "model.safetensors").is_file()
+    encoder = AutoModel.from_pretrained(tmp_path / "out")
+    assert torch.allclose(encoder.embeddings.word_embeddings.weight, obj.encoder.embeddings.word_embeddings.weight)
+    again = make_objective("rlm", tmp_path / "out", tokenizer)
+    assert again.load_extras(tmp_path / "out")
+    assert torch.equal(again.decoder[0].output.dense.weight, obj.decoder[0].output.dense.weight)
+    for (n, a), (_, b) in zip(again.generator.named_parameters(), obj.generator.named_parameters()):
+        assert torch.equal(a, b), n

@@ -1,0 +1,181 @@
+"""The shared trainer: data order, loss going down, output directory, exact resumption, CLI surface."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from simlm_cli.errors import SimlmError
+from simlm_cli.training.data import DataOrder
+from simlm_cli.training.registry import load_objective, resolve_options
+from simlm_cli.training.trainer import TrainConfig, Trainer
+
+from .conftest import write_corpus
+
+
+def _trainer(objective: str, model: Path, corpus: Path, output: Path, options=(), **kwargs) -> Trainer:
+    from transformers import AutoTokenizer
+
+    cls = load_objective(objective)
+    values = resolve_options(cls, list(options))
+    defaults = dict(max_steps=6, batch_size=4, lr=1e-3, save_steps=3, log_steps=1, max_length=32, device="cpu")
+    defaults.update(kwargs)
+    config = TrainConfig(
+        objective=objective, corpus=str(corpus), output=str(output), objective_options=values, **defaults
+    )
+    tokenizer = AutoTokenizer.from_pretrained(model)
+    return Trainer(
+        config, lambda path, tok, log: cls(path, tok, values, log), tokenizer, str(model), log=lambda m: None
+    )
+
+
+def _log(output: Path) -> list[dict]:
+    return [json.loads(line) for line in (output / "train_log.jsonl").read_text().splitlines()]
+
+
+def test_data_order_is_deterministic_and_shards_are_disjoint():
+    a = DataOrder(50, 4, seed=7)
+    assert np.array_equal(a.indices(3), DataOrder(50, 4, seed=7).indices(3))
+    assert not np.array_equal(a.indices(0), a.indices(a.batches_per_epoch))  # a new shuffle each epoch
+    epoch = np.concatenate([a.indices(i) for i in range(a.batches_per_epoch)])
+    assert sorted(epoch.tolist()) == list(range(50))
+    r0, r1 = DataOrder(50, 4, 7, 0, 2), DataOrder(50, 4, 7, 1, 2)
+    s0 = np.concatenate([r0.indices(i) for i in range(r0.batches_per_epoch)])
+    s1 = np.concatenate([r1.indices(i) for i in range(r1.batches_per_epoch)])
+    assert not set(s0) & set(s1) and len(s0) == len(s1) == 25
+
+
+def test_loss_falls_and_output_is_complete(tiny_model, toy_corpus, tmp_path):
+    from transformers import AutoModel, AutoTokenizer
+
+    out = tmp_path / "rlm"
+    _trainer("rlm", tiny_model, toy_corpus, out, max_steps=80, save_steps=40, warmup_steps=4, log_steps=1).run()
+    log = _log(out)
+    assert [r["step"] for r in log] == list(range(1, 81))
+    first = np.mean([r["loss_enc"] + r["loss_dec"] for r in log[:5]])
+    last = np.mean([r["loss_enc"] + r["loss_dec"] for r in log[-5:]])
+    assert last < 0.8 * first, (first, last)
+    for key in ("loss", "loss_enc", "loss_dec", "loss_gen", "replace_ratio", "tokens_per_s", "lr", "examples"):
+        assert key in log[-1]
+    assert log[-1]["examples"] == 4
+    for name in (
+        "config.json",
+        "model.safetensors",
+        "loss.png",
+        "objective/model.safetensors",
+        "objective/objective.json",
+    ):
+        assert (out / name).is_file(), name
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["step-40", "step-80"]
+    AutoModel.from_pretrained(out)
+    assert len(AutoTokenizer.from_pretrained(out)) == len(AutoTokenizer.from_pretrained(tiny_model))
+
+
+@pytest.mark.parametrize(
+    ("objective", "accum"), [("rlm", 2), ("condenser", 1)]
+)  # rlm: generator sampling, dropout, accumulation
+def test_resume_continues_exactly(objective, accum, tiny_model, toy_corpus, tmp_path):
+    from safetensors.torch import load_file
+
+    full = tmp_path / "full"
+    _trainer(objective, tiny_model, toy_corpus, full, grad_accum=accum, save_total_limit=5).run()
+    part = tmp_path / "part"
+    _trainer(objective, tiny_model, toy_corpus, part, grad_accum=accum, stop_at_step=3, save_total_limit=5).run()
+    assert not (part / "config.json").exists()  # interrupted: no final model yet
+    _trainer(objective, tiny_model, toy_corpus, part, grad_accum=accum, resume=True, save_total_limit=5).run()
+    a = load_file(str(full / "checkpoints" / "step-6" / "model.safetensors"))
+    b = load_file(str(part / "checkpoints" / "step-6" / "model.safetensors"))
+    assert a.keys() == b.keys()
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=1e-5, atol=1e-6, msg=key)
+    interrupted_log = _log(part)
+    assert [r["step"] for r in interrupted_log] == list(range(1, 7))
+    assert interrupted_log[-1]["loss"] == pytest.approx(_log(full)[-1]["loss"], rel=1e-5)
+    start = load_file(str(tiny_model / "model.safetensors"))
+    key = "bert.encoder.layer.0.attention.self.query.weight"
+    assert not torch.equal(a[f"mlm.{key}"], start[key])  # it did train
+
+
+def test_resume_without_checkpoint_and_wrong_objective(tiny_model, toy_corpus, tmp_path):
+    with pytest.raises(SimlmError, match="no checkpoint"):
+        _trainer("mlm", tiny_model, toy_corpus, tmp_path / "x", resume=True).run()
+    _trainer("mlm", tiny_model, toy_corpus, tmp_path / "y", max_steps=3, stop_at_step=3).run()
+    with pytest.raises(SimlmError, match="is a mlm run"):
+        _trainer("enc-dec-mlm", tiny_model, toy_corpus, tmp_path / "y", max_steps=3, resume=True).run()
+
+
+def test_corpus_without_text_is_a_one_line_error(tiny_model, tmp_path):
+    corpus = tmp_path / "empty.jsonl"
+    corpus.write_text('{"_id": "a", "title": "", "text": " "}\n{"_id": "b", "text": ""}\n')
+    with pytest.raises(SimlmError, match="no usable text"):
+        _trainer("mlm", tiny_model, corpus, tmp_path / "out").run()
+
+
+# -- the command ---------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def app():
+    import typer
+
+    from simlm_cli.commands import pretrain
+
+    application = typer.Typer(pretty_exceptions_enable=False)
+    pretrain.register(application)
+
+    @application.callback()
+    def _root() -> None:
+        pass
+
+    return application
+
+
+def test_cli_lists_objectives(app):
+    result = CliRunner().invoke(app, ["pretrain", "--list-objectives"])
+    assert result.exit_code == 0, result.output
+    for name in ("rlm", "mlm", "enc-dec-mlm", "rtd", "autoencoder", "condenser", "--decoder-mask-rate"):
+        assert name in result.output
+
+
+def test_cli_objective_help_lists_its_options(app):
+    result = CliRunner().invoke(app, ["pretrain", "--objective", "condenser", "--help"], terminal_width=200)
+    assert result.exit_code == 0
+    for opt in load_objective("condenser").options:
+        assert f"--{opt.name}" in result.output
+
+
+@pytest.mark.parametrize("name", ["rlm", "mlm", "enc-dec-mlm", "rtd", "autoencoder", "condenser"])
+def test_cli_dry_run_every_objective(name, app, tiny_model, toy_corpus, tmp_path):
+    out = tmp_path / name
+    args = ["pretrain", "--objective", name, "--corpus", str(toy_corpus), "--output", str(out), "--dry-run"]
+    result = CliRunner().invoke(app, [*args, "--model", str(tiny_model)])
+    assert result.exit_code == 0, result.output
+    assert (out / "config.json").is_file() and len(_log(out)) == 3
+
+
+def test_cli_rejects_options_the_objective_does_not_take(app, tiny_model, toy_corpus, tmp_path):
+    args = ["pretrain", "--objective", "mlm", "--corpus", str(toy_corpus), "--output", str(tmp_path / "o")]
+    result = CliRunner().invoke(app, [*args, "--decoder-mask-rate", "0.5"])
+    assert isinstance(result.exception, SimlmError)
+    assert "does not take --decoder-mask-rate" in str(result.exception)
+    result = CliRunner().invoke(app, [*args, "--option", "mask-rate=0.4", "--model", str(tiny_model), "--dry-run"])
+    assert result.exit_code == 0, result.output
+
+
+def test_cli_continues_from_its_own_output(app, tiny_model, toy_corpus, tmp_path):
+    first = tmp_path / "first"
+    base = ["pretrain", "--objective", "rlm", "--corpus", str(toy_corpus), "--dry-run"]
+    assert CliRunner().invoke(app, [*base, "--model", str(tiny_model), "--output", str(first)]).exit_code == 0
+    result = CliRunner().invoke(app, [*base, "--model", str(first), "--output", str(tmp_path / "second")])
+    assert result.exit_code == 0, result.output
+
+
+def test_rerun_into_the_same_directory_starts_afresh(tiny_model, tmp_path):
+    corpus = write_corpus(tmp_path / "c.jsonl", count=12)
+    out = tmp_path / "o"
+    _trainer("mlm", tiny_model, corpus, out, max_steps=2, save_steps=1).run()
+    _trainer("mlm", tiny_model, corpus, out, max_steps=2, save_steps=1).run()
+    assert [r["step"] for r in _log(out)] == [1, 2]
