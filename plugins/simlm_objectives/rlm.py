@@ -6,7 +6,7 @@ from typing import Any
 
 import torch
 
-from simlm_cli.training.objective import Generator, Objective, StepOutput, generator_options
+from simlm_cli.training.objective import Generator, Objective, StepOutput, generator_options, nested_replacement
 from simlm_cli.training.registry import Option
 
 
@@ -47,14 +47,8 @@ class RLM(Objective):
         self, input_ids: torch.Tensor, attention_mask: torch.Tensor, rng: torch.Generator
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """(encoder ids, decoder ids, encoder mask, decoder mask, generator loss)."""
-        enc_mask, dec_mask = self.masker.masks(
-            input_ids, attention_mask, [self.opts["encoder_mask_rate"], self.opts["decoder_mask_rate"]], rng
-        )
-        sampled, gen_loss = self.generator(input_ids, attention_mask, dec_mask, rng)
-        dec_ids = input_ids.clone()
-        dec_ids[dec_mask] = sampled
-        enc_ids = torch.where(enc_mask, dec_ids, input_ids)
-        return enc_ids, dec_ids, enc_mask, dec_mask, gen_loss
+        rates = (self.opts["encoder_mask_rate"], self.opts["decoder_mask_rate"])
+        return nested_replacement(self.masker, self.generator, input_ids, attention_mask, rates, rng)
 
     def forward(self, batch: dict[str, torch.Tensor], rng: torch.Generator) -> StepOutput:
         input_ids, attention_mask = batch["input_ids"], batch["attention_mask"]

@@ -8,7 +8,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from simlm_cli.training.objective import Generator, Objective, StepOutput, freeze_unshared, generator_options
+from simlm_cli.training.objective import (
+    Generator,
+    Objective,
+    StepOutput,
+    freeze_unshared,
+    generator_options,
+    nested_replacement,
+)
 from simlm_cli.training.registry import Option
 
 
@@ -46,13 +53,10 @@ class RTD(Objective):
     def forward(self, batch: dict[str, torch.Tensor], rng: torch.Generator) -> StepOutput:
         input_ids, attention_mask = batch["input_ids"], batch["attention_mask"]
         real = attention_mask.bool()
-        enc_mask, dec_mask = self.masker.masks(
-            input_ids, attention_mask, [self.opts["encoder_mask_rate"], self.opts["decoder_mask_rate"]], rng
+        rates = (self.opts["encoder_mask_rate"], self.opts["decoder_mask_rate"])
+        enc_ids, dec_ids, enc_mask, dec_mask, gen_loss = nested_replacement(
+            self.masker, self.generator, input_ids, attention_mask, rates, rng
         )
-        sampled, gen_loss = self.generator(input_ids, attention_mask, dec_mask, rng)
-        dec_ids = input_ids.clone()
-        dec_ids[dec_mask] = sampled
-        enc_ids = torch.where(enc_mask, dec_ids, input_ids)
         enc_hidden = self.encode(enc_ids, attention_mask).last_hidden_state
         enc_loss = self._rtd_loss(self.enc_rtd, enc_hidden, enc_ids != input_ids, real)
         dec_hidden = self.run_layers(self.decoder, enc_hidden[:, 0], dec_ids, attention_mask)

@@ -50,7 +50,7 @@ def detect_corpus_format(path: str | Path) -> CorpusFormat:
     return CorpusFormat.beir
 
 
-def _json_record(path: str | Path, lineno: int, text: str) -> dict:
+def json_record(path: str | Path, lineno: int, text: str) -> dict:
     try:
         record = json.loads(text)
     except json.JSONDecodeError as err:
@@ -85,7 +85,7 @@ def _iter_json(path: str | Path, fmt: CorpusFormat) -> Iterator[Passage]:
     for lineno, text in iter_lines(path):
         if not text.strip():
             continue
-        record = _json_record(path, lineno, text)
+        record = json_record(path, lineno, text)
         pid = _check_id(path, lineno, id_field, _string_field(path, lineno, record, id_field, True))
         body = _string_field(path, lineno, record, text_field, True)
         title = _string_field(path, lineno, record, "title", False)

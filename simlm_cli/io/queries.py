@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from simlm_cli.errors import InputError
+from simlm_cli.io.corpus import json_record
 from simlm_cli.io.files import iter_lines
 
 
@@ -33,12 +33,7 @@ def read_queries(path: str | Path) -> dict[str, str]:
 
 
 def _json_query(path: str | Path, lineno: int, text: str) -> tuple[str, str]:
-    try:
-        record = json.loads(text)
-    except json.JSONDecodeError as err:
-        raise InputError(path, f"malformed JSON ({err.msg} at column {err.colno})", line=lineno) from None
-    if not isinstance(record, dict):
-        raise InputError(path, "expected a JSON object", line=lineno)
+    record = json_record(path, lineno, text)
     for field in ("_id", "text"):
         if field not in record or record[field] is None:
             raise InputError(path, "missing", line=lineno, field=field)

@@ -289,6 +289,25 @@ class Generator(nn.Module):
         return sampled, loss
 
 
+def nested_replacement(
+    masker: Any,
+    generator: Generator,
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor,
+    rates: tuple[float, float],
+    rng: torch.Generator,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """RLM/RTD corruption: nested word masks (encoder within decoder), every masked position holding one token
+    sampled by the generator, shared by both inputs. Returns (encoder ids, decoder ids, encoder mask, decoder
+    mask, generator loss)."""
+    enc_mask, dec_mask = masker.masks(input_ids, attention_mask, list(rates), rng)
+    sampled, gen_loss = generator(input_ids, attention_mask, dec_mask, rng)
+    dec_ids = input_ids.clone()
+    dec_ids[dec_mask] = sampled
+    enc_ids = torch.where(enc_mask, dec_ids, input_ids)
+    return enc_ids, dec_ids, enc_mask, dec_mask, gen_loss
+
+
 def generator_options() -> tuple[Option, ...]:
     return (
         Option(
