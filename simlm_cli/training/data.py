@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -62,3 +62,27 @@ def tokenize(tokenizer: Any, texts: list[str], max_length: int) -> dict[str, Any
     return tokenizer(
         texts, max_length=max_length, truncation=True, padding=True, return_tensors="pt", return_token_type_ids=False
     )
+
+
+class TrainData(Protocol):
+    """What the trainer draws micro-batches from: `batch(rows, epoch)` must be a pure function of its arguments
+    (and the data's own seed), so a resumed run sees exactly the batches an uninterrupted one would."""
+
+    def __len__(self) -> int: ...
+
+    def batch(self, rows: np.ndarray, epoch: int) -> dict[str, Any]: ...
+
+
+class TextData:
+    """Pretraining: passages (title + text) tokenized to `max_length`."""
+
+    def __init__(self, texts: list[str], tokenizer: Any, max_length: int):
+        self.texts = texts
+        self.tokenizer = tokenizer
+        self.max_length = max_length
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+    def batch(self, rows: np.ndarray, epoch: int) -> dict[str, Any]:
+        return dict(tokenize(self.tokenizer, [self.texts[i] for i in rows], self.max_length))

@@ -29,7 +29,7 @@ from simlm_cli.device import Precision, Runtime, resolve_runtime
 from simlm_cli.errors import SimlmError
 from simlm_cli.io.corpus import CorpusFormat
 from simlm_cli.io.files import atomic_directory
-from simlm_cli.training.data import DataOrder, load_texts, tokenize
+from simlm_cli.training.data import DataOrder, TextData, TrainData, load_texts
 from simlm_cli.training.objective import EXTRAS_DIR, load_state, save_state
 
 CHECKPOINTS = "checkpoints"
@@ -184,12 +184,19 @@ class Trainer:
         tokenizer: Any,
         model_path: str,
         log: Callable[[str], None] = print,
+        data: Callable[[TrainConfig], TrainData] | None = None,
     ):
+        """`data` builds the training data once the settings are final (a dry run shrinks them); the default
+        reads `config.corpus` as pretraining text."""
         self.config = config
+        self.make_data = data or self._text_data
         self.build = build
         self.tokenizer = tokenizer
         self.model_path = model_path
         self.log = log
+
+    def _text_data(self, c: TrainConfig) -> TrainData:
+        return TextData(load_texts(c.corpus, c.corpus_format, c.max_passages), self.tokenizer, c.max_length)
 
     # The pieces --------------------------------------------------------------------------------------------
     def _settings(self, runtime: Runtime) -> None:
@@ -269,7 +276,7 @@ class Trainer:
         output = Path(c.output)
         if output.exists() and not output.is_dir():
             raise SimlmError(f"--output {output}: exists and is not a directory")
-        texts = load_texts(c.corpus, c.corpus_format, c.max_passages)
+        data = self.make_data(c)
 
         random.seed(c.seed)
         np.random.seed(c.seed)
@@ -304,12 +311,12 @@ class Trainer:
             wrapped = DistributedDataParallel(
                 model, device_ids=device_ids, find_unused_parameters=getattr(model, "find_unused_parameters", False)
             )
-        order = DataOrder(len(texts), c.batch_size, c.seed, d.rank, d.world)
+        order = DataOrder(len(data), c.batch_size, c.seed, d.rank, d.world)
         if d.main:
             self.log(
-                f"{c.objective}: {len(texts)} passages, {trainable / 1e6:.1f}M trainable parameters, "
+                f"{c.objective}: {len(data)} {getattr(data, 'unit', 'passages')}, {trainable / 1e6:.1f}M trainable parameters, "
                 f"{runtime.describe()}, {d.world} process(es) x batch {c.batch_size} x accumulation {c.grad_accum} "
-                f"= {d.world * c.batch_size * c.grad_accum} passages per step, steps {start}->{c.max_steps}"
+                f"= {d.world * c.batch_size * c.grad_accum} {getattr(data, 'unit', 'passages')} per step, steps {start}->{c.max_steps}"
             )
         records = self._read_log(output, start) if d.main else []
         end = c.max_steps if c.stop_at_step is None else min(c.max_steps, c.stop_at_step)
@@ -323,9 +330,10 @@ class Trainer:
             examples = 0
             ratio_sum, ratio_n = 0.0, 0
             for micro in range(c.grad_accum):
-                rows = order.indices(step * c.grad_accum + micro)
-                batch = tokenize(self.tokenizer, [texts[i] for i in rows], c.max_length)
-                batch = {k: v.to(device) for k, v in batch.items()}
+                micro_batch = step * c.grad_accum + micro
+                rows = order.indices(micro_batch)
+                batch = data.batch(rows, order.position(micro_batch)[0])
+                batch = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
                 rng = torch.Generator(device=device)
                 rng.manual_seed(micro_seed(c.seed, step, micro, d.rank))
                 sync = micro == c.grad_accum - 1 or d.world == 1
@@ -342,8 +350,8 @@ class Trainer:
                 if out.replace_ratio is not None:
                     ratio_sum += float(out.replace_ratio)
                     ratio_n += 1
-                tokens += int(batch["attention_mask"].sum())
-                examples += int(batch["input_ids"].shape[0])
+                tokens += sum(int(v.sum()) for k, v in batch.items() if k.endswith("attention_mask"))
+                examples += len(rows)
             if scaler is not None:
                 scaler.unscale_(optimizer)
             grad_norm = torch.nn.utils.clip_grad_norm_(

@@ -1,0 +1,135 @@
+"""Training files: JSONL, one query per line, written by `simlm mine` and `simlm rerank score`.
+
+    {"qid": "3", "query": "text", "positives": [{"docid": "d1", "score": 14.2}],
+     "negatives": [{"docid": "d7", "score": 12.9}, {"docid": "d4", "score": null}]}
+
+`score` is what the producer knew: the retriever's score (mine; null for random negatives) or the re-ranker's
+(rerank score, what `simlm distill` learns from). Reading validates every line and names the file and line of
+the first problem; a query with no positive is skipped and counted (documented), not an error.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Container, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO
+
+from simlm_cli.errors import InputError
+from simlm_cli.io.corpus import json_record
+from simlm_cli.io.files import iter_lines
+
+
+@dataclass
+class Candidate:
+    docid: str
+    score: float | None = None
+
+
+@dataclass
+class TrainExample:
+    qid: str
+    query: str
+    positives: list[Candidate] = field(default_factory=list)
+    negatives: list[Candidate] = field(default_factory=list)
+    line: int = 0  # where it was read, for later error messages
+
+    def to_json(self) -> dict:
+        return {
+            "qid": self.qid,
+            "query": self.query,
+            "positives": [{"docid": c.docid, "score": c.score} for c in self.positives],
+            "negatives": [{"docid": c.docid, "score": c.score} for c in self.negatives],
+        }
+
+
+@dataclass
+class TrainFile:
+    path: str
+    examples: list[TrainExample]
+    skipped_no_positive: int = 0
+
+
+def write_example(handle: IO[str], example: TrainExample) -> None:
+    handle.write(json.dumps(example.to_json(), ensure_ascii=False) + "\n")
+
+
+def _candidates(path: str | Path, lineno: int, record: dict, name: str, need_scores: bool) -> list[Candidate]:
+    value = record.get(name, [])
+    if not isinstance(value, list):
+        raise InputError(path, f"expected a list, got {type(value).__name__}", line=lineno, field=name)
+    out = []
+    for i, item in enumerate(value):
+        where = f"{name}[{i}]"
+        if isinstance(item, str | int) and not isinstance(item, bool):
+            item = {"docid": str(item)}  # a bare id list is accepted
+        if not isinstance(item, dict) or not isinstance(item.get("docid"), str | int) or item.get("docid") == "":
+            raise InputError(path, "expected {'docid': ..., 'score': ...}", line=lineno, field=where)
+        score = item.get("score")
+        if score is not None and (isinstance(score, bool) or not isinstance(score, int | float)):
+            raise InputError(path, f"score {score!r} is not a number", line=lineno, field=f"{where}.score")
+        if need_scores and score is None:
+            raise InputError(
+                path, "no score (distillation needs a teacher score on every passage: `simlm rerank score`)",
+                line=lineno, field=f"{where}.score",
+            )  # fmt: skip
+        out.append(Candidate(str(item["docid"]), None if score is None else float(score)))
+    return out
+
+
+def iter_train_file(
+    path: str | Path,
+    corpus_ids: Container[str] | None = None,
+    min_negatives: int = 0,
+    need_scores: bool = False,
+) -> Iterator[TrainExample | None]:
+    """Each line's example, or None for a query with no positive (skipped; the caller counts it)."""
+    seen: dict[str, int] = {}
+    for lineno, text in iter_lines(path):
+        if not text.strip():
+            continue
+        record = json_record(path, lineno, text)
+        for name in ("qid", "query"):
+            value = record.get(name)
+            if not isinstance(value, str | int) or isinstance(value, bool) or str(value).strip() == "":
+                raise InputError(path, "missing or empty", line=lineno, field=name)
+        qid = str(record["qid"])
+        if qid in seen:
+            raise InputError(path, f"query {qid!r} already on line {seen[qid]}", line=lineno, field="qid")
+        seen[qid] = lineno
+        positives = _candidates(path, lineno, record, "positives", need_scores)
+        negatives = _candidates(path, lineno, record, "negatives", need_scores)
+        if corpus_ids is not None:
+            for name, group in (("positives", positives), ("negatives", negatives)):
+                for c in group:
+                    if c.docid not in corpus_ids:
+                        raise InputError(path, f"document {c.docid!r} is not in the corpus", line=lineno, field=name)
+        if not positives:
+            yield None
+            continue
+        if len(negatives) < min_negatives:
+            raise InputError(
+                path, f"{len(negatives)} negatives, at least {min_negatives} needed (--negatives 0 trains on "
+                "in-batch negatives only)", line=lineno, field="negatives",
+            )  # fmt: skip
+        yield TrainExample(qid, str(record["query"]), positives, negatives, lineno)
+
+
+def read_train_file(
+    path: str | Path,
+    corpus_ids: Container[str] | None = None,
+    min_negatives: int = 0,
+    need_scores: bool = False,
+) -> TrainFile:
+    """The whole file (training samples from it at random); an empty result is an error."""
+    examples: list[TrainExample] = []
+    skipped = 0
+    for example in iter_train_file(path, corpus_ids, min_negatives, need_scores):
+        if example is None:
+            skipped += 1
+        else:
+            examples.append(example)
+    if not examples:
+        raise InputError(path, f"no usable training query ({skipped} without a positive)")
+    return TrainFile(str(path), examples, skipped)
