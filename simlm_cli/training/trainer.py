@@ -49,6 +49,7 @@ class TrainConfig:
     model: str | None = None
     corpus_format: CorpusFormat = CorpusFormat.auto
     max_steps: int = 10000
+    epochs: float | None = None  # when set, max_steps = this many passes over the data (a dry run still caps it)
     batch_size: int | None = None  # per process per micro-step; default 16 on CPU, 64 on GPU
     grad_accum: int = 1
     lr: float = 1e-4
@@ -209,13 +210,23 @@ class Trainer:
             c.log_steps = 1
         if c.batch_size is None:
             c.batch_size = 16 if runtime.device_type == "cpu" else 64
-        if c.warmup_steps is None:
-            c.warmup_steps = max(0, c.max_steps // 10)
         for name in ("max_steps", "batch_size", "grad_accum", "save_steps", "log_steps", "max_length"):
             if getattr(c, name) < 1:
                 raise SimlmError(f"--{name.replace('_', '-')} must be at least 1")
         if c.lr <= 0:
             raise SimlmError("--lr must be positive")
+
+    def _schedule(self, size: int, d: Dist) -> None:
+        """Steps from --epochs (once the data size is known), then the default warmup (10% of the steps)."""
+        c = self.config
+        if c.epochs is not None:
+            if c.epochs <= 0:
+                raise SimlmError("--epochs must be positive")
+            batches = DataOrder(size, c.batch_size, c.seed, 0, d.world).batches_per_epoch
+            steps = max(1, math.ceil(c.epochs * batches / c.grad_accum))
+            c.max_steps = min(c.max_steps, steps) if c.dry_run else steps
+        if c.warmup_steps is None:
+            c.warmup_steps = max(0, c.max_steps // 10)
 
     def _save_checkpoint(self, step: int, model, optimizer, scheduler, scaler, d: Dist) -> None:
         rng = capture_rng()
@@ -277,6 +288,7 @@ class Trainer:
         if output.exists() and not output.is_dir():
             raise SimlmError(f"--output {output}: exists and is not a directory")
         data = self.make_data(c)
+        self._schedule(len(data), d)
 
         random.seed(c.seed)
         np.random.seed(c.seed)
