@@ -32,3 +32,24 @@ PassageFormat = typer.Option(
     "Default: concat for sentence-transformers models, else pair.",
 )
 BatchSize = typer.Option(None, "--batch-size", min=1, help="Texts per forward pass. Default: 16 on CPU, 256 on GPU.")
+
+# -- the shared trainer's options (pretrain, train, distill, rerank train) ---------------------------------------
+TrainFile = typer.Option(
+    None, "--train-file", "-t", help="Training JSONL (from `simlm mine`; teacher scores from `simlm rerank score`)."
+)
+Corpus = typer.Option(None, "--corpus", "-c", help="The passages the training file names (any corpus format, .gz ok).")
+OutputDir = typer.Option(
+    None, "--output", "-o", help="Output directory: the model (HF format), checkpoints/, train_log.jsonl, loss.png."
+)
+MaxSteps = typer.Option(None, "--max-steps", help="Optimizer steps (overrides --epochs).")
+Epochs = typer.Option(1.0, "--epochs", help="Passes over the training queries (fractions allowed).")
+GradAccum = typer.Option(1, "--grad-accum", help="Micro-steps accumulated per optimizer step.")
+WeightDecay = typer.Option(0.01, "--weight-decay", help="AdamW weight decay (not on biases/norms).")
+WarmupSteps = typer.Option(None, "--warmup-steps", help="Linear warmup steps. Default: 10% of the steps.")
+MaxGradNorm = typer.Option(1.0, "--max-grad-norm", help="Gradient clipping norm.")
+SaveSteps = typer.Option(1000, "--save-steps", help="Checkpoint every N steps (and at the end).")
+SaveTotalLimit = typer.Option(2, "--save-total-limit", min=1, help="Checkpoints kept (the newest).")
+LogSteps = typer.Option(10, "--log-steps", help="Log (stderr and train_log.jsonl) every N steps.")
+Seed = typer.Option(42, "--seed", help="Seeds initialisation, data order and negative sampling.")
+Resume = typer.Option(False, "--resume", help="Continue exactly from the newest checkpoint in --output/checkpoints.")
+TrainDryRun = typer.Option(False, "--dry-run", help="3 steps on a few queries with batch 2, for smoke tests.")

@@ -44,6 +44,36 @@ def load_hf_model(model: str, auto_class: Any = None) -> Any:
         raise SimlmError(f"cannot load model {model!r}: {_first_line(err)}") from None
 
 
+def tokenize_texts(tokenizer: Any, texts: list[str], pairs: list[str] | None, max_length: int) -> dict[str, list]:
+    """Unpadded token ids (and token types) of texts, or of (text, pair) pairs, truncated to `max_length`."""
+    kwargs = {"truncation": True, "max_length": max_length, "padding": False, "return_attention_mask": False}
+    if pairs is None:
+        return dict(tokenizer(texts, **kwargs))
+    return dict(tokenizer(texts, pairs, **kwargs))
+
+
+def tokenize_passages(
+    tokenizer: Any, passages: Sequence[Passage], passage_format: str, max_length: int
+) -> dict[str, list]:
+    """Passages as `passage_format` says: "concat" (title + " " + text) or "pair" (title, text); passages without
+    a title are tokenized as the text alone in either case. Training and encoding both use this."""
+    if passage_format == "concat":
+        return tokenize_texts(tokenizer, [p.joined() for p in passages], None, max_length)
+    titled = [i for i, p in enumerate(passages) if p.title]
+    untitled = [i for i, p in enumerate(passages) if not p.title]
+    parts: dict[str, list] = {}
+    for indices, pairs in ((titled, True), (untitled, False)):
+        if not indices:
+            continue
+        texts = [passages[i].title if pairs else passages[i].text for i in indices]
+        encoded = tokenize_texts(tokenizer, texts, [passages[i].text for i in indices] if pairs else None, max_length)
+        for key, values in encoded.items():
+            column = parts.setdefault(key, [None] * len(passages))
+            for i, value in zip(indices, values):
+                column[i] = value
+    return parts
+
+
 def _first_line(err: Exception) -> str:
     text = str(err).strip().splitlines()
     return text[0] if text else type(err).__name__
@@ -67,38 +97,13 @@ class Encoder:
         self._torch = torch
 
     # -- tokenization ---------------------------------------------------------------------------------------
-    def _tokenize(self, texts: list[str], pairs: list[str] | None, max_length: int) -> dict[str, list]:
-        kwargs = {
-            "truncation": True,
-            "max_length": max_length,
-            "padding": False,
-            "return_attention_mask": False,
-        }
-        if pairs is None:
-            return dict(self.tokenizer(texts, **kwargs))
-        return dict(self.tokenizer(texts, pairs, **kwargs))
-
     def tokenize_passages(self, passages: Sequence[Passage]) -> dict[str, list]:
-        limit = self.settings.passage_max_length
-        if self.settings.passage_format == "concat":
-            return self._tokenize([p.joined() for p in passages], None, limit)
-        # (title, text) pairs; passages without a title are tokenized as the text alone.
-        titled = [i for i, p in enumerate(passages) if p.title]
-        untitled = [i for i, p in enumerate(passages) if not p.title]
-        parts: dict[str, list] = {}
-        for indices, pairs in ((titled, True), (untitled, False)):
-            if not indices:
-                continue
-            texts = [passages[i].title if pairs else passages[i].text for i in indices]
-            encoded = self._tokenize(texts, [passages[i].text for i in indices] if pairs else None, limit)
-            for key, values in encoded.items():
-                column = parts.setdefault(key, [None] * len(passages))
-                for i, value in zip(indices, values):
-                    column[i] = value
-        return parts
+        return tokenize_passages(
+            self.tokenizer, passages, self.settings.passage_format, self.settings.passage_max_length
+        )
 
     def tokenize_queries(self, queries: Sequence[str]) -> dict[str, list]:
-        return self._tokenize(list(queries), None, self.settings.query_max_length)
+        return tokenize_texts(self.tokenizer, list(queries), None, self.settings.query_max_length)
 
     # -- encoding -------------------------------------------------------------------------------------------
     def _pad(self, tokens: dict[str, list], rows: np.ndarray) -> dict[str, Any]:

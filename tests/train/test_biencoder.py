@@ -1,0 +1,139 @@
+"""The bi-encoder that `simlm train` / `simlm distill` fine-tune: its data, its outputs, its errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from simlm_cli.errors import InputError
+from simlm_cli.models.settings import EncoderSettings
+from simlm_cli.training.biencoder import BiEncoder, GroupData, load_groups
+
+TRAIN = [
+    {"qid": "q1", "query": "how do proteins fold", "positives": [{"docid": "d1", "score": 3.0}, "d2"],
+     "negatives": [{"docid": d, "score": float(i)} for i, d in enumerate(["d3", "d4", "d5", "d6", "d7"])]},
+    {"qid": "q2", "query": "what is a gene", "positives": ["d4"], "negatives": ["d5", "d6", "d1"]},
+    {"qid": "q3", "query": "why do stars shine", "positives": [], "negatives": ["d1"]},
+    {"qid": "q4", "query": "where does rain come from", "positives": ["d11"], "negatives": ["d10", "d12", "d9"]},
+]  # fmt: skip
+
+
+def write_train(path: Path, records=TRAIN) -> Path:
+    path.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
+    return path
+
+
+def scored(records=TRAIN) -> list[dict]:
+    """The same file as `simlm rerank score` writes it: a score on every passage."""
+    out = []
+    for r in records:
+        fill = [({"docid": c} if isinstance(c, str) else dict(c)) for c in r["positives"]]
+        negs = [({"docid": c} if isinstance(c, str) else dict(c)) for c in r["negatives"]]
+        for i, c in enumerate(fill + negs):
+            c["score"] = 5.0 - i
+        out.append({**r, "positives": fill, "negatives": negs})
+    return out
+
+
+@pytest.fixture
+def groups(tiny_data, tiny_st_dir, tmp_path):
+    from transformers import AutoTokenizer
+
+    examples, passages = load_groups(write_train(tmp_path / "train.jsonl"), tiny_data.corpus, log=lambda m: None)
+    tokenizer = AutoTokenizer.from_pretrained(tiny_st_dir)
+    settings = EncoderSettings(model=str(tiny_st_dir), passage_format="pair")
+    return examples, passages, tokenizer, settings
+
+
+def test_load_groups_skips_queries_without_positive_and_keeps_only_named_passages(groups):
+    examples, passages, _, _ = groups
+    assert [e.qid for e in examples] == ["q1", "q2", "q4"]
+    assert set(passages) == {"d1", "d2", "d3", "d4", "d5", "d6", "d7", "d9", "d10", "d11", "d12"}
+
+
+def test_group_positive_first_negatives_from_the_list_and_resampled_per_epoch(groups):
+    examples, passages, tokenizer, settings = groups
+    data = GroupData(examples, passages, tokenizer, settings, negatives=3, seed=7)
+    seen = set()
+    for epoch in range(6):
+        query, ids, _ = data.group(0, epoch)
+        assert query == "how do proteins fold"
+        assert ids[0] in {"d1", "d2"}
+        assert len(ids) == 4 and set(ids[1:]) <= {"d3", "d4", "d5", "d6", "d7"} and len(set(ids[1:])) == 3
+        assert data.group(0, epoch) == (query, ids, data.group(0, epoch)[2])  # a pure function of (row, epoch)
+        seen.add(tuple(ids))
+    assert len(seen) > 1, "negatives must be re-sampled each epoch"
+    # fewer negatives than asked: they repeat rather than shrink the group
+    _, ids, _ = GroupData(examples, passages, tokenizer, settings, negatives=5, seed=7).group(1, 0)
+    assert len(ids) == 6 and set(ids[1:]) <= {"d5", "d6", "d1"}
+
+
+def test_batch_tensors_and_teacher_scores(groups, tmp_path, tiny_data):
+    examples, passages, tokenizer, settings = groups
+    data = GroupData(examples, passages, tokenizer, settings, negatives=2, seed=1)
+    batch = data.batch(np.array([0, 2]), 0)
+    assert batch["q_input_ids"].shape[0] == 2 and batch["p_input_ids"].shape[0] == 6
+    assert batch["q_input_ids"].shape[1] <= settings.query_max_length
+    assert "teacher_scores" not in batch
+    teacher_examples, _ = load_groups(
+        write_train(tmp_path / "scored.jsonl", scored()), tiny_data.corpus, need_scores=True, log=lambda m: None
+    )
+    teacher = GroupData(teacher_examples, passages, tokenizer, settings, negatives=2, seed=1, teacher_scores=True)
+    scores = teacher.batch(np.array([0]), 0)["teacher_scores"]
+    assert scores.shape == (1, 3) and scores[0, 0] in (5.0, 4.0)
+
+
+@pytest.mark.parametrize(
+    "records, needs, message",
+    [
+        ([{"qid": "q1", "query": "x", "positives": ["d1"], "negatives": ["nope"]}], {}, "'nope' is not in the corpus"),
+        ([{"qid": "q1", "query": "x", "positives": ["d1"], "negatives": []}], {"min_negatives": 1}, "0 negatives"),
+        ([{"qid": "q1", "query": "x", "positives": ["d1"], "negatives": ["d2"]}], {"need_scores": True}, "no score"),
+        ([{"qid": "q1", "positives": ["d1"]}], {}, "field 'query'"),
+    ],
+)
+def test_bad_training_files_name_file_and_line(tmp_path, tiny_data, records, needs, message):
+    path = write_train(tmp_path / "bad.jsonl", [scored()[1], *records])
+    with pytest.raises(InputError) as err:
+        load_groups(path, tiny_data.corpus, log=lambda m: None, **needs)
+    assert f"{path}:2" in str(err.value) and message in str(err.value)
+
+
+def test_loss_falls_on_a_toy_task(groups):
+    examples, passages, tokenizer, settings = groups
+    torch.manual_seed(0)
+    model = BiEncoder(settings.model, tokenizer, settings, temperature=0.05)
+    data = GroupData(examples, passages, tokenizer, settings, negatives=2, seed=0)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    batch = data.batch(np.arange(len(examples)), 0)
+    losses = []
+    for _ in range(15):
+        out = model(batch)
+        losses.append(float(out.loss))
+        out.loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+    assert losses[-1] < 0.5 * losses[0]
+
+
+def test_distillation_adds_alpha_times_contrastive(groups, tmp_path, tiny_data):
+    from simlm_cli.training.losses import contrastive_loss, distill_loss
+
+    _, passages, tokenizer, settings = groups
+    examples, _ = load_groups(
+        write_train(tmp_path / "scored.jsonl", scored()), tiny_data.corpus, need_scores=True, log=lambda m: None
+    )
+    data = GroupData(examples, passages, tokenizer, settings, negatives=2, seed=0, teacher_scores=True)
+    batch = data.batch(np.arange(3), 0)
+    model = BiEncoder(settings.model, tokenizer, settings, temperature=0.05, alpha=0.2).eval()
+    with torch.no_grad():
+        out = model(batch)
+        q, p = model.embed("q_", batch), model.embed("p_", batch)
+        student = (q.unsqueeze(1) * p.view(3, 3, -1)).sum(-1) / 0.05
+        expected = distill_loss(student, batch["teacher_scores"]) + 0.2 * contrastive_loss(q, p, 0.05)
+    assert torch.allclose(out.loss, expected, atol=1e-5)
+    assert set(out.parts) == {"kl", "contrastive"}

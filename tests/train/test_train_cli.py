@@ -1,0 +1,80 @@
+"""`simlm train` and `simlm distill` as a user runs them: outputs that load everywhere, one-line errors."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from simlm_cli.io.embeddings import EmbeddingReader
+
+from .test_biencoder import TRAIN, scored, write_train
+
+
+def _vectors(path) -> tuple[list[str], np.ndarray]:
+    with open(path, "rb") as handle:
+        blocks = list(EmbeddingReader(handle, str(path)))
+    return [i for ids, _ in blocks for i in ids], np.concatenate([v for _, v in blocks])
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, tiny_data, tiny_st_dir):
+    """A 3-step dry run of `simlm train` from the tiny sentence-transformers model, then `simlm encode` of it."""
+    from tests.conftest import run_cli
+
+    root = tmp_path_factory.mktemp("train")
+    train_file = write_train(root / "train.jsonl")
+    out = root / "retriever"
+    done = run_cli(
+        ["train", "--train-file", train_file, "--corpus", tiny_data.corpus, "--model", tiny_st_dir,
+         "--output", out, "--negatives", "2", "--dry-run", "--lr", "1e-3"]
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    encoded = run_cli(["encode", "--model", out, "--corpus", tiny_data.corpus, "--output", root / "emb"])
+    assert encoded.returncode == 0, encoded.stderr
+    return out, root / "emb", done.stderr
+
+
+def test_train_writes_a_model_that_sentence_transformers_loads_with_the_same_vectors(trained, tiny_data):
+    from sentence_transformers import SentenceTransformer
+    from transformers import AutoModel
+
+    out, emb, _ = trained
+    settings = json.loads((out / "simlm.json").read_text())
+    assert settings["pooling"] == "cls" and settings["query_max_length"] == 32
+    assert (out / "train_log.jsonl").is_file() and (out / "loss.png").is_file()
+    AutoModel.from_pretrained(out)  # a plain HF directory
+    ids, vectors = _vectors(emb)
+    st = SentenceTransformer(str(out), device="cpu")
+    texts = {i: (f"{t} {x}" if t else x) for i, t, x in tiny_data.passages}
+    expected = st.encode([texts[i] for i in ids], normalize_embeddings=False, convert_to_numpy=True)
+    np.testing.assert_allclose(vectors, expected, atol=1e-5)
+
+
+def test_train_log_says_what_it_trained(trained):
+    _, _, stderr = trained
+    assert "cls pooling" in stderr and "1 positive + 2 negatives" in stderr
+    assert "skipped 1 queries with no positive" in stderr
+
+
+def test_distill_dry_run_and_missing_teacher_scores(tmp_path, tiny_data, trained, run_cli):
+    out, _, _ = trained
+    scored_file = write_train(tmp_path / "scored.jsonl", scored())
+    done = run_cli(
+        ["distill", "--train-file", scored_file, "--corpus", tiny_data.corpus, "--model", out,
+         "--output", tmp_path / "student", "--negatives", "2", "--dry-run"]
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    log = [json.loads(line) for line in (tmp_path / "student" / "train_log.jsonl").read_text().splitlines()]
+    assert {"loss", "loss_kl", "loss_contrastive"} <= set(log[-1])
+    assert json.loads((tmp_path / "student" / "simlm.json").read_text())["pooling"] == "cls"  # the student's own
+
+    unscored = write_train(tmp_path / "unscored.jsonl", TRAIN)
+    bad = run_cli(
+        ["distill", "--train-file", unscored, "--corpus", tiny_data.corpus, "--model", out,
+         "--output", tmp_path / "nope", "--dry-run"]
+    )  # fmt: skip
+    assert bad.returncode == 2
+    assert bad.stderr.strip().count("\n") == 0 and f"{unscored}:1" in bad.stderr and "no score" in bad.stderr
+    assert not (tmp_path / "nope" / "model.safetensors").exists()
