@@ -1,0 +1,69 @@
+"""`simlm mine`: hard negatives for training queries, from a run or an index, streamed into a training file."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+
+from simlm_cli.commands import options
+from simlm_cli.device import Precision
+from simlm_cli.io.corpus import CorpusFormat
+from simlm_cli.io.runs import RunFormat
+
+
+def mine(
+    queries: Path = typer.Option(..., "--queries", "-q", help="Training queries: BEIR queries.jsonl or TSV (.gz ok)."),
+    qrels: Path = typer.Option(..., "--qrels", help="Training judgments (BEIR TSV or TREC qrels)."),
+    output: Path = typer.Option(..., "--output", "-o", help="Training file to write (JSONL, .gz ok; atomic)."),
+    run: Path = typer.Option(
+        None, "--run", "-r", help="TREC or MS MARCO run of the training queries, grouped by query (streamed)."
+    ),
+    index: Path = typer.Option(None, "--index", "-i", help="Or: an index directory to search (dense or BM25)."),
+    run_format: RunFormat = typer.Option(RunFormat.auto, "--run-format", help="Force the run format."),
+    depth: int = typer.Option(200, "--depth", min=1, help="Candidates considered per query (the top of the run)."),
+    min_relevance: int = typer.Option(
+        1, "--min-relevance", help="Grade >= this is a positive; judged documents below it are never negatives."
+    ),
+    rank_range: str = typer.Option(
+        None, "--rank-range", help="Keep negatives ranked START:END (1-based, inclusive), e.g. 3:200."
+    ),
+    score_margin: float = typer.Option(
+        None, "--score-margin", min=0.0, help="Drop negatives scoring within this of the best retrieved positive."
+    ),
+    max_negatives: int = typer.Option(None, "--max-negatives", min=0, help="Keep at most N, best-ranked first."),
+    random_negatives: int = typer.Option(
+        0, "--random-negatives", min=0, help="Add K random corpus passages per query (score null)."
+    ),
+    corpus: Path = typer.Option(None, "--corpus", "-c", help="Corpus whose ids random negatives come from."),
+    corpus_format: CorpusFormat = typer.Option(CorpusFormat.auto, "--corpus-format", help="Force the corpus format."),
+    seed: int = typer.Option(42, "--seed", help="Random negatives are a function of the seed and the query id."),
+    json_out: bool = typer.Option(False, "--json", help="Also print the summary as one JSON object on stdout."),
+    model: str = typer.Option(None, "--model", "-m", help="--index (dense): encode queries with this model."),
+    batch_size: int = typer.Option(None, "--batch-size", min=1, help="--index (dense): queries per forward pass."),
+    device: str = options.Device,
+    precision: Precision = options.PrecisionOpt,
+    k1: float = typer.Option(0.9, "--k1", min=0.0, help="--index (BM25): k1."),
+    b: float = typer.Option(0.4, "--b", min=0.0, max=1.0, help="--index (BM25): b."),
+    threads: int = typer.Option(2, "--threads", min=1, help="--index (BM25): search threads."),
+    dry_run: bool = options.DryRun,
+) -> None:
+    """Write one training line per judged query: its positives and hard negatives mined from a run or an index."""
+    from simlm_cli.pipeline.mine import MineConfig, parse_rank_range, run_mine
+
+    config = MineConfig(
+        queries=str(queries), qrels=str(qrels), output=str(output), run=str(run) if run else None,
+        index=str(index) if index else None, run_format=run_format, depth=depth, min_relevance=min_relevance,
+        rank_range=parse_rank_range(rank_range), score_margin=score_margin, max_negatives=max_negatives,
+        random_negatives=random_negatives, corpus=str(corpus) if corpus else None, corpus_format=corpus_format,
+        seed=seed, dry_run=dry_run, model=model, device=device, precision=precision, batch_size=batch_size,
+        k1=k1, b=b, threads=threads,
+    )  # fmt: skip
+    summary = run_mine(config)
+    if json_out:
+        typer.echo(json.dumps(summary))
+
+
+def register(app: typer.Typer) -> None:
+    app.command("mine")(mine)

@@ -1,0 +1,157 @@
+"""`simlm rerank train|run|score`: the SimLM cross-encoder re-ranker and the teacher scores it gives `distill`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from simlm_cli.commands import options
+from simlm_cli.device import Precision
+from simlm_cli.io.corpus import CorpusFormat
+from simlm_cli.io.runs import RunFormat
+
+app = typer.Typer(
+    help="Cross-encoder re-ranker: train it (listwise loss), re-rank runs, score training files for `simlm distill`.",
+    no_args_is_help=True,
+)
+
+CorpusFormatOpt = typer.Option(CorpusFormat.auto, "--corpus-format", help="Force the corpus format.")
+InferenceBatch = typer.Option(32, "--batch-size", min=1, help="(query, passage) pairs per forward pass.")
+
+
+@app.command("train")
+def train(
+    train_file: Path = options.TrainFile,
+    corpus: Path = options.Corpus,
+    output: Path = typer.Option(
+        None,
+        "--output",
+        "-o",
+        help="Output directory: the re-ranker (HF sequence classifier; loads in sentence-transformers' "
+        "CrossEncoder), simlm_reranker.json, checkpoints/, train_log.jsonl, loss.png.",
+    ),
+    model: str = typer.Option(
+        None,
+        "--model",
+        "-m",
+        help="HF encoder directory or hub name to start from (a one-score head is added if absent). "
+        "Default: sentence-transformers/all-MiniLM-L6-v2 (embedded weights).",
+    ),
+    corpus_format: CorpusFormat = CorpusFormatOpt,
+    group_size: int = typer.Option(
+        8,
+        "--group-size",
+        "-n",
+        min=2,
+        help="Passages per query group: 1 positive + n-1 negatives, re-drawn each epoch (paper: 64 from the top 200). "
+        "Queries with fewer negatives repeat some; queries with none are skipped and counted.",
+    ),
+    max_length: int = typer.Option(
+        192, "--max-length", help="Tokens per (query, passage) pair; only passages are cut."
+    ),
+    max_steps: int = options.MaxSteps,
+    epochs: float = options.Epochs,
+    batch_size: int = typer.Option(
+        None,
+        "--batch-size",
+        help="Queries per process per micro-step (each brings --group-size pairs). Default: 4 on CPU, 16 on GPU.",
+    ),  # fmt: skip
+    grad_accum: int = options.GradAccum,
+    lr: float = typer.Option(2e-5, "--lr", help="Peak AdamW learning rate."),
+    weight_decay: float = options.WeightDecay,
+    warmup_steps: int = options.WarmupSteps,
+    max_grad_norm: float = options.MaxGradNorm,
+    save_steps: int = options.SaveSteps,
+    save_total_limit: int = options.SaveTotalLimit,
+    log_steps: int = options.LogSteps,
+    seed: int = options.Seed,
+    device: str = options.Device,
+    precision: Precision = options.PrecisionOpt,
+    resume: bool = options.Resume,
+    dry_run: bool = options.TrainDryRun,
+) -> None:
+    """Train a cross-encoder re-ranker with the listwise loss on a training file from `simlm mine`.
+
+    Each query's group (1 positive + n-1 hard negatives) is scored pair by pair; the loss is the cross-entropy of
+    the group's scores with the positive as the target. Under torchrun each process trains on its share (DDP).
+    """
+    from simlm_cli.commands.train import trainer_config
+    from simlm_cli.console import info
+    from simlm_cli.pipeline.rerank import train_reranker
+
+    config = trainer_config(
+        "rerank", train_file, corpus, output, model=model, corpus_format=corpus_format, max_length=max_length,
+        max_steps=max_steps, epochs=epochs, batch_size=batch_size, grad_accum=grad_accum, lr=lr,
+        weight_decay=weight_decay, warmup_steps=warmup_steps, max_grad_norm=max_grad_norm, save_steps=save_steps,
+        save_total_limit=save_total_limit, log_steps=log_steps, seed=seed, device=device, precision=precision,
+        resume=resume, dry_run=dry_run,
+    )  # fmt: skip
+    train_reranker(train_file, config, group_size, log=info)
+
+
+@app.command("run")
+def run(
+    model: str = typer.Option(..., "--model", "-m", help="Re-ranker directory (from `simlm rerank train`)."),
+    run_file: Path = typer.Option(..., "--run", "-r", help="Run to re-rank (TREC or MS MARCO, .gz ok)."),
+    queries: Path = typer.Option(..., "--queries", "-q", help="BEIR queries.jsonl or TSV qid<TAB>text (.gz ok)."),
+    corpus: Path = typer.Option(..., "--corpus", "-c", help="The run's passages (any corpus format, .gz ok)."),
+    output: Path = typer.Option(..., "--output", "-o", help="The re-ranked run (.tsv: MS MARCO format)."),
+    depth: int = typer.Option(
+        100, "--depth", "-k", min=1, help="Re-rank each query's top N; documents below it are dropped from the output."
+    ),
+    batch_size: int = InferenceBatch,
+    run_format: RunFormat = typer.Option(RunFormat.auto, "--run-format", help="The input run's format (auto: detect)."),
+    output_format: RunFormat = typer.Option(
+        RunFormat.auto, "--output-format", help="trec (with the new scores), msmarco, or auto (by extension)."
+    ),
+    corpus_format: CorpusFormat = CorpusFormatOpt,
+    tag: str = typer.Option("simlm-rerank", "--tag", help="Run tag (TREC column 6)."),
+    device: str = options.Device,
+    precision: Precision = options.PrecisionOpt,
+    dry_run: bool = typer.Option(False, "--dry-run", help="Re-rank only the run's first 4 queries."),
+) -> None:
+    """Re-rank a run: re-score each query's top --depth documents with the cross-encoder, best first.
+
+    The run is streamed one query at a time; the output is written atomically.
+    """
+    from simlm_cli.pipeline.rerank import RerankRunConfig, rerank_run
+
+    config = RerankRunConfig(
+        model=model, run=str(run_file), queries=str(queries), corpus=str(corpus), output=str(output), depth=depth,
+        batch_size=batch_size, run_format=run_format, output_format=output_format, corpus_format=corpus_format,
+        tag=tag, device=device, precision=precision, dry_run=dry_run,
+    )  # fmt: skip
+    rerank_run(config)
+
+
+@app.command("score")
+def score(
+    model: str = typer.Option(..., "--model", "-m", help="Re-ranker directory (from `simlm rerank train`)."),
+    train_file: Path = typer.Option(..., "--train-file", "-t", help="Training JSONL (from `simlm mine`)."),
+    corpus: Path = typer.Option(..., "--corpus", "-c", help="The passages it names (any corpus format, .gz ok)."),
+    output: Path = typer.Option(..., "--output", "-o", help="The training file with teacher scores (JSONL)."),
+    max_negatives: int = typer.Option(
+        None, "--max-negatives", min=0, help="Keep only each query's first N negatives. Default: all."
+    ),
+    batch_size: int = InferenceBatch,
+    corpus_format: CorpusFormat = CorpusFormatOpt,
+    device: str = options.Device,
+    precision: Precision = options.PrecisionOpt,
+) -> None:
+    """Write the teacher scores for `simlm distill` into a copy of a training file.
+
+    Every positive's and negative's score becomes the re-ranker's raw logit; queries with no positive are left out
+    (and counted). The file is streamed and written atomically.
+    """
+    from simlm_cli.pipeline.rerank import ScoreConfig, score_train_file
+
+    config = ScoreConfig(
+        model=model, train_file=str(train_file), corpus=str(corpus), output=str(output), max_negatives=max_negatives,
+        batch_size=batch_size, corpus_format=corpus_format, device=device, precision=precision,
+    )  # fmt: skip
+    score_train_file(config)
+
+
+def register(root: typer.Typer) -> None:
+    root.add_typer(app, name="rerank")

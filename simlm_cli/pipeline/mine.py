@@ -1,0 +1,448 @@
+"""`simlm mine`: hard negatives for training queries, streamed into a training file (simlm_cli/io/train_file.py).
+
+Candidates come from exactly one of
+- `--run RUN`: a TREC or MS MARCO run (format auto-detected from the first line, `--run-format` forces it). The
+  run is read one query's block at a time: its lines for one query must be contiguous, as `simlm search` and
+  every TREC tool write them; a query id that reappears after another query's block is an error ("sort it with
+  `sort -s -k1,1`"). Within a block, TREC lines are ordered by score (best first, ties in file order) and MS MARCO
+  lines by rank, so a run written in any order inside a block still mines its top documents.
+- `--index DIR`: a `simlm index` directory (dense faiss or BM25); the judged training queries are searched
+  `INDEX_BATCH` at a time to `--depth` and mined as the results come.
+
+Per query (every query of `--qrels` with at least one document of grade >= `--min-relevance`):
+- positives: every such judged document, in qrels order, with its retrieval score when it is within the top
+  `--depth` (null otherwise, and counted as "positives not retrieved");
+- negatives: the top `--depth` candidates minus every judged document (judged below `--min-relevance`: neither
+  positive nor negative), kept when their 1-based rank is within `--rank-range START:END` (default: all), and
+  not within `--score-margin M` of (or above) the best retrieved positive's score (off by default; a no-op for a
+  query whose positives were not retrieved; MS MARCO runs have no scores, so the margin is an error with one),
+  then cut to the best-ranked `--max-negatives N`;
+- `--random-negatives K`: K more passages drawn from the corpus ids (`--corpus`, else the index's own ids) that
+  are neither judged for the query nor already negatives, score null; the draw is a function of `--seed` and the
+  query id only, so it does not change when other queries come or go.
+Output lines follow the run (or the queries file with --index); judged queries absent from the run come last, in
+queries-file order, with their positives and no mined negatives. Run queries with no positive are skipped.
+`--dry-run` writes the first `DRY_RUN_QUERIES` queries only. The summary goes to stderr (and as JSON to stdout
+with `--json` in the command).
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import random
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from simlm_cli.device import Precision
+from simlm_cli.errors import InputError, SimlmError
+from simlm_cli.io.corpus import CorpusFormat, iter_corpus
+from simlm_cli.io.files import atomic_output, iter_lines
+from simlm_cli.io.qrels import Qrels, read_qrels
+from simlm_cli.io.queries import read_queries
+from simlm_cli.io.runs import RunFormat
+from simlm_cli.io.train_file import Candidate, TrainExample, write_example
+
+DRY_RUN_QUERIES = 8
+INDEX_BATCH = 256  # queries searched together with --index: bounds the results held at once
+GROUPING_HINT = "run is not grouped by query; sort it with `sort -s -k1,1`"
+
+
+@dataclass
+class RunBlock:
+    """One query's candidates, best first; `scores` is None for a run without scores (MS MARCO)."""
+
+    qid: str
+    docids: list[str]
+    scores: list[float] | None
+    line: int = 0  # the block's first line in the run, 0 for index results
+
+
+@dataclass
+class MineConfig:
+    queries: str
+    qrels: str
+    output: str
+    run: str | None = None
+    index: str | None = None
+    run_format: RunFormat = RunFormat.auto
+    depth: int = 200
+    min_relevance: int = 1
+    rank_range: tuple[int, int | None] = (1, None)  # 1-based, inclusive; None: to the depth
+    score_margin: float | None = None
+    max_negatives: int | None = None
+    random_negatives: int = 0
+    corpus: str | None = None
+    corpus_format: CorpusFormat = CorpusFormat.auto
+    seed: int = 42
+    dry_run: bool = False
+    # --index only
+    model: str | None = None
+    device: str = "auto"
+    precision: Precision = Precision.auto
+    batch_size: int | None = None
+    k1: float = 0.9
+    b: float = 0.4
+    threads: int = 2
+
+
+@dataclass
+class MineStats:
+    queries: int = 0
+    negatives: int = 0
+    random_negatives: int = 0
+    no_mined_negatives: int = 0
+    positives_not_retrieved: int = 0
+    margin_dropped: int = 0
+    not_in_run: int = 0
+    run_queries_skipped: int = 0  # run queries with no positive in the qrels
+    qrels_queries_without_positive: int = 0
+
+    def summary(self) -> dict:
+        mean = self.negatives / self.queries if self.queries else 0.0
+        return {
+            "queries": self.queries,
+            "mean_negatives": round(mean, 4),
+            "random_negatives": self.random_negatives,
+            "queries_without_retrieved_negatives": self.no_mined_negatives,
+            "positives_not_retrieved": self.positives_not_retrieved,
+            "margin_dropped": self.margin_dropped,
+            "queries_not_in_run": self.not_in_run,
+            "run_queries_skipped": self.run_queries_skipped,
+            "qrels_queries_without_positive": self.qrels_queries_without_positive,
+        }
+
+
+def parse_rank_range(text: str | None) -> tuple[int, int | None]:
+    """`START:END` (1-based, inclusive; either side may be empty) -> (start, end or None)."""
+    if not text:
+        return 1, None
+    start_text, sep, end_text = text.partition(":")
+    try:
+        start = int(start_text) if start_text.strip() else 1
+        end = int(end_text) if end_text.strip() else None
+    except ValueError:
+        start = end = -1
+    if not sep or start < 1 or (end is not None and end < start):
+        raise SimlmError(f"--rank-range {text!r}: expected START:END with 1 <= START <= END (e.g. 3:200)")
+    return start, end
+
+
+# -- reading a run, one block at a time -----------------------------------------------------------------------
+def _detect(path: str | Path, lineno: int, cols: list[str]) -> RunFormat:
+    if len(cols) == 6:
+        return RunFormat.trec
+    if len(cols) == 3:
+        return RunFormat.msmarco
+    raise InputError(path, f"cannot tell the run format: {len(cols)} columns (TREC has 6, MS MARCO 3)", line=lineno)
+
+
+def _number(path: str | Path, lineno: int, value: str, name: str) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        number = math.nan
+    if not math.isfinite(number):
+        raise InputError(path, f"{value!r} is not a finite number", line=lineno, field=name)
+    return number
+
+
+class _Block:
+    """The block being read: (sort key, docid, score) rows and the ids seen, for the duplicate check."""
+
+    def __init__(self, qid: str, line: int):
+        self.qid, self.line = qid, line
+        self.rows: list[tuple[float, str, float]] = []
+        self.seen: set[str] = set()
+
+    def finish(self, with_scores: bool) -> RunBlock:
+        rows = sorted(self.rows, key=lambda row: row[0])  # stable: ties keep the file's order
+        scores = [row[2] for row in rows] if with_scores else None
+        return RunBlock(self.qid, [row[1] for row in rows], scores, self.line)
+
+
+def iter_run_blocks(
+    path: str | Path, fmt: RunFormat = RunFormat.auto, lines: Iterable[tuple[int, str]] | None = None
+) -> Iterator[RunBlock]:
+    """Yield each query's block as soon as the next query's first line is read; `lines` defaults to the file."""
+    finished: set[str] = set()
+    block: _Block | None = None
+    for lineno, text in iter_lines(path) if lines is None else lines:
+        cols = text.split()
+        if not cols:
+            continue
+        if fmt is RunFormat.auto:
+            fmt = _detect(path, lineno, cols)
+        qid, docid, key, score = _parse_line(path, lineno, cols, fmt)
+        if block is None or qid != block.qid:
+            if qid in finished:
+                raise InputError(path, f"query {qid!r} reappears after other queries: {GROUPING_HINT}", line=lineno)
+            if block is not None:
+                finished.add(block.qid)
+                yield block.finish(fmt is RunFormat.trec)
+            block = _Block(qid, lineno)
+        if docid in block.seen:
+            raise InputError(path, f"document {docid!r} appears twice for query {qid!r}", line=lineno)
+        block.seen.add(docid)
+        block.rows.append((key, docid, score))
+    if block is None:
+        raise InputError(path, "empty run")
+    yield block.finish(fmt is RunFormat.trec)
+
+
+def _parse_line(path: str | Path, lineno: int, cols: list[str], fmt: RunFormat) -> tuple[str, str, float, float]:
+    """(qid, docid, sort key, score): TREC sorts by descending score, MS MARCO by rank."""
+    width = 6 if fmt is RunFormat.trec else 3
+    if len(cols) != width:
+        raise InputError(path, f"expected {width} columns ({fmt.value} run), got {len(cols)}", line=lineno)
+    if fmt is RunFormat.trec:
+        score = _number(path, lineno, cols[4], "score")
+        return cols[0], cols[2], -score, score
+    rank = _number(path, lineno, cols[2], "rank")
+    return cols[0], cols[1], rank, -rank
+
+
+# -- mining ---------------------------------------------------------------------------------------------------
+@dataclass
+class Judgments:
+    """What the qrels say about one query: its positives (qrels order) and every judged document."""
+
+    positives: list[str]
+    judged: set[str] = field(default_factory=set)
+
+
+def training_queries(qrels: Qrels, queries: dict[str, str], min_relevance: int) -> tuple[dict, int]:
+    """(qid -> Judgments for each judged query with a positive, in queries-file order; judged queries without
+    a positive)."""
+    for qid, line in qrels.first_line.items():
+        if qid not in queries:
+            raise InputError(qrels.path, f"query {qid!r} is judged but not in the queries file", line=line)
+    wanted = {}
+    without = 0
+    for qid in queries:
+        grades = qrels.judgments.get(qid)
+        if grades is None:
+            continue
+        positives = [d for d, grade in grades.items() if grade >= min_relevance]
+        if positives:
+            wanted[qid] = Judgments(positives, set(grades))
+        else:
+            without += 1
+    return wanted, without
+
+
+class Miner:
+    """Turns one query's candidates into a TrainExample, counting what it did in `stats`."""
+
+    def __init__(self, config: MineConfig, queries: dict[str, str], wanted: dict, corpus_ids: Sequence[str] | None):
+        self.config = config
+        self.queries = queries
+        self.wanted: dict[str, Judgments] = wanted
+        self.corpus_ids = corpus_ids
+        self.stats = MineStats()
+
+    def mine(self, qid: str, docids: Sequence[str], scores: Sequence[float] | None) -> TrainExample:
+        config, judgments = self.config, self.wanted[qid]
+        top = list(docids[: config.depth])
+        top_scores = list(scores[: config.depth]) if scores is not None else [None] * len(top)
+        score_of = dict(zip(top, top_scores))
+        positives = [Candidate(d, score_of.get(d)) for d in judgments.positives]
+        self.stats.positives_not_retrieved += sum(d not in score_of for d in judgments.positives)
+        retrieved = [c.score for c in positives if c.score is not None]
+        dropped: set[str] = set()
+        negatives = self._negatives(top, top_scores, judgments.judged, max(retrieved, default=None), dropped)
+        if not negatives:
+            self.stats.no_mined_negatives += 1
+        if config.random_negatives:
+            # Margin-dropped passages are likely positives: never drawn back in as random negatives.
+            extra = self._random(qid, judgments.judged | dropped | {c.docid for c in negatives})
+            self.stats.random_negatives += len(extra)
+            negatives += extra
+        self.stats.queries += 1
+        self.stats.negatives += len(negatives)
+        return TrainExample(qid, self.queries[qid], positives, negatives)
+
+    def _negatives(
+        self, top: list[str], scores: list, judged: set[str], best: float | None, dropped: set[str]
+    ) -> list[Candidate]:
+        config = self.config
+        start, end = config.rank_range
+        margin = None if best is None or config.score_margin is None else best - config.score_margin
+        out: list[Candidate] = []
+        for rank, (docid, score) in enumerate(zip(top, scores), 1):
+            if config.max_negatives is not None and len(out) >= config.max_negatives:
+                break
+            if rank < start or docid in judged:
+                continue
+            if end is not None and rank > end:
+                break
+            if margin is not None and score >= margin:
+                dropped.add(docid)  # likely an unjudged positive
+                continue
+            out.append(Candidate(docid, score))
+        self.stats.margin_dropped += len(dropped)
+        return out
+
+    def _random(self, qid: str, exclude: set[str]) -> list[Candidate]:
+        """K corpus ids outside `exclude`, drawn from a generator seeded by (seed, qid) alone."""
+        ids, want = self.corpus_ids, self.config.random_negatives
+        rng = random.Random(f"{self.config.seed}\t{qid}")  # str seeds hash with SHA-512: stable across runs
+        if len(ids) <= 4 * (want + len(exclude)):
+            pool = [d for d in ids if d not in exclude]  # a small corpus: sample the whole remainder
+            return [Candidate(d) for d in rng.sample(pool, min(want, len(pool)))]
+        chosen: dict[str, None] = {}
+        while len(chosen) < want:  # rejection sampling: at least 3 of 4 draws are usable here
+            docid = ids[rng.randrange(len(ids))]
+            if docid not in exclude:
+                chosen[docid] = None
+        return [Candidate(d) for d in chosen]
+
+
+def mine_blocks(blocks: Iterable[RunBlock], miner: Miner, run_path: str | None = None) -> Iterator[TrainExample]:
+    """Examples in the blocks' order (lazily), then the judged queries that no block held."""
+    seen: set[str] = set()
+    for block in blocks:
+        if block.scores is None and miner.config.score_margin is not None:
+            raise InputError(run_path or "run", "--score-margin needs scores, and an MS MARCO run has ranks only")
+        seen.add(block.qid)
+        if block.qid not in miner.wanted:
+            miner.stats.run_queries_skipped += 1
+            continue
+        yield miner.mine(block.qid, block.docids, block.scores)
+    for qid in miner.wanted:
+        if qid not in seen:
+            miner.stats.not_in_run += 1
+            yield miner.mine(qid, [], [])
+
+
+# -- candidates from an index ---------------------------------------------------------------------------------
+def _is_dense(index: str) -> bool:
+    from simlm_cli.index import DENSE_KIND, META_FILE, read_meta
+
+    return (Path(index) / META_FILE).is_file() and read_meta(index)["kind"] == DENSE_KIND
+
+
+def _batches(items: list, size: int) -> Iterator[list]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def _open_dense(config: MineConfig):
+    from simlm_cli.device import resolve_runtime
+    from simlm_cli.index.dense import DenseIndex
+    from simlm_cli.models.encoder import Encoder
+    from simlm_cli.models.settings import EncoderSettings, validate_settings
+
+    index = DenseIndex(config.index)
+    settings = EncoderSettings.from_json(index.meta["encoder"])
+    if config.model:
+        settings = replace(settings, model=config.model, source="--model")
+    validate_settings(settings)
+    encoder = Encoder(settings, resolve_runtime(config.device, config.precision), batch_size=config.batch_size)
+    return index, encoder
+
+
+def _dense_blocks(index, encoder, queries: list[tuple[str, str]], depth: int) -> Iterator[RunBlock]:
+    for batch in _batches(queries, INDEX_BATCH):
+        scores, rows = index.search(encoder.encode_queries([text for _, text in batch]), depth)
+        for qid, docids, values in index.rankings([qid for qid, _ in batch], scores, rows):
+            yield RunBlock(qid, docids, values)
+
+
+def _bm25_blocks(index, config: MineConfig, queries: list[tuple[str, str]]) -> Iterator[RunBlock]:
+    for batch in _batches(queries, INDEX_BATCH):
+        qids, texts = [q for q, _ in batch], [t for _, t in batch]
+        for qid, docids, values in index.search(qids, texts, config.depth, config.k1, config.b, config.threads):
+            yield RunBlock(qid, docids, values)
+
+
+def _lucene_ids(index) -> list[str]:
+    """Every external id of a Lucene index (for random negatives without --corpus)."""
+    searcher = index.searcher
+    docs = (searcher.doc(i) for i in range(searcher.num_docs))
+    return [doc.docid() for doc in docs if doc is not None]
+
+
+def _warn_unindexed(config: MineConfig, contains, partial: bool = False) -> None:
+    from simlm_cli.pipeline.search import SearchConfig, check_qrels_documents
+
+    search = SearchConfig(index=config.index, queries=config.queries, qrels=config.qrels)
+    check_qrels_documents(search, contains, partial)
+
+
+def index_candidates(config: MineConfig, queries: list[tuple[str, str]]) -> tuple[Iterator[RunBlock], list | None]:
+    """(blocks of search results, the index's document ids when random negatives need them)."""
+    need_ids = config.random_negatives > 0 and not config.corpus
+    if _is_dense(config.index):
+        index, encoder = _open_dense(config)
+        _warn_unindexed(config, set(index.docids.tolist()).__contains__, index.meta.get("dry_run", False))
+        ids = index.docids.tolist() if need_ids else None
+        return _dense_blocks(index, encoder, queries, config.depth), ids
+    from simlm_cli.index.bm25 import BM25Index
+
+    index = BM25Index(config.index)
+    _warn_unindexed(config, index.contains)
+    return _bm25_blocks(index, config, queries), _lucene_ids(index) if need_ids else None
+
+
+# -- the command ----------------------------------------------------------------------------------------------
+def _check_config(config: MineConfig) -> None:
+    if (config.run is None) == (config.index is None):
+        raise SimlmError("give exactly one of --run (a run file) or --index (an index directory to search)")
+    if config.random_negatives and not config.corpus and config.index is None:
+        raise SimlmError("--random-negatives needs the corpus ids: give --corpus (or mine with --index)")
+
+
+def _corpus_ids(config: MineConfig) -> list[str] | None:
+    if not config.random_negatives or not config.corpus:
+        return None
+    return [passage.id for passage in iter_corpus(config.corpus, config.corpus_format)]
+
+
+def run_mine(config: MineConfig) -> dict:
+    """Mine, write the training file atomically, print the summary; returns the summary."""
+    from simlm_cli.console import info
+
+    started = time.perf_counter()
+    _check_config(config)
+    queries = read_queries(config.queries)
+    qrels = read_qrels(config.qrels)
+    wanted, without_positive = training_queries(qrels, queries, config.min_relevance)
+    if not wanted:
+        raise InputError(config.qrels, f"no query has a document of grade >= {config.min_relevance} (--min-relevance)")
+    ids = _corpus_ids(config)
+    if config.run is not None:
+        blocks = iter_run_blocks(config.run, config.run_format)
+    else:
+        todo = [(qid, queries[qid]) for qid in wanted]
+        blocks, index_ids = index_candidates(config, todo[:DRY_RUN_QUERIES] if config.dry_run else todo)
+        ids = ids if ids is not None else index_ids
+    miner = Miner(config, queries, wanted, ids)
+    miner.stats.qrels_queries_without_positive = without_positive
+    examples = mine_blocks(blocks, miner, config.run)
+    if config.dry_run:
+        examples = itertools.islice(examples, DRY_RUN_QUERIES)
+    with atomic_output(config.output) as handle:
+        for example in examples:
+            write_example(handle, example)
+    summary = miner.stats.summary() | {"seconds": round(time.perf_counter() - started, 3)}
+    info(_describe(summary, config))
+    return summary
+
+
+def _describe(summary: dict, config: MineConfig) -> str:
+    text = (
+        f"mined {summary['queries']:,} queries -> {config.output}: {summary['mean_negatives']:.2f} negatives per "
+        f"query ({summary['random_negatives']:,} random), {summary['queries_without_retrieved_negatives']:,} "
+        f"with no retrieved negative, {summary['positives_not_retrieved']:,} positives not retrieved in the top "
+        f"{config.depth}, {summary['margin_dropped']:,} negatives dropped by the score margin"
+    )
+    if summary["queries_not_in_run"]:
+        text += f"; {summary['queries_not_in_run']:,} judged queries were not in the run (no mined negatives)"
+    if summary["run_queries_skipped"]:
+        text += f"; {summary['run_queries_skipped']:,} run queries without a positive skipped"
+    if summary["qrels_queries_without_positive"]:
+        text += f"; {summary['qrels_queries_without_positive']:,} judged queries without a positive skipped"
+    return text

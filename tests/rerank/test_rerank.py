@@ -1,0 +1,238 @@
+"""`simlm rerank`: the listwise loss, the group sampling, and train -> run -> score through the CLI."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+
+from simlm_cli.errors import InputError
+from simlm_cli.io.corpus import iter_corpus
+from simlm_cli.io.train_file import Candidate, TrainExample
+from simlm_cli.pipeline.rerank import iter_run_blocks
+from simlm_cli.training.cross_encoder import CrossEncoder, RerankData, tokenize_pairs, usable_examples
+
+DOCS = [f"d{i}" for i in range(1, 13)]
+POSITIVES = {"q1": ["d1", "d2"], "q2": ["d4"], "q3": ["d9"], "q4": ["d11", "d12"]}
+
+
+def _example(qid: str, query: str, positives: list[str], negatives: list[str], line: int = 1) -> TrainExample:
+    return TrainExample(
+        qid, query, [Candidate(d, 1.0) for d in positives], [Candidate(d, 0.5) for d in negatives], line
+    )
+
+
+def _train_records(tiny_data: SimpleNamespace) -> list[dict]:
+    """q1, q2, q4 with every other document as a negative (q1's list also holds its positive d2, to be ignored);
+    q3 with no negative (skipped)."""
+    records = []
+    for qid, text in tiny_data.query_texts.items():
+        positives = POSITIVES[qid]
+        negatives = [] if qid == "q3" else [d for d in DOCS if d not in positives] + (["d2"] if qid == "q1" else [])
+        records.append({
+            "qid": qid, "query": text,
+            "positives": [{"docid": d, "score": 10.0} for d in positives],
+            "negatives": [{"docid": d, "score": None} for d in negatives],
+        })  # fmt: skip
+    return records
+
+
+@pytest.fixture(scope="module")
+def tokenizer(tiny_bert_dir: Path):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(tiny_bert_dir)
+
+
+@pytest.fixture(scope="module")
+def passages(tiny_data: SimpleNamespace) -> dict:
+    return {p.id: p for p in iter_corpus(tiny_data.corpus)}
+
+
+def _data(tiny_data, passages, tokenizer, group_size: int = 4, seed: int = 7) -> RerankData:
+    examples = [
+        _example("q1", "how do proteins fold", ["d1", "d2"], ["d2", *DOCS[2:]]),
+        _example("q2", "what is a gene", ["d4"], ["d5"]),  # one negative: repeated to fill the group
+    ]
+    return RerankData(examples, passages, tokenizer, group_size, 64, seed)
+
+
+# -- in-process ---------------------------------------------------------------------------------------------------
+def test_listwise_loss_matches_hand_computation(tiny_bert_dir, tiny_data, passages, tokenizer):
+    messages: list[str] = []
+    model = CrossEncoder(str(tiny_bert_dir), tokenizer, group_size=4, max_length=64, log=messages.append)
+    assert any("classifier" in m for m in messages), messages  # a plain BERT gets a new head, and says so
+    model.eval()  # no dropout: the two forward passes below agree
+    batch = _data(tiny_data, passages, tokenizer).batch(np.array([0, 1]), epoch=0)
+    assert batch["input_ids"].shape[0] == 8
+    with torch.no_grad():
+        loss = float(model(batch, None).loss)
+        logits = model.model(**batch).logits[:, 0].tolist()
+    by_hand = []
+    for group in (logits[:4], logits[4:]):
+        by_hand.append(math.log(sum(math.exp(s) for s in group)) - group[0])
+    assert loss == pytest.approx(sum(by_hand) / 2, abs=1e-5)
+    assert loss > 0
+
+
+def test_groups_positive_first_deterministic_and_resampled(tiny_data, passages, tokenizer):
+    data = _data(tiny_data, passages, tokenizer, group_size=4)
+    assert data.unit == "queries" and len(data) == 2
+    for epoch in range(5):
+        query, docids = data.group(0, epoch)
+        assert query == "how do proteins fold"
+        assert docids[0] in ("d1", "d2") and len(docids) == 4
+        assert not {"d1", "d2"} & set(docids[1:])  # the positive d2 listed as a negative is never drawn
+        assert len(set(docids[1:])) == 3  # enough negatives: drawn without replacement
+    assert data.group(0, 1) == _data(tiny_data, passages, tokenizer).group(0, 1)  # same seed, epoch, row
+    assert any(data.group(0, e) != data.group(0, 0) for e in range(1, 5))  # another epoch, another sample
+    first, again = data.batch(np.array([0, 1]), 3), data.batch(np.array([0, 1]), 3)
+    assert all(torch.equal(first[k], again[k]) for k in first)
+    assert not torch.equal(first["input_ids"], data.batch(np.array([0, 1]), 4)["input_ids"])
+    # Too few negatives: the group keeps its size with repeats.
+    assert data.group(1, 0) == ("what is a gene", ["d4", "d5", "d5", "d5"])
+
+
+def test_usable_examples_skips_queries_without_negatives(tmp_path):
+    examples = [_example("a", "x", ["d1"], ["d1"]), _example("b", "y", ["d1"], ["d2"])]
+    log: list[str] = []
+    assert [e.qid for e in usable_examples(examples, "train.jsonl", log.append)] == ["b"]
+    assert "skipped 1 queries" in log[0]
+    with pytest.raises(InputError, match="no query has both"):
+        usable_examples(examples[:1], "train.jsonl", log.append)
+
+
+def test_tokenize_pairs_cuts_the_passage_and_survives_long_queries(tokenizer):
+    long_text = "proteins fold " * 40
+    tokens = tokenize_pairs(tokenizer, ["what is a gene", long_text], [long_text, "gene"], 16)
+    assert [len(x) for x in tokens["input_ids"]] == [16, 16]
+    query_part = tokenizer("what is a gene")["input_ids"]
+    assert tokens["input_ids"][0][: len(query_part)] == query_part  # the query is whole
+
+
+def test_run_blocks_stream_and_reject_split_queries(tmp_path):
+    run = tmp_path / "run.trec"
+    run.write_text("q1 Q0 d1 1 3.0 x\nq1 Q0 d2 2 2.0 x\nq2 Q0 d3 1 1.0 x\nq1 Q0 d4 3 0.5 x\n")
+    blocks = iter_run_blocks(run)
+    assert next(blocks).docids == ["d1", "d2"]
+    assert next(blocks).qid == "q2"
+    with pytest.raises(InputError, match=r"run.trec:4: query 'q1' already had lines from line 1"):
+        next(blocks)
+
+
+# -- through the CLI ----------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def cli(tmp_path_factory, tiny_bert_dir, tiny_data, cli_jobs) -> SimpleNamespace:
+    """One dry-run training, then re-rank, score and a failing re-rank side by side (4 processes in all)."""
+    root = tmp_path_factory.mktemp("rerank")
+    train_file = root / "train.jsonl"
+    train_file.write_text("".join(json.dumps(r) + "\n" for r in _train_records(tiny_data)))
+    model = root / "model"
+    trained = cli_jobs.run([
+        "rerank", "train", "--train-file", train_file, "--corpus", tiny_data.corpus, "--output", model,
+        "--model", tiny_bert_dir, "--dry-run", "--max-steps", "3", "--group-size", "4", "--max-length", "64",
+        "--device", "cpu", "--precision", "fp32",
+    ]).result()  # fmt: skip
+    assert trained.returncode == 0, trained.stderr
+
+    # Each query's 12 documents in a fixed shuffled order with descending scores; rerank the top 5.
+    rng = np.random.default_rng(0)
+    run_in = root / "run.trec"
+    lines = []
+    for qid in tiny_data.query_texts:
+        lines += [f"{qid} Q0 {d} {r} {20 - r}.5 bm25\n" for r, d in enumerate(rng.permutation(DOCS), 1)]
+    run_in.write_text("".join(lines))
+    bad_run = root / "bad.trec"
+    bad_run.write_text("".join(lines[:2]) + "q1 Q0 d99 3 1.0 bm25\n")
+    common = ["--model", model, "--queries", tiny_data.queries, "--corpus", tiny_data.corpus, "--device", "cpu",
+              "--precision", "fp32"]  # fmt: skip
+    jobs = {
+        "run": cli_jobs.run(["rerank", "run", "--run", run_in, "--output", root / "out.trec", "--depth", "5",
+                             "--batch-size", "3", *common]),
+        "bad": cli_jobs.run(["rerank", "run", "--run", bad_run, "--output", root / "bad_out.trec", *common]),
+        "score": cli_jobs.run(["rerank", "score", "--model", model, "--train-file", train_file, "--corpus",
+                               tiny_data.corpus, "--output", root / "scored.jsonl", "--max-negatives", "3",
+                               "--device", "cpu", "--precision", "fp32"]),
+    }  # fmt: skip
+    return SimpleNamespace(root=root, model=model, trained=trained, run_in=run_in, bad_run=bad_run,
+                           **{k: v.result() for k, v in jobs.items()})  # fmt: skip
+
+
+def _cross_encoder_scores(model: Path, pairs: list[list[str]]) -> np.ndarray:
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from sentence_transformers import CrossEncoder as STCrossEncoder
+
+        return np.asarray(STCrossEncoder(str(model), device="cpu").predict(pairs, batch_size=8))
+
+
+def test_train_dry_run_writes_a_loadable_reranker(cli, tiny_data, passages):
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    assert "skipped 1 queries with no negative" in cli.trained.stderr
+    assert "initialised" in cli.trained.stderr and "classifier" in cli.trained.stderr
+    log = [json.loads(line) for line in (cli.model / "train_log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log] == [1, 2, 3]
+    assert json.loads((cli.model / "simlm_reranker.json").read_text())["max_length"] == 64
+
+    pairs = [[tiny_data.query_texts["q1"], passages[d].joined()] for d in DOCS[:4]]
+    st_scores = _cross_encoder_scores(cli.model, pairs)
+    hf = AutoModelForSequenceClassification.from_pretrained(cli.model).eval()
+    tok = AutoTokenizer.from_pretrained(cli.model)
+    with torch.no_grad():
+        hf_scores = hf(**tok([p[0] for p in pairs], [p[1] for p in pairs], padding=True, return_tensors="pt"))
+    np.testing.assert_allclose(st_scores, hf_scores.logits[:, 0].numpy(), atol=1e-5)  # raw logits, no sigmoid
+
+
+def test_rerank_run_sorts_keeps_depth_and_matches_cross_encoder(cli, tiny_data, passages):
+    assert cli.run.returncode == 0, cli.run.stderr
+    assert str(cli.root / "out.trec") in cli.run.stderr
+    inputs: dict[str, list[tuple[str, float]]] = {}
+    for line in cli.run_in.read_text().splitlines():
+        qid, _, docid, _, score, _ = line.split()
+        inputs.setdefault(qid, []).append((docid, float(score)))
+    out: dict[str, list[tuple[str, int, float]]] = {}
+    for line in (cli.root / "out.trec").read_text().splitlines():
+        qid, _, docid, rank, score, tag = line.split()
+        assert tag == "simlm-rerank"
+        out.setdefault(qid, []).append((docid, int(rank), float(score)))
+    assert set(out) == set(tiny_data.query_texts)
+    for qid, ranking in out.items():
+        top5 = {d for d, _ in sorted(inputs[qid], key=lambda x: -x[1])[:5]}
+        assert {d for d, _, _ in ranking} == top5  # the first 5 by the input score, nothing below
+        assert [r for _, r, _ in ranking] == [1, 2, 3, 4, 5]
+        scores = [s for _, _, s in ranking]
+        assert scores == sorted(scores, reverse=True)
+        expected = _cross_encoder_scores(cli.model, [[tiny_data.query_texts[qid], passages[d].joined()]
+                                                     for d, _, _ in ranking])  # fmt: skip
+        np.testing.assert_allclose(scores, expected, atol=1e-4)
+
+
+def test_rerank_run_missing_document_is_one_line_error(cli):
+    assert cli.bad.returncode == 2
+    lines = cli.bad.stderr.strip().splitlines()
+    assert len(lines) == 1, cli.bad.stderr
+    assert f"{cli.bad_run}:3" in lines[0] and "'d99'" in lines[0] and "Traceback" not in cli.bad.stderr
+    assert not (cli.root / "bad_out.trec").exists()
+    assert not list(cli.root.glob(".bad_out.trec.*"))  # no temporary left either
+
+
+def test_rerank_score_fills_every_score(cli, tiny_data, passages):
+    assert cli.score.returncode == 0, cli.score.stderr
+    records = [json.loads(line) for line in (cli.root / "scored.jsonl").read_text().splitlines()]
+    assert [r["qid"] for r in records] == list(tiny_data.query_texts)
+    for record in records:
+        assert [c["docid"] for c in record["positives"]] == POSITIVES[record["qid"]]
+        assert len(record["negatives"]) == (0 if record["qid"] == "q3" else 3)
+        candidates = record["positives"] + record["negatives"]
+        assert all(isinstance(c["score"], float) for c in candidates)
+        expected = _cross_encoder_scores(cli.model, [[record["query"], passages[c["docid"]].joined()]
+                                                     for c in candidates])  # fmt: skip
+        np.testing.assert_allclose([c["score"] for c in candidates], expected, atol=1e-4)
