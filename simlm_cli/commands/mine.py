@@ -9,14 +9,26 @@ import typer
 
 from simlm_cli.commands import options
 from simlm_cli.device import Precision
+from simlm_cli.errors import SimlmError
 from simlm_cli.io.corpus import CorpusFormat
 from simlm_cli.io.runs import RunFormat
 
 
+def require(*flags: tuple[str, object]) -> None:
+    """Required options default to None and are checked here: a missing one is one error line, not click's box."""
+    for flag, value in flags:
+        if value is None:
+            raise SimlmError(f"{flag} is required")
+
+
 def mine(
-    queries: Path = typer.Option(..., "--queries", "-q", help="Training queries: BEIR queries.jsonl or TSV (.gz ok)."),
-    qrels: Path = typer.Option(..., "--qrels", help="Training judgments (BEIR TSV or TREC qrels)."),
-    output: Path = typer.Option(..., "--output", "-o", help="Training file to write (JSONL, .gz ok; atomic)."),
+    queries: Path = typer.Option(
+        None, "--queries", "-q", help="(required) Training queries: BEIR queries.jsonl or TSV (.gz ok)."
+    ),
+    qrels: Path = typer.Option(None, "--qrels", help="(required) Training judgments (BEIR TSV or TREC qrels)."),
+    output: Path = typer.Option(
+        None, "--output", "-o", help="(required) Training file to write (JSONL, .gz ok; atomic)."
+    ),
     run: Path = typer.Option(
         None, "--run", "-r", help="TREC or MS MARCO run of the training queries, grouped by query (streamed)."
     ),
@@ -50,6 +62,7 @@ def mine(
     dry_run: bool = options.DryRun,
 ) -> None:
     """Write one training line per judged query: its positives and hard negatives mined from a run or an index."""
+    require(("--queries", queries), ("--qrels", qrels), ("--output", output))
     from simlm_cli.pipeline.mine import MineConfig, parse_rank_range, run_mine
 
     config = MineConfig(

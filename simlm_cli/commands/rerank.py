@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 
 from simlm_cli.commands import options
+from simlm_cli.commands.mine import require
 from simlm_cli.device import Precision
 from simlm_cli.io.corpus import CorpusFormat
 from simlm_cli.io.runs import RunFormat
@@ -18,6 +19,7 @@ app = typer.Typer(
 
 CorpusFormatOpt = typer.Option(CorpusFormat.auto, "--corpus-format", help="Force the corpus format.")
 InferenceBatch = typer.Option(32, "--batch-size", min=1, help="(query, passage) pairs per forward pass.")
+RerankerModel = typer.Option(None, "--model", "-m", help="(required) Re-ranker directory (from `simlm rerank train`).")
 
 
 @app.command("train")
@@ -92,11 +94,15 @@ def train(
 
 @app.command("run")
 def run(
-    model: str = typer.Option(..., "--model", "-m", help="Re-ranker directory (from `simlm rerank train`)."),
-    run_file: Path = typer.Option(..., "--run", "-r", help="Run to re-rank (TREC or MS MARCO, .gz ok)."),
-    queries: Path = typer.Option(..., "--queries", "-q", help="BEIR queries.jsonl or TSV qid<TAB>text (.gz ok)."),
-    corpus: Path = typer.Option(..., "--corpus", "-c", help="The run's passages (any corpus format, .gz ok)."),
-    output: Path = typer.Option(..., "--output", "-o", help="The re-ranked run (.tsv: MS MARCO format)."),
+    model: str = RerankerModel,
+    run_file: Path = typer.Option(None, "--run", "-r", help="(required) Run to re-rank (TREC or MS MARCO, .gz ok)."),
+    queries: Path = typer.Option(
+        None, "--queries", "-q", help="(required) BEIR queries.jsonl or TSV qid<TAB>text (.gz ok)."
+    ),
+    corpus: Path = typer.Option(
+        None, "--corpus", "-c", help="(required) The run's passages (any corpus format, .gz ok)."
+    ),
+    output: Path = typer.Option(None, "--output", "-o", help="(required) The re-ranked run (.tsv: MS MARCO format)."),
     depth: int = typer.Option(
         100, "--depth", "-k", min=1, help="Re-rank each query's top N; documents below it are dropped from the output."
     ),
@@ -115,6 +121,7 @@ def run(
 
     The run is streamed one query at a time; the output is written atomically.
     """
+    require(("--model", model), ("--run", run_file), ("--queries", queries), ("--corpus", corpus), ("--output", output))
     from simlm_cli.pipeline.rerank import RerankRunConfig, rerank_run
 
     config = RerankRunConfig(
@@ -127,10 +134,14 @@ def run(
 
 @app.command("score")
 def score(
-    model: str = typer.Option(..., "--model", "-m", help="Re-ranker directory (from `simlm rerank train`)."),
-    train_file: Path = typer.Option(..., "--train-file", "-t", help="Training JSONL (from `simlm mine`)."),
-    corpus: Path = typer.Option(..., "--corpus", "-c", help="The passages it names (any corpus format, .gz ok)."),
-    output: Path = typer.Option(..., "--output", "-o", help="The training file with teacher scores (JSONL)."),
+    model: str = RerankerModel,
+    train_file: Path = typer.Option(None, "--train-file", "-t", help="(required) Training JSONL (from `simlm mine`)."),
+    corpus: Path = typer.Option(
+        None, "--corpus", "-c", help="(required) The passages it names (any corpus format, .gz ok)."
+    ),
+    output: Path = typer.Option(
+        None, "--output", "-o", help="(required) The training file with teacher scores (JSONL)."
+    ),
     max_negatives: int = typer.Option(
         None, "--max-negatives", min=0, help="Keep only each query's first N negatives. Default: all."
     ),
@@ -144,6 +155,7 @@ def score(
     Every positive's and negative's score becomes the re-ranker's raw logit; queries with no positive are left out
     (and counted). The file is streamed and written atomically.
     """
+    require(("--model", model), ("--train-file", train_file), ("--corpus", corpus), ("--output", output))
     from simlm_cli.pipeline.rerank import ScoreConfig, score_train_file
 
     config = ScoreConfig(

@@ -1,14 +1,16 @@
 """Ranked runs in TREC (`qid Q0 docid rank score tag`) and MS MARCO (`qid \\t docid \\t rank`) formats.
 
-Writers are a small enum -> function mapping; every run is written atomically.
+Writers are a small enum -> function mapping; every run is written atomically. `read_run` reads a whole run (for
+evaluation); `iter_run_blocks` streams one query's block at a time (for mining and re-ranking large runs).
 """
 
 from __future__ import annotations
 
 import contextlib
 import functools
+import math
 import sys
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
@@ -19,6 +21,7 @@ from simlm_cli.io.files import atomic_output, first_content_line, iter_lines
 
 # One query's ranking: document ids with their scores, best first.
 Ranking = tuple[str, Sequence[str], Sequence[float]]
+GROUPING_HINT = "a run must keep each query's lines together; sort it with `sort -s -k1,1`"
 
 
 class RunFormat(str, Enum):
@@ -80,12 +83,31 @@ def detect_run_format(path: str | Path) -> RunFormat:
     if first is None:
         raise InputError(path, "empty run")
     lineno, text = first
-    cols = text.split()
+    return _format_of(path, lineno, text.split())
+
+
+def _format_of(path: str | Path, lineno: int, cols: list[str]) -> RunFormat:
     if len(cols) == 6:
         return RunFormat.trec
     if len(cols) == 3:
         return RunFormat.msmarco
     raise InputError(path, f"cannot tell the run format: {len(cols)} columns (TREC has 6, MS MARCO 3)", line=lineno)
+
+
+def _parse_line(path: str | Path, lineno: int, cols: list[str], fmt: RunFormat) -> tuple[str, str, float]:
+    """(qid, docid, score) of one run line; an MS MARCO rank becomes the score -rank, so the order is kept."""
+    width = 6 if fmt is RunFormat.trec else 3
+    if len(cols) != width:
+        raise InputError(path, f"expected {width} columns ({fmt.value} run), got {len(cols)}", line=lineno)
+    trec = fmt is RunFormat.trec
+    qid, docid, value, name = (cols[0], cols[2], cols[4], "score") if trec else (cols[0], cols[1], cols[2], "rank")
+    try:
+        number = float(value)
+    except ValueError:
+        raise InputError(path, f"{value!r} is not a number", line=lineno, field=name) from None
+    if not math.isfinite(number):  # a NaN would make the ranking's order arbitrary
+        raise InputError(path, f"{value!r} is not a finite number", line=lineno, field=name)
+    return qid, docid, number if trec else -number
 
 
 @dataclass
@@ -99,27 +121,85 @@ def read_run(path: str | Path, fmt: RunFormat = RunFormat.auto) -> Run:
     """Read a whole run. MS MARCO runs have ranks only: the score is -rank, so the order is kept."""
     if fmt is RunFormat.auto:
         fmt = detect_run_format(path)
-    width = 6 if fmt is RunFormat.trec else 3
     run = Run(str(path))
     for lineno, text in iter_lines(path):
-        if not text.strip():
-            continue
         cols = text.split()
-        if len(cols) != width:
-            raise InputError(path, f"expected {width} columns ({fmt.value} run), got {len(cols)}", line=lineno)
-        if fmt is RunFormat.trec:
-            qid, docid, value, field = cols[0], cols[2], cols[4], "score"
-        else:
-            qid, docid, value, field = cols[0], cols[1], cols[2], "rank"
-        try:
-            number = float(value)
-        except ValueError:
-            raise InputError(path, f"{value!r} is not a number", line=lineno, field=field) from None
+        if not cols:
+            continue
+        qid, docid, score = _parse_line(path, lineno, cols, fmt)
         ranking = run.scores.setdefault(qid, {})
         run.first_line.setdefault(qid, lineno)
         if docid in ranking:
             raise InputError(path, f"document {docid!r} appears twice for query {qid!r}", line=lineno)
-        ranking[docid] = number if fmt is RunFormat.trec else -number
+        ranking[docid] = score
     if not run.scores:
         raise InputError(path, "empty run")
     return run
+
+
+# -- streaming ------------------------------------------------------------------------------------------------
+@dataclass
+class RunBlock:
+    """One query's candidates, best first; `scores` is None for a run without scores (MS MARCO: ranks only)."""
+
+    qid: str
+    docids: list[str]
+    scores: list[float] | None
+    line: int = 0  # the block's first line in the run; 0 for candidates that come from no file
+    lines: list[int] = field(default_factory=list)  # each document's line, for error messages
+
+
+class _Block:
+    """The block being read: (score, line, docid) rows and the ids seen, for the duplicate check."""
+
+    def __init__(self, qid: str, line: int):
+        self.qid, self.line = qid, line
+        self.rows: list[tuple[float, int, str]] = []
+        self.seen: set[str] = set()
+
+    def add(self, path: str | Path, lineno: int, docid: str, score: float) -> None:
+        if docid in self.seen:
+            raise InputError(path, f"document {docid!r} appears twice for query {self.qid!r}", line=lineno)
+        self.seen.add(docid)
+        self.rows.append((score, lineno, docid))
+
+    def finish(self, with_scores: bool) -> RunBlock:
+        rows = sorted(self.rows, key=lambda row: -row[0])  # stable: ties keep the file's order
+        scores = [row[0] for row in rows] if with_scores else None
+        return RunBlock(self.qid, [row[2] for row in rows], scores, self.line, [row[1] for row in rows])
+
+
+def iter_run_blocks(
+    path: str | Path, fmt: RunFormat = RunFormat.auto, lines: Iterable[tuple[int, str]] | None = None
+) -> Iterator[RunBlock]:
+    """Stream a run one query at a time: a block is yielded as soon as the next query's first line is read.
+
+    - A query's lines must be contiguous, as `simlm search` and every TREC tool write them; a query that reappears
+      after another query's block is an error naming its line (sort the run with `sort -s -k1,1`).
+    - Order within a block: TREC lines by score, best first (as trec_eval ranks them, whatever the rank column
+      says), MS MARCO lines by rank; ties keep the file's order (trec_eval would break them by docid).
+    - A document twice for one query, a bad line and an empty run are errors. `auto` detects the format from the
+      first non-blank line. `lines` ((line number, text) pairs) replaces reading `path`, which then only names the
+      source in errors (for tests).
+    """
+    done: dict[str, int] = {}  # qid -> first line of its finished block
+    block: _Block | None = None
+    for lineno, text in iter_lines(path) if lines is None else lines:
+        cols = text.split()
+        if not cols:
+            continue
+        if fmt is RunFormat.auto:
+            fmt = _format_of(path, lineno, cols)
+        qid, docid, score = _parse_line(path, lineno, cols, fmt)
+        if block is None or qid != block.qid:
+            if qid in done:
+                message = f"query {qid!r} already had lines from line {done[qid]}; {GROUPING_HINT}"
+                raise InputError(path, message, line=lineno)
+            if block is not None:
+                done[block.qid] = block.line
+                yield block.finish(fmt is RunFormat.trec)
+            block = _Block(qid, lineno)
+        block.add(path, lineno, docid, score)
+    if block is None:
+        raise InputError(path, "empty run")
+    yield block.finish(fmt is RunFormat.trec)

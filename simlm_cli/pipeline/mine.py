@@ -1,11 +1,9 @@
 """`simlm mine`: hard negatives for training queries, streamed into a training file (simlm_cli/io/train_file.py).
 
 Candidates come from exactly one of
-- `--run RUN`: a TREC or MS MARCO run (format auto-detected from the first line, `--run-format` forces it). The
-  run is read one query's block at a time: its lines for one query must be contiguous, as `simlm search` and
-  every TREC tool write them; a query id that reappears after another query's block is an error ("sort it with
-  `sort -s -k1,1`"). Within a block, TREC lines are ordered by score (best first, ties in file order) and MS MARCO
-  lines by rank, so a run written in any order inside a block still mines its top documents.
+- `--run RUN`: a TREC or MS MARCO run (format auto-detected from the first line, `--run-format` forces it),
+  streamed one query's block at a time by `simlm_cli.io.runs.iter_run_blocks` (contiguous blocks, each ordered
+  by score or rank), so a run written in any order inside a block still mines its top documents.
 - `--index DIR`: a `simlm index` directory (dense faiss or BM25); the judged training queries are searched
   `INDEX_BATCH` at a time to `--depth` and mined as the results come.
 
@@ -29,7 +27,6 @@ with `--json` in the command).
 from __future__ import annotations
 
 import itertools
-import math
 import random
 import time
 from collections.abc import Iterable, Iterator, Sequence
@@ -39,25 +36,14 @@ from pathlib import Path
 from simlm_cli.device import Precision
 from simlm_cli.errors import InputError, SimlmError
 from simlm_cli.io.corpus import CorpusFormat, iter_corpus
-from simlm_cli.io.files import atomic_output, iter_lines
+from simlm_cli.io.files import atomic_output
 from simlm_cli.io.qrels import Qrels, read_qrels
 from simlm_cli.io.queries import read_queries
-from simlm_cli.io.runs import RunFormat
+from simlm_cli.io.runs import RunBlock, RunFormat, iter_run_blocks
 from simlm_cli.io.train_file import Candidate, TrainExample, write_example
 
 DRY_RUN_QUERIES = 8
 INDEX_BATCH = 256  # queries searched together with --index: bounds the results held at once
-GROUPING_HINT = "run is not grouped by query; sort it with `sort -s -k1,1`"
-
-
-@dataclass
-class RunBlock:
-    """One query's candidates, best first; `scores` is None for a run without scores (MS MARCO)."""
-
-    qid: str
-    docids: list[str]
-    scores: list[float] | None
-    line: int = 0  # the block's first line in the run, 0 for index results
 
 
 @dataclass
@@ -128,80 +114,6 @@ def parse_rank_range(text: str | None) -> tuple[int, int | None]:
     if not sep or start < 1 or (end is not None and end < start):
         raise SimlmError(f"--rank-range {text!r}: expected START:END with 1 <= START <= END (e.g. 3:200)")
     return start, end
-
-
-# -- reading a run, one block at a time -----------------------------------------------------------------------
-def _detect(path: str | Path, lineno: int, cols: list[str]) -> RunFormat:
-    if len(cols) == 6:
-        return RunFormat.trec
-    if len(cols) == 3:
-        return RunFormat.msmarco
-    raise InputError(path, f"cannot tell the run format: {len(cols)} columns (TREC has 6, MS MARCO 3)", line=lineno)
-
-
-def _number(path: str | Path, lineno: int, value: str, name: str) -> float:
-    try:
-        number = float(value)
-    except ValueError:
-        number = math.nan
-    if not math.isfinite(number):
-        raise InputError(path, f"{value!r} is not a finite number", line=lineno, field=name)
-    return number
-
-
-class _Block:
-    """The block being read: (sort key, docid, score) rows and the ids seen, for the duplicate check."""
-
-    def __init__(self, qid: str, line: int):
-        self.qid, self.line = qid, line
-        self.rows: list[tuple[float, str, float]] = []
-        self.seen: set[str] = set()
-
-    def finish(self, with_scores: bool) -> RunBlock:
-        rows = sorted(self.rows, key=lambda row: row[0])  # stable: ties keep the file's order
-        scores = [row[2] for row in rows] if with_scores else None
-        return RunBlock(self.qid, [row[1] for row in rows], scores, self.line)
-
-
-def iter_run_blocks(
-    path: str | Path, fmt: RunFormat = RunFormat.auto, lines: Iterable[tuple[int, str]] | None = None
-) -> Iterator[RunBlock]:
-    """Yield each query's block as soon as the next query's first line is read; `lines` defaults to the file."""
-    finished: set[str] = set()
-    block: _Block | None = None
-    for lineno, text in iter_lines(path) if lines is None else lines:
-        cols = text.split()
-        if not cols:
-            continue
-        if fmt is RunFormat.auto:
-            fmt = _detect(path, lineno, cols)
-        qid, docid, key, score = _parse_line(path, lineno, cols, fmt)
-        if block is None or qid != block.qid:
-            if qid in finished:
-                raise InputError(path, f"query {qid!r} reappears after other queries: {GROUPING_HINT}", line=lineno)
-            if block is not None:
-                finished.add(block.qid)
-                yield block.finish(fmt is RunFormat.trec)
-            block = _Block(qid, lineno)
-        if docid in block.seen:
-            raise InputError(path, f"document {docid!r} appears twice for query {qid!r}", line=lineno)
-        block.seen.add(docid)
-        block.rows.append((key, docid, score))
-    if block is None:
-        raise InputError(path, "empty run")
-    yield block.finish(fmt is RunFormat.trec)
-
-
-def _parse_line(path: str | Path, lineno: int, cols: list[str], fmt: RunFormat) -> tuple[str, str, float, float]:
-    """(qid, docid, sort key, score): TREC sorts by descending score, MS MARCO by rank."""
-    width = 6 if fmt is RunFormat.trec else 3
-    if len(cols) != width:
-        raise InputError(path, f"expected {width} columns ({fmt.value} run), got {len(cols)}", line=lineno)
-    if fmt is RunFormat.trec:
-        score = _number(path, lineno, cols[4], "score")
-        return cols[0], cols[2], -score, score
-    rank = _number(path, lineno, cols[2], "rank")
-    return cols[0], cols[1], rank, -rank
 
 
 # -- mining ---------------------------------------------------------------------------------------------------

@@ -10,7 +10,7 @@ import itertools
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import ExitStack
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -19,8 +19,8 @@ import numpy as np
 from simlm_cli.device import Precision, Runtime, resolve_runtime
 from simlm_cli.errors import InputError, SimlmError
 from simlm_cli.io.corpus import CorpusFormat, Passage, iter_corpus
-from simlm_cli.io.files import atomic_output, count_lines, iter_lines
-from simlm_cli.io.runs import Ranking, RunFormat, detect_run_format, format_for_output, write_run
+from simlm_cli.io.files import atomic_output, count_lines
+from simlm_cli.io.runs import Ranking, RunBlock, RunFormat, format_for_output, iter_run_blocks, write_run
 from simlm_cli.io.train_file import Candidate, TrainExample, iter_train_file, read_train_file, write_example
 from simlm_cli.training.trainer import TrainConfig
 
@@ -135,62 +135,6 @@ class Reranker:
 
 # -- runs -----------------------------------------------------------------------------------------------------------
 @dataclass
-class RunBlock:
-    """One query's lines of a run, as read (best first by the run's own score)."""
-
-    qid: str
-    line: int  # the block's first line
-    docids: list[str] = field(default_factory=list)
-    scores: list[float] = field(default_factory=list)
-    lines: list[int] = field(default_factory=list)
-
-
-def _run_line(path: str | Path, fmt: RunFormat, lineno: int, text: str) -> tuple[str, str, float]:
-    """(qid, docid, score) of one run line; MS MARCO's rank becomes the score -rank, so the order is kept."""
-    cols = text.split()
-    width = 6 if fmt is RunFormat.trec else 3
-    if len(cols) != width:
-        raise InputError(path, f"expected {width} columns ({fmt.value} run), got {len(cols)}", line=lineno)
-    trec = fmt is RunFormat.trec
-    qid, docid, value = (cols[0], cols[2], cols[4]) if trec else (cols[0], cols[1], cols[2])
-    try:
-        number = float(value)
-    except ValueError:
-        raise InputError(path, f"{value!r} is not a number", line=lineno, field="score" if trec else "rank") from None
-    return qid, docid, number if trec else -number
-
-
-def iter_run_blocks(path: str | Path, fmt: RunFormat = RunFormat.auto) -> Iterator[RunBlock]:
-    """Stream a run one query at a time; a query's lines must be contiguous (as every writer makes them)."""
-    fmt = detect_run_format(path) if fmt is RunFormat.auto else fmt
-    done: dict[str, int] = {}  # qid -> first line of its finished block
-    block, seen = None, set()
-    for lineno, text in iter_lines(path):
-        if not text.strip():
-            continue
-        qid, docid, score = _run_line(path, fmt, lineno, text)
-        if block is None or qid != block.qid:
-            if block is not None:
-                done[block.qid] = block.line
-                yield block
-            if qid in done:
-                raise InputError(
-                    path, f"query {qid!r} already had lines from line {done[qid]}; a run must keep each query's "
-                    "lines together", line=lineno,
-                )  # fmt: skip
-            block, seen = RunBlock(qid, lineno), set()
-        if docid in seen:
-            raise InputError(path, f"document {docid!r} appears twice for query {qid!r}", line=lineno)
-        seen.add(docid)
-        block.docids.append(docid)
-        block.scores.append(score)
-        block.lines.append(lineno)
-    if block is None:
-        raise InputError(path, "empty run")
-    yield block
-
-
-@dataclass
 class RerankRunConfig:
     model: str
     run: str
@@ -208,23 +152,19 @@ class RerankRunConfig:
     dry_run: bool = False
 
 
-def _top(block: RunBlock, depth: int) -> RunBlock:
-    """The block's best `depth` documents by the run's score (stable: ties keep the run's order)."""
-    order = sorted(range(len(block.docids)), key=lambda i: -block.scores[i])[:depth]
-    return RunBlock(block.qid, block.line, [block.docids[i] for i in order], [block.scores[i] for i in order],
-                    [block.lines[i] for i in order])  # fmt: skip
-
-
 def _checked_blocks(
     c: RerankRunConfig, queries: dict[str, str], passages: dict[str, Passage]
 ) -> Iterator[tuple[RunBlock, int]]:
-    """(top-depth block, lines it spanned) for each query, every id checked against the queries and corpus."""
+    """(top-depth block, lines it spanned) for each query, every id checked against the queries and corpus.
+
+    The reader orders each block by the run's score (MS MARCO: rank), so the top `depth` are its first documents.
+    """
     for index, block in enumerate(iter_run_blocks(c.run, c.run_format)):
         if c.dry_run and index >= DRY_RUN_QUERIES:
             return
         if block.qid not in queries:
             raise InputError(c.run, f"query {block.qid!r} is not in {c.queries}", line=block.line)
-        top = _top(block, c.depth)
+        top = RunBlock(block.qid, block.docids[: c.depth], None, block.line, block.lines[: c.depth])
         for docid, lineno in zip(top.docids, top.lines):
             if docid not in passages:
                 raise InputError(c.run, f"document {docid!r} is not in the corpus {c.corpus}", line=lineno)

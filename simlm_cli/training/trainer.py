@@ -30,7 +30,7 @@ from simlm_cli.errors import SimlmError
 from simlm_cli.io.corpus import CorpusFormat
 from simlm_cli.io.files import atomic_directory
 from simlm_cli.training.data import DataOrder, TextData, TrainData, load_texts
-from simlm_cli.training.objective import EXTRAS_DIR, load_state, save_state
+from simlm_cli.training.objective import load_state, save_state
 
 CHECKPOINTS = "checkpoints"
 LOG_FILE = "train_log.jsonl"
@@ -428,17 +428,21 @@ class Trainer:
         return records
 
     def _write_output(self, model: torch.nn.Module, output: Path, records: list[dict[str, Any]]) -> None:
-        """Encoder + tokenizer (HF format), objective/ parts and the loss plot, each moved in whole."""
+        """Whatever the model saves (HF files, extra parts) and the loss plot, each entry moved in whole."""
+        written = []
         with tempfile.TemporaryDirectory(prefix=".final.", dir=output) as tmp_name:
             tmp = Path(tmp_name)
             model.save_pretrained(tmp)
             plot_losses(records, tmp / PLOT_FILE)
-            for entry in tmp.iterdir():
+            for entry in sorted(tmp.iterdir()):
+                written.append(entry.name + "/" if entry.is_dir() else entry.name)
                 target = output / entry.name
                 if target.is_dir():
                     shutil.rmtree(target)
                 os.replace(entry, target)
-        self.log(f"wrote {output} (encoder, tokenizer, {EXTRAS_DIR}/, {LOG_FILE}, {PLOT_FILE})")
+        if (output / LOG_FILE).exists():  # appended step by step, not in the temporary directory
+            written.append(LOG_FILE)
+        self.log(f"wrote {output}: {', '.join(written)}")
 
 
 class _null:

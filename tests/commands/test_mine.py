@@ -14,11 +14,10 @@ import pytest
 from simlm_cli.errors import InputError, SimlmError
 from simlm_cli.io.qrels import read_qrels
 from simlm_cli.io.queries import read_queries
-from simlm_cli.io.runs import RunFormat
+from simlm_cli.io.runs import RunFormat, iter_run_blocks
 from simlm_cli.pipeline.mine import (
     MineConfig,
     Miner,
-    iter_run_blocks,
     mine_blocks,
     parse_rank_range,
     run_mine,

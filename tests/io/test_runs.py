@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from simlm_cli.errors import InputError
-from simlm_cli.io.runs import RunFormat, detect_run_format, format_for_output, read_run, write_run
+from simlm_cli.io.runs import (
+    RunFormat,
+    detect_run_format,
+    format_for_output,
+    iter_run_blocks,
+    read_run,
+    write_run,
+)
 
 RANKINGS = [
     ("q1", ["d3", "d1", "d2"], [0.9, 0.5, -0.25]),
@@ -133,3 +141,84 @@ def test_undetectable_format(tmp_path: Path) -> None:
 def test_empty_run(tmp_path: Path, content: str) -> None:
     path = write(tmp_path / "run.trec", content)
     assert str(input_error(path)) == f"{path}: empty run"
+
+
+def test_non_finite_score(tmp_path: Path) -> None:
+    path = write(tmp_path / "run.trec", "q1 Q0 d1 1 nan t\n")
+    assert str(input_error(path)) == f"{path}:1: field 'score': 'nan' is not a finite number"
+
+
+# -- streaming: iter_run_blocks ---------------------------------------------------------------------------------
+def blocks_of(path: Path, fmt: RunFormat = RunFormat.auto) -> list[tuple]:
+    return [(b.qid, b.docids, b.scores, b.line, b.lines) for b in iter_run_blocks(path, fmt)]
+
+
+def stream_error(path: Path) -> str:
+    with pytest.raises(InputError) as caught:
+        list(iter_run_blocks(path))
+    return str(caught.value)
+
+
+def test_blocks_are_sorted_by_score_ties_in_file_order(tmp_path: Path) -> None:
+    path = write(tmp_path / "run.trec", "q1 Q0 a 1 1.0 t\nq1 Q0 b 2 3.0 t\n\nq1 Q0 c 3 1.0 t\nq2 Q0 a 1 -2 t\n")
+    assert blocks_of(path) == [
+        ("q1", ["b", "a", "c"], [3.0, 1.0, 1.0], 1, [2, 1, 4]),
+        ("q2", ["a"], [-2.0], 5, [5]),
+    ]
+
+
+def test_msmarco_blocks_are_sorted_by_rank_without_scores(tmp_path: Path) -> None:
+    path = write(tmp_path / "run.tsv", "q1\ta\t3\nq1\tb\t1\nq1\tc\t2\nq2\td\t1\n")
+    assert blocks_of(path) == [("q1", ["b", "c", "a"], None, 1, [2, 3, 1]), ("q2", ["d"], None, 4, [4])]
+    assert blocks_of(path, RunFormat.msmarco) == blocks_of(path)
+
+
+def test_blocks_match_read_run(tmp_path: Path) -> None:
+    path = tmp_path / "run.trec"
+    write_run(path, RANKINGS)
+    whole = read_run(path).scores
+    assert {b.qid: dict(zip(b.docids, b.scores)) for b in iter_run_blocks(path)} == whole
+
+
+def test_ungrouped_run_names_both_lines(tmp_path: Path) -> None:
+    path = write(tmp_path / "run.trec", "q1 Q0 d1 1 3 x\nq1 Q0 d2 2 2 x\nq2 Q0 d3 1 1 x\nq1 Q0 d4 3 0.5 x\n")
+    message = stream_error(path)
+    assert message.startswith(f"{path}:4: query 'q1' already had lines from line 1;")
+    assert "sort -s -k1,1" in message and "\n" not in message
+
+
+def test_stream_errors(tmp_path: Path) -> None:
+    dup = write(tmp_path / "dup.trec", "q1 Q0 d1 1 0.9 t\nq2 Q0 d1 1 0.9 t\nq2 Q0 d1 2 0.8 t\n")
+    assert stream_error(dup) == f"{dup}:3: document 'd1' appears twice for query 'q2'"
+    empty = write(tmp_path / "empty.trec", "\n  \n")
+    assert stream_error(empty) == f"{empty}: empty run"
+    odd = write(tmp_path / "odd.txt", "q1 d1 1 0.5\n")
+    assert stream_error(odd).startswith(f"{odd}:1: cannot tell the run format: 4 columns")
+    short = write(tmp_path / "short.trec", "q1 Q0 d1 1 0.9 t\nq1 Q0 d2 2 0.8\n")
+    assert stream_error(short) == f"{short}:2: expected 6 columns (trec run), got 5"
+
+
+def tripwire(lines: list[str], fail_after: int) -> Iterator[tuple[int, str]]:
+    """Numbered lines, then a failure if the reader asks for more than `fail_after` of them."""
+    for lineno, text in enumerate(lines, 1):
+        if lineno > fail_after:
+            raise AssertionError(f"read line {lineno}: the reader did not stop after one query's block")
+        yield lineno, text
+
+
+def test_reader_streams_one_block_at_a_time() -> None:
+    lines = [f"q{q}\td{d}\t{d}" for q in range(100) for d in range(1, 4)]
+    # The first block is complete once the second query's first line is read: line 4.
+    blocks = iter_run_blocks("big.tsv", RunFormat.auto, tripwire(lines, fail_after=4))
+    first = next(blocks)
+    assert (first.qid, first.docids, first.scores, first.line) == ("q0", ["d1", "d2", "d3"], None, 1)
+    with pytest.raises(AssertionError, match="read line 5"):
+        next(blocks)  # the tripwire itself can fire
+
+
+def test_ungrouped_error_comes_as_soon_as_the_query_reappears() -> None:
+    lines = ["a Q0 d1 1 1 t", "b Q0 d1 1 1 t", "a Q0 d2 2 0 t", "c Q0 d1 1 1 t"]
+    blocks = iter_run_blocks("run.trec", RunFormat.trec, tripwire(lines, fail_after=3))
+    assert next(blocks).qid == "a"
+    with pytest.raises(InputError, match=r"^run.trec:3: query 'a' already had lines from line 1"):
+        next(blocks)

@@ -14,7 +14,6 @@ import torch
 from simlm_cli.errors import InputError
 from simlm_cli.io.corpus import iter_corpus
 from simlm_cli.io.train_file import Candidate, TrainExample
-from simlm_cli.pipeline.rerank import iter_run_blocks
 from simlm_cli.training.cross_encoder import CrossEncoder, RerankData, tokenize_pairs, usable_examples
 
 DOCS = [f"d{i}" for i in range(1, 13)]
@@ -113,16 +112,6 @@ def test_tokenize_pairs_cuts_the_passage_and_survives_long_queries(tokenizer):
     assert [len(x) for x in tokens["input_ids"]] == [16, 16]
     query_part = tokenizer("what is a gene")["input_ids"]
     assert tokens["input_ids"][0][: len(query_part)] == query_part  # the query is whole
-
-
-def test_run_blocks_stream_and_reject_split_queries(tmp_path):
-    run = tmp_path / "run.trec"
-    run.write_text("q1 Q0 d1 1 3.0 x\nq1 Q0 d2 2 2.0 x\nq2 Q0 d3 1 1.0 x\nq1 Q0 d4 3 0.5 x\n")
-    blocks = iter_run_blocks(run)
-    assert next(blocks).docids == ["d1", "d2"]
-    assert next(blocks).qid == "q2"
-    with pytest.raises(InputError, match=r"run.trec:4: query 'q1' already had lines from line 1"):
-        next(blocks)
 
 
 # -- through the CLI ----------------------------------------------------------------------------------------------
