@@ -1,0 +1,198 @@
+"""The fine-tuning losses against values worked out by hand, and the DDP gathering against one process."""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from simlm_cli.training.losses import contrastive_loss, distill_loss, gather_with_grad, listwise_loss
+
+T = 0.1  # a temperature that keeps the hand-computed exponentials moderate
+
+
+def unit(angle: float) -> list[float]:
+    return [math.cos(angle), math.sin(angle)]
+
+
+# B=2 queries, G=2 passages each (positive, hard negative), D=2: unit vectors given by their angles, so the cosine
+# of two of them is the cosine of the angle between them.
+Q_ANGLES = [0.0, 1.5]
+P_ANGLES = [0.3, 1.0, 1.2, 2.5]  # p0 = q0's positive, p1 its hard negative, p2 = q1's positive, p3 its hard negative
+
+
+def s(a: float, b: float) -> float:
+    return math.cos(a - b)
+
+
+def e(a: float, b: float) -> float:
+    return math.exp(s(a, b) / T)
+
+
+def tensors(q_angles: list[float] = Q_ANGLES, p_angles: list[float] = P_ANGLES) -> tuple[torch.Tensor, torch.Tensor]:
+    q = torch.tensor([unit(a) for a in q_angles], dtype=torch.float64)
+    p = torch.tensor([unit(a) for a in p_angles], dtype=torch.float64)
+    return q, p
+
+
+def hand_paper() -> float:
+    q0, q1 = Q_ANGLES
+    p0, p1, p2, p3 = P_ANGLES
+    # row 0: positive p0, N_0 = {p1, p2, p3}; each negative with q0 and with the positive p0
+    num0 = e(q0, p0)
+    den0 = num0 + (e(q0, p1) + e(p0, p1)) + (e(q0, p2) + e(p0, p2)) + (e(q0, p3) + e(p0, p3))
+    # row 1: positive p2, N_1 = {p0, p1, p3}
+    num1 = e(q1, p2)
+    den1 = num1 + (e(q1, p0) + e(p2, p0)) + (e(q1, p1) + e(p2, p1)) + (e(q1, p3) + e(p2, p3))
+    return -(math.log(num0 / den0) + math.log(num1 / den1)) / 2
+
+
+def hand_full() -> float:
+    q0, q1 = Q_ANGLES
+    p0, p1, p2, p3 = P_ANGLES
+    # row 0: q0 vs all 4 passages, + positive p0 vs the other query q1, + q0 vs q1, + p0 vs the other positive p2
+    num0 = e(q0, p0)
+    den0 = e(q0, p0) + e(q0, p1) + e(q0, p2) + e(q0, p3) + e(p0, q1) + e(q0, q1) + e(p0, p2)
+    # row 1: q1 vs all 4 passages, + p2 vs q0, + q1 vs q0, + p2 vs p0
+    num1 = e(q1, p2)
+    den1 = e(q1, p0) + e(q1, p1) + e(q1, p2) + e(q1, p3) + e(p2, q0) + e(q1, q0) + e(p2, p0)
+    return -(math.log(num0 / den0) + math.log(num1 / den1)) / 2
+
+
+@pytest.mark.parametrize(("variant", "expected"), [("paper", hand_paper), ("full", hand_full)])
+def test_contrastive_matches_hand_computation(variant, expected):
+    q, p = tensors()
+    loss = contrastive_loss(q, p, temperature=T, variant=variant)
+    assert loss.shape == ()
+    assert loss.item() == pytest.approx(expected(), rel=1e-12)
+
+
+def test_variants_differ_and_default_is_paper():
+    q, p = tensors()
+    assert hand_paper() != pytest.approx(hand_full())
+    assert contrastive_loss(q, p, temperature=T).item() == pytest.approx(hand_paper(), rel=1e-12)
+
+
+@pytest.mark.parametrize("variant", ["paper", "full"])
+def test_contrastive_gradients_finite_in_float32(variant):
+    rng = torch.Generator().manual_seed(0)
+    q = torch.nn.functional.normalize(torch.randn(4, 16, generator=rng), dim=-1).requires_grad_()
+    p = torch.nn.functional.normalize(torch.randn(12, 16, generator=rng), dim=-1).requires_grad_()
+    loss = contrastive_loss(q, p, variant=variant)  # the paper's temperature 0.02: logits up to 50
+    loss.backward()
+    assert torch.isfinite(loss)
+    assert torch.isfinite(q.grad).all() and torch.isfinite(p.grad).all()
+    assert q.grad.abs().sum() > 0 and p.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("variant", ["paper", "full"])
+def test_contrastive_lower_when_positives_closer(variant):
+    far = tensors(p_angles=[0.8, 1.0, 0.6, 2.5])
+    near = tensors(p_angles=[0.05, 1.0, 1.45, 2.5])  # only the positives move, towards their queries
+    assert contrastive_loss(*near, temperature=T, variant=variant) < contrastive_loss(
+        *far, temperature=T, variant=variant
+    )
+
+
+def test_contrastive_rejects_bad_arguments():
+    q, p = tensors()
+    with pytest.raises(ValueError, match="paper, full"):
+        contrastive_loss(q, p, variant="nope")
+    with pytest.raises(ValueError, match="B\\*G"):
+        contrastive_loss(q, p[:3])
+    with pytest.raises(ValueError, match="temperature"):
+        contrastive_loss(q, p, temperature=0.0)
+
+
+def test_gather_without_process_group_is_identity():
+    t = torch.randn(3, 2)
+    assert gather_with_grad(t) is t
+
+
+def test_listwise_matches_hand_computation():
+    scores = [[2.0, 1.0, -1.0], [0.5, 3.0, 0.0]]
+    expected = -sum(math.log(math.exp(row[0]) / sum(math.exp(x) for x in row)) for row in scores) / 2
+    loss = listwise_loss(torch.tensor(scores, dtype=torch.float64))
+    assert loss.item() == pytest.approx(expected, rel=1e-12)
+
+
+def test_distill_zero_when_student_equals_teacher():
+    scores = torch.tensor([[3.0, 1.0, 0.5], [-1.0, 2.0, 0.0]])
+    assert distill_loss(scores, scores.clone()).item() == pytest.approx(0.0, abs=1e-7)
+    # with a teacher temperature the target is softmax(teacher / T): equal to the student scaled the same way
+    assert distill_loss(scores / 2, scores, teacher_temperature=2.0).item() == pytest.approx(0.0, abs=1e-7)
+
+
+def softmax(row: list[float]) -> list[float]:
+    z = sum(math.exp(x) for x in row)
+    return [math.exp(x) / z for x in row]
+
+
+def test_distill_matches_hand_kl():
+    student = [[2.0, 0.0, -1.0], [0.0, 1.0, 1.0]]
+    teacher = [[4.0, 2.0, 0.0], [1.0, 3.0, -2.0]]
+    tt = 2.0
+    kl = 0.0
+    for s_row, t_row in zip(student, teacher, strict=True):
+        target = softmax([x / tt for x in t_row])
+        predicted = softmax(s_row)
+        kl += sum(t * math.log(t / p) for t, p in zip(target, predicted, strict=True))
+    expected = kl / 2  # batchmean: summed over a row, averaged over the 2 rows
+    loss = distill_loss(torch.tensor(student, dtype=torch.float64), torch.tensor(teacher, dtype=torch.float64), tt)
+    assert loss.item() == pytest.approx(expected, rel=1e-12)
+    with pytest.raises(ValueError, match="one shape"):
+        distill_loss(torch.zeros(2, 3), torch.zeros(2, 4))
+
+
+# -- DDP: two gloo processes against one process on the whole batch -------------------------------------------
+def load_worker():
+    path = Path(__file__).with_name("gather_worker.py")
+    spec = importlib.util.spec_from_file_location("simlm_gather_worker", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_ddp_gathered_loss_and_gradients_equal_whole_batch(tmp_path):
+    worker = load_worker()
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    # --standalone picks a free rendezvous port itself, so concurrent runs on one machine do not collide
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+           worker.__file__, str(tmp_path)]  # fmt: skip
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    ranks = [torch.load(tmp_path / f"rank{r}.pt") for r in range(2)]
+    world = ranks[0]["world"]
+    assert world == 2 and [r["rank"] for r in ranks] == [0, 1]
+    q, p = worker.fixed_batch()
+    local, group = worker.QUERIES // world, worker.GROUP
+    for variant in ("paper", "full"):
+        q_all, p_all = q.clone().requires_grad_(), p.clone().requires_grad_()
+        whole = contrastive_loss(q_all, p_all, worker.TEMPERATURE, variant)
+        whole.backward()
+        gathered = [r["results"][f"{variant}/True"] for r in ranks]
+        # the whole-batch mean loss is the mean of the ranks' local means (equal local batch sizes)
+        assert torch.stack([g["loss"] for g in gathered]).mean().item() == pytest.approx(whole.item(), abs=1e-12)
+        for rank, g in enumerate(gathered):
+            # each rank's grad already sums every rank's loss gradient on its rows (the gather's backward);
+            # DDP divides by the world size, which must give the whole-batch mean loss's gradient
+            # (p always, and q under "full", get gradient from other ranks' losses: a gather without grad fails)
+            q_rows, p_rows = (
+                slice(rank * local, (rank + 1) * local),
+                slice(rank * local * group, (rank + 1) * local * group),
+            )
+            torch.testing.assert_close(g["q_grad"] / world, q_all.grad[q_rows], rtol=0, atol=1e-6)
+            torch.testing.assert_close(g["p_grad"] / world, p_all.grad[p_rows], rtol=0, atol=1e-6)
+            assert g["q_grad"].abs().sum() > 0
+        # gather=False: each rank sees only its own half, exactly as one process on that half
+        for rank, r in enumerate(ranks):
+            alone = contrastive_loss(q[rank * local : (rank + 1) * local], p[rank * local * group : (rank + 1) * local * group],
+                                     worker.TEMPERATURE, variant)  # fmt: skip
+            assert r["results"][f"{variant}/False"]["loss"].item() == pytest.approx(alone.item(), abs=1e-12)
+            assert alone.item() != pytest.approx(r["results"][f"{variant}/True"]["loss"].item())
