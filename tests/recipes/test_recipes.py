@@ -1,0 +1,149 @@
+"""The recipes under recipes/ run end to end with --dry-run: every stage's command, the report, the results.
+
+MS MARCO and NQ run on the hand-written samples in tests/data (the real file formats) with a tiny BERT built
+here; SciFact and the pretraining ablation use the default model (the embedded MiniLM). Each test is minutes of
+CLI processes, so all are slow tests.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+DATA = ROOT / "tests" / "data"
+REPORT_METRICS = ("ndcg@10", "mrr@10", "recall@100", "recall@1000")
+
+pytestmark = pytest.mark.slow
+
+
+def build_tiny_mlm(directory: Path, texts: list[str]) -> Path:
+    """A 2-layer, 32-wide BERT with an MLM head (pretraining needs one; RLM also uses it as the generator) and a
+    word-level vocabulary of the sample's words, so nothing is [UNK]. 256 positions cover the re-ranker's pairs."""
+    import torch
+    from transformers import BertConfig, BertForMaskedLM, BertTokenizer
+
+    words = sorted({w for text in texts for w in re.findall(r"[a-z0-9]+", text.lower())})
+    marks = sorted({c for text in texts for c in text if not c.isalnum() and not c.isspace()})
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *marks, *words]
+    directory.mkdir(parents=True, exist_ok=True)
+    BertTokenizer(vocab={w: i for i, w in enumerate(vocab)}).save_pretrained(directory)
+    config = BertConfig(
+        vocab_size=len(vocab),
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=256,
+        initializer_range=0.3,  # spreads a random model's [CLS] vectors so rankings do not tie (tests/conftest.py)
+    )
+    torch.manual_seed(0)
+    BertForMaskedLM(config).save_pretrained(directory)
+    return directory
+
+
+def sample_texts(sample: Path) -> list[str]:
+    return [line for path in sorted(sample.glob("*.tsv")) for line in path.read_text(encoding="utf-8").splitlines()]
+
+
+def run_recipe(name: str, output: Path, *args: str | Path) -> subprocess.CompletedProcess:
+    env = os.environ | {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+    done = subprocess.run(
+        ["bash", str(ROOT / "recipes" / name), "--output", str(output), "--dry-run", *map(str, args)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=900,
+    )
+    assert done.returncode == 0, f"{name} exited {done.returncode}:\n{done.stderr[-4000:]}"
+    return done
+
+
+def check_results(output: Path, stages: list[str]) -> list[dict]:
+    """results.json lists `stages` in order, every metric it has is in [0, 1], and results.md/png exist."""
+    results = json.loads((output / "results.json").read_text())
+    assert [row["stage"] for row in results["rows"]] == stages
+    for row in results["rows"]:
+        for metric in REPORT_METRICS:
+            value = row[metric]
+            assert value is None or 0.0 <= value <= 1.0, (row["stage"], metric, value)
+        assert row["seconds"] >= 0
+    assert (output / "results.md").stat().st_size > 0
+    assert (output / "results.png").read_bytes()[:4] == b"\x89PNG"
+    return results["rows"]
+
+
+def check_stage_metrics(output: Path, names: list[str], metrics: tuple[str, ...]) -> None:
+    """Each stage's `simlm evaluate --json` holds the dataset's own metrics (some are not report.py columns)."""
+    for name in names:
+        values = json.loads((output / f"{name}.json").read_text())
+        for metric in metrics:
+            assert 0.0 <= values[metric] <= 1.0, (name, metric, values)
+
+
+@pytest.fixture(scope="module")
+def marco_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_tiny_mlm(tmp_path_factory.mktemp("marco") / "bert", sample_texts(DATA / "msmarco_sample"))
+
+
+@pytest.fixture(scope="module")
+def nq_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_tiny_mlm(tmp_path_factory.mktemp("nq") / "bert", sample_texts(DATA / "nq_sample"))
+
+
+def test_msmarco_dry_run(tmp_path: Path, marco_model: Path) -> None:
+    out = tmp_path / "msmarco"
+    run_recipe("msmarco.sh", out, "--data", DATA / "msmarco_sample", "--model", marco_model, "--pretrain",
+               "--generator", marco_model, "--reranker-model", marco_model)  # fmt: skip
+    rows = check_results(
+        out,
+        ["RLM pretraining", "BM25", "Retriever1", "Retriever2", "Re-ranker (top 200 of Retriever2)",
+         "Retriever_distill"],
+    )  # fmt: skip
+    assert all(rows[0][m] is None for m in REPORT_METRICS)  # pretraining has a time, no retrieval metrics
+    assert all(isinstance(row[m], float) for row in rows[1:] for m in REPORT_METRICS)
+    check_stage_metrics(out, ["bm25", "retriever1", "retriever2", "reranker", "distill"],
+                        ("mrr@10", "recall@50", "recall@1000"))  # fmt: skip
+    # The retrievers were fine-tuned from the RLM output, not from --model.
+    assert (out / "models" / "pretrain" / "config.json").is_file()
+    assert (out / "models" / "distill" / "config.json").is_file()
+
+
+def test_nq_dry_run(tmp_path: Path, nq_model: Path) -> None:
+    out = tmp_path / "nq"
+    run_recipe("nq.sh", out, "--data", DATA / "nq_sample", "--model", nq_model, "--reranker-model", nq_model)
+    rows = check_results(
+        out, ["BM25", "Retriever1", "Retriever2", "Re-ranker (top 100 of Retriever2)", "Retriever_distill"]
+    )
+    assert all(isinstance(row[m], float) for row in rows for m in REPORT_METRICS)
+    check_stage_metrics(out, ["bm25", "retriever1", "retriever2", "reranker", "distill"],
+                        ("recall@20", "recall@100", "mrr@10", "success@20", "success@100"))  # fmt: skip
+    # BM25 over the sample's 20 passages: every judged passage is within the top 100.
+    assert json.loads((out / "bm25.json").read_text())["recall@100"] == 1.0
+
+
+def test_pretrain_ablation_dry_run(tmp_path: Path) -> None:
+    # Two objectives keep the test to a few minutes (all six take ~10 min of CLI processes on a 2-core CPU);
+    # tests/pretrain covers each objective. rlm is the paper's; condenser's head reads an early layer.
+    out = tmp_path / "ablation"
+    objectives = ["rlm", "condenser"]
+    run_recipe("pretrain_ablation.sh", out, "--objectives", " ".join(objectives))
+    rows = check_results(out, ["no pretraining", *objectives])
+    assert all(isinstance(row[m], float) for row in rows for m in REPORT_METRICS)
+    for objective in objectives:
+        assert (out / "models" / f"pretrain-{objective}" / "config.json").is_file()
+
+
+def test_scifact_dry_run(tmp_path: Path) -> None:
+    out = tmp_path / "scifact"
+    run_recipe("scifact.sh", out)
+    stages = [row["stage"] for row in json.loads((out / "results.json").read_text())["rows"]]
+    reranker = next((s for s in stages if re.fullmatch(r"Re-ranker \(top \d+ of Retriever2\)", s)), "Re-ranker")
+    rows = check_results(out, ["BM25", "zero-shot", "Retriever1", "Retriever2", reranker, "Retriever_distill"])
+    assert all(isinstance(row[m], float) for row in rows for m in REPORT_METRICS)
