@@ -24,9 +24,9 @@ def build_tiny_model(path: Path) -> None:
     from transformers import BertConfig, BertModel, BertTokenizer
 
     vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *WORDS]
-    (path / "vocab.txt").parent.mkdir(parents=True, exist_ok=True)
-    (path / "vocab.txt").write_text("\n".join(vocab) + "\n")
-    BertTokenizer(vocab_file=str(path / "vocab.txt")).save_pretrained(path)
+    path.mkdir(parents=True, exist_ok=True)
+    # The vocabulary as a dict: transformers 5's BertTokenizer ignores vocab_file= (every word would be [UNK]).
+    BertTokenizer(vocab={w: i for i, w in enumerate(vocab)}).save_pretrained(path)
     config = BertConfig(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
                         intermediate_size=64, max_position_embeddings=160)  # fmt: skip
     BertModel(config).save_pretrained(path)

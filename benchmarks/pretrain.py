@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-DEFAULT_CORPUS = Path(__file__).resolve().parents[1] / "simlm_cli" / "data" / "scifact" / "corpus.jsonl.gz"
+DEFAULT_CORPUS = Path(__file__).resolve().parents[1] / "simlm_cli" / "data" / "scifact" / "corpus.jsonl"
 
 
 def _batches(tokenizer, corpus: str, batch_size: int, max_length: int, count: int) -> list[dict]:

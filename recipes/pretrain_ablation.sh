@@ -48,8 +48,8 @@ bash scripts/setup.sh
 . .venv/bin/activate
 export HF_HUB_OFFLINE=1
 D=simlm_cli/data/scifact
-C=$D/corpus.jsonl.gz
-Q=$D/queries.jsonl.gz
+C=$D/corpus.jsonl
+Q=$D/queries.jsonl
 if [ -z "$OBJECTIVES" ]; then
   # One name per objective, in the listing's order (its other lines are the objectives' options).
   OBJECTIVES=$(simlm pretrain --list-objectives | awk -F'\t' '!seen[$1]++ { print $1 }')

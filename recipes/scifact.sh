@@ -39,8 +39,8 @@ bash scripts/setup.sh
 . .venv/bin/activate
 export HF_HUB_OFFLINE=1
 D=simlm_cli/data/scifact
-C=$D/corpus.jsonl.gz
-Q=$D/queries.jsonl.gz
+C=$D/corpus.jsonl
+Q=$D/queries.jsonl
 mkdir -p "$OUT"/{idx,runs,models,train}
 metrics=(--metric ndcg@10 --metric mrr@10 --metric recall@100 --metric recall@1000)
 dry=${DRY[@]+"${DRY[@]}"}

@@ -20,13 +20,13 @@ D=simlm_cli/data/scifact
 mkdir -p "$OUT"
 metrics=(--metric ndcg@10 --metric mrr@10 --metric recall@50 --metric recall@100 --metric recall@1000)
 
-simlm index --bm25 --corpus $D/corpus.jsonl.gz --output "$OUT/idx/bm25"
-simlm search --index "$OUT/idx/bm25" --queries $D/queries.jsonl.gz --qrels $D/qrels/test.tsv \
+simlm index --bm25 --corpus $D/corpus.jsonl --output "$OUT/idx/bm25"
+simlm search --index "$OUT/idx/bm25" --queries $D/queries.jsonl --qrels $D/qrels/test.tsv \
   --output "$OUT/runs/bm25.trec" ${DRY[@]+"${DRY[@]}"}
 simlm evaluate --qrels $D/qrels/test.tsv --run "$OUT/runs/bm25.trec" "${metrics[@]}" --json > "$OUT/bm25.json"
 
-simlm encode --corpus $D/corpus.jsonl.gz ${DRY[@]+"${DRY[@]}"} | simlm index --output "$OUT/idx/minilm"
-simlm search --index "$OUT/idx/minilm" --queries $D/queries.jsonl.gz --qrels $D/qrels/test.tsv \
+simlm encode --corpus $D/corpus.jsonl ${DRY[@]+"${DRY[@]}"} | simlm index --output "$OUT/idx/minilm"
+simlm search --index "$OUT/idx/minilm" --queries $D/queries.jsonl --qrels $D/qrels/test.tsv \
   --output "$OUT/runs/minilm.trec" ${DRY[@]+"${DRY[@]}"}
 simlm evaluate --qrels $D/qrels/test.tsv --run "$OUT/runs/minilm.trec" "${metrics[@]}" --json > "$OUT/minilm.json"
 

@@ -58,3 +58,9 @@ def main() -> None:
         # The reader of our stdout went away (e.g. `| head`); nothing more to say.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         sys.exit(1)
+    except OSError as err:
+        # An output that cannot be written (permissions, a full disk, a file where a directory should be): the
+        # system's own words, on one line. Paths the user named are the usual cause, so exit 2 as for user errors.
+        where = f"{err.filename}: " if err.filename else ""
+        console.print(f"[red]simlm: error:[/red] {escape(where + (err.strerror or str(err)))}")
+        sys.exit(2)

@@ -1,6 +1,7 @@
 """Real data: SciFact (shipped in simlm_cli/data) against published figures and against sentence-transformers.
 
-Runs the issue's commands as a user types them, through the installed `simlm` script.
+Runs the issue's commands as a user types them (`$D` the shipped SciFact directory), through the installed `simlm`
+script and bash.
 """
 
 from __future__ import annotations
@@ -15,8 +16,10 @@ import numpy as np
 import pytest
 
 DATA = Path(__file__).resolve().parents[1] / "simlm_cli" / "data" / "scifact"
-CORPUS, QUERIES, QRELS = DATA / "corpus.jsonl.gz", DATA / "queries.jsonl.gz", DATA / "qrels" / "test.tsv"
-SIMLM = [sys.executable, "-m", "simlm_cli"]
+CORPUS, QUERIES, QRELS = DATA / "corpus.jsonl", DATA / "queries.jsonl", DATA / "qrels" / "test.tsv"
+BIN = Path(sys.executable).parent  # the environment's bin directory, where `pip install` put the `simlm` script
+SIMLM = [str(BIN / "simlm")]
+ENV = os.environ | {"HF_HUB_OFFLINE": "1", "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}", "D": str(DATA)}
 
 # Anserini's BEIR regression, SciFact test, BM25 flat (title + text as one field), k1=0.9 b=0.4.
 ANSERINI_NDCG10, ANSERINI_R100 = 0.6789, 0.9253
@@ -25,9 +28,14 @@ pytestmark = pytest.mark.slow
 
 
 def simlm(*args: str, cwd: Path) -> str:
-    done = subprocess.run(
-        [*SIMLM, *args], cwd=cwd, capture_output=True, text=True, env=os.environ | {"HF_HUB_OFFLINE": "1"}
-    )
+    done = subprocess.run([*SIMLM, *args], cwd=cwd, capture_output=True, text=True, env=ENV)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done.stdout
+
+
+def shell(script: str, cwd: Path) -> str:
+    """Commands exactly as a user types them, in bash with `$D` set; returns stdout."""
+    done = subprocess.run(["bash", "-euo", "pipefail", "-c", script], cwd=cwd, capture_output=True, text=True, env=ENV)
     assert done.returncode == 0, done.stderr[-2000:]
     return done.stdout
 
@@ -39,11 +47,18 @@ def evaluate(run: Path, cwd: Path) -> dict[str, float]:
 
 
 def test_bm25_reproduces_anserini(tmp_path: Path) -> None:
-    simlm("index", "--bm25", "--corpus", str(CORPUS), "--output", "idx/bm25", cwd=tmp_path)
-    simlm("search", "--index", "idx/bm25", "--queries", str(QUERIES), "--qrels", str(QRELS),
-          "--output", "runs/bm25.trec", cwd=tmp_path)  # fmt: skip
-    scores = evaluate(tmp_path / "runs/bm25.trec", tmp_path)
+    out = shell(
+        """
+        simlm index --bm25 --corpus $D/corpus.jsonl --output idx/bm25
+        simlm search --index idx/bm25 --queries $D/queries.jsonl --qrels $D/qrels/test.tsv --output runs/bm25.trec
+        simlm evaluate --qrels $D/qrels/test.tsv --run runs/bm25.trec --metric ndcg@10 --metric mrr@10 --metric recall@100 --json
+        """,
+        tmp_path,
+    )
+    scores = json.loads(out)  # one JSON object, keyed by the metric names as given
     print("BM25", scores)
+    assert list(scores) == ["ndcg@10", "mrr@10", "recall@100"]
+    assert all(0.0 <= v <= 1.0 for v in scores.values())
     assert abs(scores["ndcg@10"] - ANSERINI_NDCG10) <= 0.005
     assert abs(scores["recall@100"] - ANSERINI_R100) <= 0.01
 
@@ -72,12 +87,13 @@ def _sentence_transformers_run(path: Path) -> None:
 
 
 def test_minilm_matches_sentence_transformers(tmp_path: Path) -> None:
-    pipe = f"{' '.join(SIMLM)} encode --corpus {CORPUS} | {' '.join(SIMLM)} index --output idx/minilm"
-    done = subprocess.run(pipe, shell=True, cwd=tmp_path, capture_output=True, text=True,
-                          env=os.environ | {"HF_HUB_OFFLINE": "1"})  # fmt: skip
-    assert done.returncode == 0, done.stderr[-2000:]
-    simlm("search", "--index", "idx/minilm", "--queries", str(QUERIES), "--qrels", str(QRELS),
-          "--output", "runs/minilm.trec", cwd=tmp_path)  # fmt: skip
+    shell(
+        """
+        simlm encode --corpus $D/corpus.jsonl | simlm index --output idx/minilm
+        simlm search --index idx/minilm --queries $D/queries.jsonl --qrels $D/qrels/test.tsv --output runs/minilm.trec
+        """,
+        tmp_path,
+    )
     ours = evaluate(tmp_path / "runs/minilm.trec", tmp_path)
     _sentence_transformers_run(tmp_path / "runs/st.trec")
     theirs = evaluate(tmp_path / "runs/st.trec", tmp_path)
@@ -102,10 +118,7 @@ def test_retriever1_from_minilm_beats_zero_shot(tmp_path: Path) -> None:
           "--pooling", "model", "--negatives", "3", "--batch-size", "16", "--epochs", "1", "--lr", "2e-5",
           "--temperature", "0.05",
           cwd=tmp_path)  # fmt: skip
-    pipe = f"{' '.join(SIMLM)} encode --model models/r1 --corpus {CORPUS} | {' '.join(SIMLM)} index --output idx/r1"
-    done = subprocess.run(pipe, shell=True, cwd=tmp_path, capture_output=True, text=True,
-                          env=os.environ | {"HF_HUB_OFFLINE": "1"})  # fmt: skip
-    assert done.returncode == 0, done.stderr[-2000:]
+    shell("simlm encode --model models/r1 --corpus $D/corpus.jsonl | simlm index --output idx/r1", tmp_path)
     simlm("search", "--index", "idx/r1", "--queries", str(QUERIES), "--qrels", str(QRELS),
           "--output", "runs/r1.trec", cwd=tmp_path)  # fmt: skip
     scores = evaluate(tmp_path / "runs/r1.trec", tmp_path)

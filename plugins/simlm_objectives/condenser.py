@@ -27,7 +27,7 @@ class Condenser(Objective):
         self.skip_layer = int(opts["skip_layer"]) or max(1, depth // 2)
         if not 1 <= self.skip_layer <= depth:
             raise SimlmError(f"--skip-layer {self.skip_layer}: the encoder has {depth} layers")
-        self.condenser_head = self.copy_last_layers(int(opts["head_layers"]))
+        self.condenser_head = self.copy_last_layers(int(opts["head_layers"]), "head-layers")
 
     def forward(self, batch: dict[str, torch.Tensor], rng: torch.Generator) -> StepOutput:
         input_ids, attention_mask = batch["input_ids"], batch["attention_mask"]

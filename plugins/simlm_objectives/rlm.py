@@ -27,14 +27,6 @@ class RLM(Objective):
         *generator_options(),
     )
 
-    @classmethod
-    def validate(cls, values: dict[str, Any]) -> None:
-        super().validate(values)
-        from simlm_cli.errors import SimlmError
-
-        if values["decoder_mask_rate"] < values["encoder_mask_rate"]:
-            raise SimlmError("--decoder-mask-rate must be >= --encoder-mask-rate (decoder masks are a superset)")
-
     def __init__(self, model_path: str, tokenizer: Any, opts: dict[str, Any], log=print):
         super().__init__(model_path, tokenizer, opts, log)
         self.decoder = self.copy_last_layers(int(opts["decoder_layers"]))

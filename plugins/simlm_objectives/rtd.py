@@ -31,10 +31,6 @@ class RTD(Objective):
 
     def __init__(self, model_path: str, tokenizer: Any, opts: dict[str, Any], log=print):
         super().__init__(model_path, tokenizer, opts, log)
-        if opts["decoder_mask_rate"] < opts["encoder_mask_rate"]:
-            from simlm_cli.errors import SimlmError
-
-            raise SimlmError("--decoder-mask-rate must be >= --encoder-mask-rate (decoder masks are a superset)")
         freeze_unshared(self.head, self.encoder)  # the MLM head is unused here; kept only for the saved format
         hidden = self.mlm.config.hidden_size
         self.decoder = self.copy_last_layers(int(opts["decoder_layers"]))

@@ -104,7 +104,13 @@ def run(
     ),
     output: Path = typer.Option(None, "--output", "-o", help="(required) The re-ranked run (.tsv: MS MARCO format)."),
     depth: int = typer.Option(
-        100, "--depth", "-k", min=1, help="Re-rank each query's top N; documents below it are dropped from the output."
+        100, "--depth", "-k", min=1, help="Re-rank each query's top N documents (the re-ranker's pairs)."
+    ),
+    keep_tail: bool = typer.Option(
+        True,
+        "--keep-tail/--drop-tail",
+        help="Documents below --depth follow the re-ranked ones in the run's order (scores below the head's, falling "
+        "by 1 per rank), so recall at depths past N stays the run's; --drop-tail leaves them out.",
     ),
     batch_size: int = InferenceBatch,
     run_format: RunFormat = typer.Option(RunFormat.auto, "--run-format", help="The input run's format (auto: detect)."),
@@ -127,7 +133,7 @@ def run(
     config = RerankRunConfig(
         model=model, run=str(run_file), queries=str(queries), corpus=str(corpus), output=str(output), depth=depth,
         batch_size=batch_size, run_format=run_format, output_format=output_format, corpus_format=corpus_format,
-        tag=tag, device=device, precision=precision, dry_run=dry_run,
+        tag=tag, device=device, precision=precision, dry_run=dry_run, keep_tail=keep_tail,
     )  # fmt: skip
     rerank_run(config)
 

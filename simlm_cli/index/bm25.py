@@ -15,18 +15,20 @@ import glob
 import importlib.util
 import json
 import os
+import shutil
 import subprocess
-import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from simlm_cli.errors import InputError, SimlmError
-from simlm_cli.index import BM25_KIND, read_meta, write_meta
+from simlm_cli.index import BM25_KIND, META_FILE, read_meta, write_meta
 from simlm_cli.io.corpus import CorpusFormat, iter_corpus
 from simlm_cli.io.files import atomic_directory
 
+T = TypeVar("T")
+SEARCH_BLOCK = 1024  # queries per Lucene batch_search call (the progress bar moves per block)
 LUCENE_DIR = "lucene"
 DEFAULT_K1 = 0.9  # Anserini's defaults, used for the BEIR reference figures
 DEFAULT_B = 0.4
@@ -93,22 +95,39 @@ def lucene_searcher_class() -> Any:
 
 def _write_pyserini_jsonl(corpus: str | Path, fmt: CorpusFormat, out_dir: Path) -> int:
     """Convert any corpus format to Pyserini JSONL, title and text joined into one `contents` field."""
+    from simlm_cli.console import progress
+    from simlm_cli.io.files import count_lines
+
     count = 0
-    with open(out_dir / "docs.jsonl", "w", encoding="utf-8") as handle:
+    total = count_lines(corpus) or None
+    with open(out_dir / "docs.jsonl", "w", encoding="utf-8") as handle, progress() as bar:
+        task = bar.add_task("bm25: read corpus", total=total, rate="")
         for passage in iter_corpus(corpus, fmt):
             handle.write(json.dumps({"id": passage.id, "contents": passage.joined()}, ensure_ascii=False) + "\n")
             count += 1
+            if count % 1000 == 0:
+                bar.update(task, completed=count)
+        bar.update(task, completed=count, total=count)
     return count
 
 
 def build_bm25_index(corpus: str | Path, output: str | Path, fmt: CorpusFormat, threads: int) -> dict[str, Any]:
-    """Index a corpus with Anserini's IndexCollection (run as its own Java process) into `output/lucene`."""
+    """Index a corpus with Anserini's IndexCollection (run as its own Java process) into `output/lucene`.
+
+    The corpus is staged as Pyserini JSONL inside the output's temporary directory (on the output's disk, not in
+    the system's /tmp) and removed before the directory is published.
+    """
+    from simlm_cli.console import info
+
     started = time.perf_counter()
-    with tempfile.TemporaryDirectory(prefix="simlm-bm25-") as staging, atomic_directory(output) as tmp:
-        count = _write_pyserini_jsonl(corpus, fmt, Path(staging))
+    with atomic_directory(output, marker=META_FILE) as tmp:
+        staging = tmp / "staging"
+        staging.mkdir()
+        count = _write_pyserini_jsonl(corpus, fmt, staging)
+        info(f"bm25: Anserini indexing {count:,} passages with {threads} thread(s)")
         command = [
             os.path.join(java_home(), "bin", "java"), "-cp", anserini_jar(), "io.anserini.index.IndexCollection",
-            "-collection", "JsonCollection", "-input", staging, "-index", str(tmp / LUCENE_DIR),
+            "-collection", "JsonCollection", "-input", str(staging), "-index", str(tmp / LUCENE_DIR),
             "-generator", "DefaultLuceneDocumentGenerator", "-threads", str(threads),
             "-storePositions", "-storeDocvectors", "-storeRaw", "-quiet",
         ]  # fmt: skip
@@ -116,6 +135,7 @@ def build_bm25_index(corpus: str | Path, output: str | Path, fmt: CorpusFormat, 
         if done.returncode != 0:
             tail = (done.stderr or done.stdout).strip().splitlines()[-1:] or ["no output"]
             raise SimlmError(f"Anserini indexing failed (exit {done.returncode}): {tail[0]}")
+        shutil.rmtree(staging)
         meta = {
             "kind": BM25_KIND,
             "format_version": 1,
@@ -154,14 +174,34 @@ class BM25Index:
                 self.lucene_dir, f"cannot open the Lucene index ({str(err).splitlines()[0][:200]})"
             ) from None
 
+    def _java(self, call: Callable[[], T]) -> T:
+        """Run a Lucene call; a Java exception (damaged segments, ...) becomes a one-line error."""
+        try:
+            return call()
+        except Exception as err:  # pyjnius raises JavaException with the Java stack in its text
+            first = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
+            raise InputError(self.lucene_dir, f"corrupt or unreadable Lucene index ({first})") from None
+
     def contains(self, docid: str) -> bool:
-        return self.searcher.doc(docid) is not None
+        return self._java(lambda: self.searcher.doc(docid)) is not None
 
     def search(
-        self, qids: Sequence[str], texts: Sequence[str], k: int, k1: float, b: float, threads: int
+        self,
+        qids: Sequence[str],
+        texts: Sequence[str],
+        k: int,
+        k1: float,
+        b: float,
+        threads: int,
+        on_queries: Callable[[int], None] | None = None,
     ) -> Iterator[tuple[str, list[str], list[float]]]:
-        self.searcher.set_bm25(k1, b)
-        hits = self.searcher.batch_search(list(texts), list(qids), k=k, threads=threads)
-        for qid in qids:
-            results = hits.get(qid, [])
-            yield qid, [h.docid for h in results], [h.score for h in results]
+        """Rankings in `qids` order, searched `threads`-parallel in blocks (`on_queries` hears of each block)."""
+        self._java(lambda: self.searcher.set_bm25(k1, b))
+        for start in range(0, len(qids), SEARCH_BLOCK):
+            block_ids, block_texts = list(qids[start : start + SEARCH_BLOCK]), list(texts[start : start + SEARCH_BLOCK])
+            hits = self._java(lambda: self.searcher.batch_search(block_texts, block_ids, k=k, threads=threads))  # noqa: B023
+            for qid in block_ids:
+                results = hits.get(qid, [])
+                yield qid, [h.docid for h in results], [h.score for h in results]
+            if on_queries is not None:
+                on_queries(len(block_ids))

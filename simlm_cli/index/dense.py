@@ -6,7 +6,9 @@ Directory layout: `index.faiss` (the faiss index), `docids.txt` (row i's documen
 
 from __future__ import annotations
 
+import contextlib
 import math
+import tempfile
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -17,13 +19,42 @@ from typing import Any
 import numpy as np
 
 from simlm_cli.errors import InputError, SimlmError
-from simlm_cli.index import DENSE_KIND, read_meta, write_meta
+from simlm_cli.index import DENSE_KIND, META_FILE, read_meta, write_meta
 from simlm_cli.io.embeddings import EmbeddingReader
 from simlm_cli.io.files import atomic_directory
 
 INDEX_FILE = "index.faiss"
 DOCIDS_FILE = "docids.txt"
 PQ_CENTROIDS = 256
+TRAIN_POINTS_PER_CENTROID = 64
+ADD_BLOCK = 65_536
+
+
+class _VectorSpool:
+    """Vectors appended to a temporary file in `directory`, read back as a read-only memory map."""
+
+    def __init__(self, directory: Path, dim: int):
+        directory.mkdir(parents=True, exist_ok=True)
+        self._dir = tempfile.TemporaryDirectory(prefix=".simlm-vectors-", dir=directory)
+        self.path = Path(self._dir.name) / "vectors.f32"
+        self._handle = open(self.path, "wb")  # noqa: SIM115 (closed by vectors() or __exit__)
+        self.dim = dim
+        self.count = 0
+
+    def add(self, vectors: np.ndarray) -> None:
+        self._handle.write(np.ascontiguousarray(vectors, dtype="<f4").tobytes())
+        self.count += len(vectors)
+
+    def vectors(self) -> np.ndarray:
+        self._handle.close()
+        return np.memmap(self.path, dtype="<f4", mode="r", shape=(self.count, self.dim))
+
+    def __enter__(self) -> _VectorSpool:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._handle.close()
+        self._dir.cleanup()
 
 
 class IndexType(str, Enum):
@@ -72,6 +103,32 @@ def _pq_m(dim: int, asked: int) -> int:
     return dim
 
 
+def check_shards(readers: list[EmbeddingReader]) -> None:
+    """Streams that are shards of one corpus (`encode --num-shards N`) must all be there, each once: otherwise
+    the index would silently hold part of the corpus. Whole streams (N = 1) stand alone."""
+    shards: dict[tuple[str, int], dict[int, str]] = {}
+    for reader in readers:
+        h = reader.header
+        if h.num_shards < 1 or not 0 <= h.shard_id < h.num_shards:
+            raise InputError(reader.name, f"corrupt stream header: shard {h.shard_id} of {h.num_shards}")
+        # By file name: ranks on other nodes may mount the corpus under another directory.
+        seen = shards.setdefault((Path(h.corpus).name, h.num_shards), {})
+        if h.shard_id in seen:
+            raise InputError(
+                reader.name, f"shard {h.shard_id} of {h.num_shards} of {h.corpus} is also in {seen[h.shard_id]}"
+            )
+        seen[h.shard_id] = reader.name
+    for (corpus, num_shards), seen in shards.items():
+        missing = sorted(set(range(num_shards)) - set(seen))
+        if missing:
+            names = ", ".join(str(i) for i in missing[:5]) + (" ..." if len(missing) > 5 else "")
+            raise InputError(
+                next(iter(seen.values())),
+                f"holds shard {min(seen)} of {num_shards} of {corpus}, but shard(s) {names} are missing from the "
+                "inputs; index every shard together",
+            )
+
+
 def _merge_streams(readers: list[EmbeddingReader]) -> Iterator[tuple[str, list[str], np.ndarray]]:
     """(stream name, ids, vectors) blocks of every stream, after checking they were made alike."""
     first = readers[0].header
@@ -90,6 +147,7 @@ def build_dense_index(
 ) -> dict[str, Any]:
     """Read every stream to its end marker, build the index, and write the directory atomically."""
     faiss = faiss_module()
+    check_shards(readers)
     header = readers[0].header
     dim = header.dim
     docids: list[str] = []
@@ -97,23 +155,27 @@ def build_dense_index(
     started = time.perf_counter()
     flat_or_hnsw = options.index_type in (IndexType.flat, IndexType.hnsw)
     index = _empty_index(faiss, dim, options) if flat_or_hnsw else None
-    pending: list[np.ndarray] = []  # IVF-PQ trains on all vectors before adding
-    for name, ids, vectors in _merge_streams(readers):
-        for docid in ids:
-            if docid in seen:
-                raise InputError(name, f"duplicate document id {docid!r} (already read from this or an earlier stream)")
-            seen.add(docid)
-        docids.extend(ids)
-        if index is not None:
-            index.add(np.ascontiguousarray(vectors, dtype=np.float32))
-        else:
-            pending.append(np.array(vectors, dtype=np.float32))
-        if progress is not None:
-            progress(len(ids))
-    if not docids:
-        raise InputError(readers[0].name, "no vectors in the input")
-    if index is None:
-        index = _build_ivfpq(faiss, np.concatenate(pending), dim, options)
+    with contextlib.ExitStack() as stack:
+        # IVF-PQ is trained before vectors are added: until then they wait on disk beside the output, not in memory.
+        spool = None if flat_or_hnsw else stack.enter_context(_VectorSpool(Path(output).parent, dim))
+        for name, ids, vectors in _merge_streams(readers):
+            for docid in ids:
+                if docid in seen:
+                    raise InputError(
+                        name, f"duplicate document id {docid!r} (already read from this or an earlier stream)"
+                    )
+                seen.add(docid)
+            docids.extend(ids)
+            if spool is None:
+                index.add(np.ascontiguousarray(vectors, dtype=np.float32))
+            else:
+                spool.add(vectors)
+            if progress is not None:
+                progress(len(ids))
+        if not docids:
+            raise InputError(readers[0].name, "no vectors in the input")
+        if spool is not None:
+            index = _build_ivfpq(faiss, spool.vectors(), dim, options)
     meta = {
         "kind": DENSE_KIND,
         "format_version": 1,
@@ -125,7 +187,7 @@ def build_dense_index(
         "dry_run": any(reader.header.dry_run for reader in readers),
         "build_seconds": round(time.perf_counter() - started, 3),
     }
-    with atomic_directory(output) as tmp:
+    with atomic_directory(output, marker=META_FILE) as tmp:
         faiss.write_index(_to_cpu(faiss, index), str(tmp / INDEX_FILE))
         (tmp / DOCIDS_FILE).write_text("".join(f"{d}\n" for d in docids), encoding="utf-8")
         write_meta(tmp, meta)
@@ -158,8 +220,13 @@ def _build_ivfpq(faiss: Any, vectors: np.ndarray, dim: int, options: BuildOption
     index = faiss.index_factory(dim, f"IVF{nlist},PQ{pq_m}", faiss.METRIC_INNER_PRODUCT)
     if options.gpu:
         index = _to_gpu(faiss, index)
-    index.train(vectors)
-    index.add(vectors)
+    # A fixed random sample trains the coarse quantizer and the codebooks (faiss asks for 39-256 points per
+    # centroid); the vectors are then added block by block from the spool.
+    sample_size = min(count, TRAIN_POINTS_PER_CENTROID * max(nlist, PQ_CENTROIDS))
+    sample = np.sort(np.random.default_rng(0).choice(count, size=sample_size, replace=False))
+    index.train(np.ascontiguousarray(vectors[sample]))
+    for start in range(0, count, ADD_BLOCK):
+        index.add(np.ascontiguousarray(vectors[start : start + ADD_BLOCK]))
     options.search_params = {"nprobe": min(options.nprobe, nlist), "nlist": nlist, "pq_m": pq_m}
     return index
 

@@ -126,7 +126,10 @@ class EmbeddingReader:
                     )
                 raise InputError(self.name, f"corrupt stream: unexpected byte {tag!r} after {self.count} vectors")
             n, id_len = struct.unpack("<II", self._read(8, "a block header"))
-            ids = self._read(id_len, "a block's ids").decode("utf-8").split("\n")
+            try:
+                ids = self._read(id_len, "a block's ids").decode("utf-8").split("\n")
+            except UnicodeDecodeError:
+                raise InputError(self.name, f"corrupt block: ids are not UTF-8 (after {self.count} vectors)") from None
             if len(ids) != n:
                 raise InputError(self.name, f"corrupt block: {len(ids)} ids for {n} vectors")
             raw = self._read(n * dim * self._dtype.itemsize, "a block's vectors")

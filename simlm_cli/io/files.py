@@ -35,11 +35,31 @@ def open_binary(path: str | Path) -> IO[bytes]:
 _READ_ERRORS = (OSError, EOFError, zlib.error)
 
 
-def iter_lines(path: str | Path) -> Iterator[tuple[int, str]]:
-    """Yield (line number, text without line ending) for each line, checking UTF-8 line by line."""
-    handle = open_binary(path)
+# Lines of stdin read by a format-detecting peek, replayed to the reader that follows (stdin cannot rewind).
+_stdin_peeked: list[bytes] = []
+
+
+def _stdin_lines(peek: bool) -> Iterator[bytes]:
+    """stdin's lines: first those an earlier peek read, then the rest. A peek records what it reads."""
+    replay = list(_stdin_peeked)
+    if not peek:
+        _stdin_peeked.clear()
+    yield from replay
+    for raw in sys.stdin.buffer:
+        if peek:
+            _stdin_peeked.append(raw)
+        yield raw
+
+
+def iter_lines(path: str | Path, peek: bool = False) -> Iterator[tuple[int, str]]:
+    """Yield (line number, text without line ending) for each line, checking UTF-8 line by line.
+
+    `peek`: the caller reads only a few lines (format detection); from stdin they are kept for the next reader.
+    """
+    handle = None if str(path) == "-" else open_binary(path)
+    raw_lines = _stdin_lines(peek) if handle is None else handle
     try:
-        for lineno, raw in enumerate(handle, 1):
+        for lineno, raw in enumerate(raw_lines, 1):
             try:
                 text = raw.decode("utf-8")
             except UnicodeDecodeError as err:
@@ -48,13 +68,13 @@ def iter_lines(path: str | Path) -> Iterator[tuple[int, str]]:
     except _READ_ERRORS as err:
         raise InputError(path, f"cannot read: {err or type(err).__name__}") from None
     finally:
-        if handle is not sys.stdin.buffer:
+        if handle is not None:
             handle.close()
 
 
 def first_content_line(path: str | Path) -> tuple[int, str] | None:
     """(line number, text) of the first non-blank line (for format detection), or None for an empty file."""
-    for lineno, text in iter_lines(path):
+    for lineno, text in iter_lines(path, peek=True):
         if text.strip():
             return lineno, text
     return None
@@ -116,12 +136,33 @@ def atomic_output(path: str | Path, mode: str = "w") -> Iterator[IO]:
         raise
 
 
+def check_replaceable(path: str | Path, marker: str) -> None:
+    """Refuse to overwrite a directory that this kind of output did not make: an existing `path` may be replaced
+    only if it is empty or holds `marker` (e.g. an index's meta.json). Commands call this before any work."""
+    path = Path(path)
+    if not path.exists():
+        return
+    if not path.is_dir():
+        raise SimlmError(f"{path}: exists and is not a directory")
+    if (path / marker).is_file() or not any(path.iterdir()):
+        return
+    raise SimlmError(
+        f"{path}: exists and is not one simlm wrote (no {marker}); refusing to replace it - remove it or pick "
+        "another --output"
+    )
+
+
 @contextlib.contextmanager
-def atomic_directory(path: str | Path) -> Iterator[Path]:
-    """Build a directory under a temporary name; it replaces `path` only when the block succeeds."""
+def atomic_directory(path: str | Path, marker: str | None = None) -> Iterator[Path]:
+    """Build a directory under a temporary name; it replaces `path` only when the block succeeds.
+
+    With `marker`, an existing `path` is replaced only if it is empty or holds that file (`check_replaceable`).
+    """
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise SimlmError(f"{path}: exists and is not a directory")
+    if marker is not None:
+        check_replaceable(path, marker)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
     try:

@@ -39,11 +39,25 @@ def _ranks(count: int) -> tuple[str, ...]:
     return _rank_strings(max(1000, count))  # one cached tuple serves every query of a run
 
 
-# Writers format whole rankings with one join each: a 1M-line run costs ~0.6 s, small next to the search.
+@functools.lru_cache(maxsize=64)
+def _trec_template(count: int, tag: str) -> str:
+    """One printf template for a whole ranking: `qid Q0 docid rank score tag` lines, filled in one C-level call.
+
+    Scores keep 8 significant digits (float32 holds ~7): fewer would print distinct scores as ties, which
+    trec_eval then breaks by document id instead of by the order simlm ranked them in."""
+    line = "%s Q0 %s %s %.8g " + tag.replace("%", "%%") + "\n"
+    return line * count
+
+
+# A ranking is formatted by one template % tuple (about twice as fast as per-line f-strings): a 1M-line run
+# costs ~0.3 s on one core, small next to the search that made it.
 def _write_trec(handle: IO[str], qid: str, docids: Sequence[str], scores: Sequence[float], tag: str) -> None:
-    head, tail = f"{qid} Q0 ", f" {tag}\n"
-    ranks = _ranks(len(docids))
-    handle.write("".join([f"{head}{d} {r} {s:.6f}{tail}" for d, r, s in zip(docids, ranks, scores)]))
+    count = len(docids)
+    values: list = [qid, None, None, None] * count
+    values[1::4] = docids
+    values[2::4] = _ranks(count)[:count]
+    values[3::4] = scores
+    handle.write(_trec_template(count, tag) % tuple(values))
 
 
 def _write_msmarco(handle: IO[str], qid: str, docids: Sequence[str], scores: Sequence[float], tag: str) -> None:

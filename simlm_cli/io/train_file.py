@@ -5,7 +5,9 @@
 
 `score` is what the producer knew: the retriever's score (mine; null for random negatives) or the re-ranker's
 (rerank score, what `simlm distill` learns from). Reading validates every line and names the file and line of
-the first problem; a query with no positive is skipped and counted (documented), not an error.
+the first problem. Skipped and counted (documented), not errors: a query with no positive, and a query with fewer
+negatives than a command needs (`simlm mine` writes judged queries the run missed with no negatives). A negative
+that is also one of the query's positives is dropped: a judged positive is never trained as a negative.
 """
 
 from __future__ import annotations
@@ -19,6 +21,13 @@ from typing import IO
 from simlm_cli.errors import InputError
 from simlm_cli.io.corpus import json_record
 from simlm_cli.io.files import iter_lines
+
+@dataclass(frozen=True)
+class Skipped:
+    """What `iter_train_file` yields for a query it skips: why ("no positive", "few negatives") and where."""
+
+    reason: str
+    line: int
 
 
 @dataclass
@@ -49,6 +58,21 @@ class TrainFile:
     path: str
     examples: list[TrainExample]
     skipped_no_positive: int = 0
+    skipped_few_negatives: int = 0
+    first_few_negatives_line: int = 0  # where the first such query is, for the message
+
+    def describe_skipped(self, min_negatives: int) -> str | None:
+        """One line counting the skipped queries, or None when none was."""
+        parts = []
+        if self.skipped_no_positive:
+            parts.append(f"{self.skipped_no_positive} with no positive")
+        if self.skipped_few_negatives:
+            parts.append(
+                f"{self.skipped_few_negatives} with fewer than {min_negatives} negative(s), the first on line "
+                f"{self.first_few_negatives_line}"
+            )
+        total = self.skipped_no_positive + self.skipped_few_negatives
+        return f"{self.path}: skipped {total} queries ({'; '.join(parts)})" if parts else None
 
 
 def write_example(handle: IO[str], example: TrainExample) -> None:
@@ -83,8 +107,8 @@ def iter_train_file(
     corpus_ids: Container[str] | None = None,
     min_negatives: int = 0,
     need_scores: bool = False,
-) -> Iterator[TrainExample | None]:
-    """Each line's example, or None for a query with no positive (skipped; the caller counts it)."""
+) -> Iterator[TrainExample | Skipped]:
+    """Each line's example, or a `Skipped` saying why it is left out (the caller counts them)."""
     seen: dict[str, int] = {}
     for lineno, text in iter_lines(path):
         if not text.strip():
@@ -106,13 +130,13 @@ def iter_train_file(
                     if c.docid not in corpus_ids:
                         raise InputError(path, f"document {c.docid!r} is not in the corpus", line=lineno, field=name)
         if not positives:
-            yield None
+            yield Skipped("no positive", lineno)
             continue
+        positive_ids = {c.docid for c in positives}
+        negatives = [c for c in negatives if c.docid not in positive_ids]
         if len(negatives) < min_negatives:
-            raise InputError(
-                path, f"{len(negatives)} negatives, at least {min_negatives} needed (--negatives 0 trains on "
-                "in-batch negatives only)", line=lineno, field="negatives",
-            )  # fmt: skip
+            yield Skipped("few negatives", lineno)
+            continue
         yield TrainExample(qid, str(record["query"]), positives, negatives, lineno)
 
 
@@ -123,13 +147,17 @@ def read_train_file(
     need_scores: bool = False,
 ) -> TrainFile:
     """The whole file (training samples from it at random); an empty result is an error."""
-    examples: list[TrainExample] = []
-    skipped = 0
+    parsed = TrainFile(str(path), [])
     for example in iter_train_file(path, corpus_ids, min_negatives, need_scores):
-        if example is None:
-            skipped += 1
+        if isinstance(example, TrainExample):
+            parsed.examples.append(example)
+        elif example.reason == "no positive":
+            parsed.skipped_no_positive += 1
         else:
-            examples.append(example)
-    if not examples:
-        raise InputError(path, f"no usable training query ({skipped} without a positive)")
-    return TrainFile(str(path), examples, skipped)
+            parsed.skipped_few_negatives += 1
+            parsed.first_few_negatives_line = parsed.first_few_negatives_line or example.line
+    if not parsed.examples:
+        raise InputError(
+            path, f"no usable training query ({parsed.describe_skipped(min_negatives) or 'the file is empty'})"
+        )
+    return parsed

@@ -16,9 +16,12 @@ from typing import Any
 from simlm_cli.errors import SimlmError
 
 DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
-SIMLM_CONFIG = "simlm.json"
 POOLINGS = ("cls", "mean")
 PASSAGE_FORMATS = ("pair", "concat")
+SIMLM_CONFIG = "simlm.json"
+ST_MODULES = {"Transformer", "Pooling", "Normalize"}  # the sentence-transformers modules simlm reproduces
+# The small files that say how a model encodes (fetched alone for a hub name, before any weights).
+SETTINGS_FILES = ["modules.json", "sentence_bert_config.json", "*/config.json", SIMLM_CONFIG, "tokenizer_config.json"]
 
 
 @dataclass(frozen=True)
@@ -89,6 +92,14 @@ def sentence_transformers_settings(model_dir: Path, base: EncoderSettings) -> En
         return None
     modules = _read_json(modules_file)
     types = {m.get("type", "").rsplit(".", 1)[-1]: m for m in modules}
+    unknown = sorted(set(types) - ST_MODULES)
+    if unknown:
+        # A Dense projection, a second Transformer, ...: simlm's vectors would silently differ from the model's.
+        raise SimlmError(
+            f"{model_dir}: sentence-transformers module(s) {', '.join(unknown)} not supported by simlm (it runs "
+            f"{', '.join(sorted(ST_MODULES))} only)"
+        )
+    _check_lower_case(model_dir)
     pooling = base.pooling
     if "Pooling" in types:
         config = _read_json(model_dir / types["Pooling"].get("path", "") / "config.json")
@@ -102,6 +113,18 @@ def sentence_transformers_settings(model_dir: Path, base: EncoderSettings) -> En
         passage_format="concat",
         source="sentence-transformers config",
     )
+
+
+def _check_lower_case(model_dir: Path) -> None:
+    """sentence-transformers lowercases the text itself when `do_lower_case` is set; simlm leaves the text to the
+    tokenizer, which gives the same tokens only if the tokenizer lowercases too."""
+    st_config = model_dir / "sentence_bert_config.json"
+    if not (st_config.is_file() and _read_json(st_config).get("do_lower_case")):
+        return
+    tokenizer_config = model_dir / "tokenizer_config.json"
+    if tokenizer_config.is_file() and _read_json(tokenizer_config).get("do_lower_case"):
+        return
+    raise SimlmError(f"{st_config}: do_lower_case with a case-sensitive tokenizer is not supported by simlm")
 
 
 def _st_pooling(model_dir: Path, config: dict[str, Any]) -> str:
@@ -135,6 +158,17 @@ def _st_max_length(model_dir: Path, default: int) -> int:
     return default
 
 
+def hub_settings_dir(name: str) -> Path | None:
+    """A local copy of a hub model's settings files (sentence-transformers and simlm configs), or None where the
+    hub cannot be reached (offline: loading the weights will then fail with its own clear error)."""
+    try:
+        from huggingface_hub import snapshot_download
+
+        return Path(snapshot_download(repo_id=name, allow_patterns=SETTINGS_FILES))
+    except Exception:  # offline, unknown repository, no permission: the same outcome for settings
+        return None
+
+
 def resolve_settings(model: str | None, **overrides: Any) -> EncoderSettings:
     """Settings for `model`, with any non-None keyword (pooling=..., normalize=...) taking precedence."""
     model = model or DEFAULT_MODEL
@@ -142,6 +176,8 @@ def resolve_settings(model: str | None, **overrides: Any) -> EncoderSettings:
         model = str(Path(model).resolve())  # recorded in indexes: must not depend on the working directory
     settings = EncoderSettings(model=model)
     model_dir = Path(resolve_model_path(model))
+    if not model_dir.is_dir():
+        model_dir = hub_settings_dir(model) or model_dir
     if model_dir.is_dir():
         settings = sentence_transformers_settings(model_dir, settings) or settings
         if (model_dir / SIMLM_CONFIG).is_file():

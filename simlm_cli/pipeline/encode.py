@@ -38,9 +38,12 @@ class EncodeConfig:
 
 def resolve_shard(shard_id: int | None, num_shards: int | None) -> tuple[int, int]:
     """Explicit flags win; under torchrun each rank encodes its own shard by default."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
     if num_shards is None:
-        num_shards = int(os.environ.get("WORLD_SIZE", "1"))
+        num_shards = world
     if shard_id is None:
+        if num_shards > 1 and world == 1:
+            raise SimlmError(f"--num-shards {num_shards} needs --shard-id (which shard this process encodes)")
         shard_id = int(os.environ.get("RANK", "0")) if num_shards > 1 else 0
     if num_shards < 1 or not 0 <= shard_id < num_shards:
         raise SimlmError(f"--shard-id {shard_id} --num-shards {num_shards}: need 0 <= shard-id < num-shards")
@@ -79,6 +82,8 @@ def encode_corpus(config: EncodeConfig, runtime: Runtime | None = None) -> dict:
     total = DRY_RUN_PASSAGES if config.dry_run else max(count_lines(config.corpus) // num_shards, 1)
     if config.output is None and sys.stdout.isatty():
         raise SimlmError("refusing to write binary embeddings to a terminal: pass --output FILE or pipe")
+    if config.output is None and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise SimlmError("under torchrun every rank writes its own shard: pass --output DIR/ (then `simlm index DIR`)")
 
     # Read (and so validate) the first chunk before loading the model or printing anything: a bad corpus
     # then fails fast, with its error as the only line.

@@ -64,8 +64,8 @@ def train_reranker(
     def data(c: TrainConfig) -> RerankData:
         passages = load_passages(c.corpus, CorpusFormat(c.corpus_format))
         parsed = read_train_file(train_file, corpus_ids=passages)
-        if parsed.skipped_no_positive:
-            log(f"{train_file}: skipped {parsed.skipped_no_positive} queries with no positive")
+        if skipped := parsed.describe_skipped(0):
+            log(skipped)
         examples = usable_examples(parsed.examples, train_file, log)
         if c.dry_run:
             examples = examples[: c.max_passages]
@@ -150,12 +150,14 @@ class RerankRunConfig:
     device: str = "auto"
     precision: Precision = Precision.auto
     dry_run: bool = False
+    keep_tail: bool = True  # documents below --depth follow the re-ranked head in the run's order
 
 
 def _checked_blocks(
     c: RerankRunConfig, queries: dict[str, str], passages: dict[str, Passage]
-) -> Iterator[tuple[RunBlock, int]]:
-    """(top-depth block, lines it spanned) for each query, every id checked against the queries and corpus.
+) -> Iterator[tuple[RunBlock, int, list[str]]]:
+    """(top-depth block, lines it spanned, the documents below depth) for each query, every re-ranked id checked
+    against the queries and corpus.
 
     The reader orders each block by the run's score (MS MARCO: rank), so the top `depth` are its first documents.
     """
@@ -168,7 +170,7 @@ def _checked_blocks(
         for docid, lineno in zip(top.docids, top.lines):
             if docid not in passages:
                 raise InputError(c.run, f"document {docid!r} is not in the corpus {c.corpus}", line=lineno)
-        yield top, len(block.lines)
+        yield top, len(block.lines), block.docids[c.depth :] if c.keep_tail else []
 
 
 def _chunks(items: Iterable[T], size: Callable[[T], int], limit: int) -> Iterator[list[T]]:
@@ -186,7 +188,7 @@ def _chunks(items: Iterable[T], size: Callable[[T], int], limit: int) -> Iterato
 
 
 def _rerank(
-    blocks: Iterable[tuple[RunBlock, int]],
+    blocks: Iterable[tuple[RunBlock, int, list[str]]],
     reranker: Reranker,
     queries: dict[str, str],
     passages: dict[str, Passage],
@@ -198,22 +200,30 @@ def _rerank(
 
 
 def _score_blocks(
-    blocks: list[tuple[RunBlock, int]],
+    blocks: list[tuple[RunBlock, int, list[str]]],
     reranker: Reranker,
     queries: dict[str, str],
     passages: dict[str, Passage],
     advance: Callable[[int, int], None],
 ) -> Iterator[Ranking]:
-    pair_queries = [queries[b.qid] for b, _ in blocks for _d in b.docids]
-    texts = [passages[d].joined() for b, _ in blocks for d in b.docids]
+    pair_queries = [queries[b.qid] for b, _, _ in blocks for _d in b.docids]
+    texts = [passages[d].joined() for b, _, _ in blocks for d in b.docids]
     scores = reranker.score(pair_queries, texts)
     start = 0
-    for block, lines in blocks:
+    for block, lines, tail in blocks:
         mine = scores[start : start + len(block.docids)]
         start += len(block.docids)
         order = np.argsort(-mine, kind="stable")
         advance(lines, len(block.docids))
-        yield block.qid, [block.docids[i] for i in order], [float(mine[i]) for i in order]
+        docids = [block.docids[i] for i in order]
+        head = [float(mine[i]) for i in order]
+        yield block.qid, docids + tail, head + tail_scores(head[-1] if head else 0.0, len(tail))
+
+
+def tail_scores(lowest: float, count: int) -> list[float]:
+    """Scores for the documents below the re-ranked depth: below the head's lowest, falling by 1 per rank, so
+    the head stays on top and the tail keeps the run's order. They order the tail; they are no model's scores."""
+    return [lowest - 1.0 - i for i in range(count)]
 
 
 def rerank_run(c: RerankRunConfig) -> dict[str, Any]:
@@ -232,7 +242,8 @@ def rerank_run(c: RerankRunConfig) -> dict[str, Any]:
     reranker = Reranker(c.model, runtime, c.batch_size, log=info)
     info(
         f"re-ranking the top {c.depth} of each query of {c.run} with {c.model} (pairs of <= {reranker.max_length} "
-        f"tokens); {runtime.describe()}"
+        f"tokens; {'the rest follow in the run' + chr(39) + 's order' if c.keep_tail else 'the rest dropped'}); "
+        f"{runtime.describe()}"
     )
     started = time.perf_counter()
     pairs = 0
@@ -306,7 +317,7 @@ def score_train_file(c: ScoreConfig) -> dict[str, Any]:
 
     def usable() -> Iterator[TrainExample]:
         for example in itertools.chain([first], examples):
-            if example is None:
+            if not isinstance(example, TrainExample):  # no positive: nothing to score against
                 counts["skipped"] += 1
             else:
                 example.negatives = example.negatives[: c.max_negatives]  # None keeps them all

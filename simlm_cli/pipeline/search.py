@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import itertools
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 from simlm_cli.device import Precision
 from simlm_cli.errors import InputError
@@ -16,7 +18,8 @@ from simlm_cli.io.queries import read_queries
 from simlm_cli.io.runs import RunFormat, write_run
 
 DRY_RUN_QUERIES = 8
-QUERY_BLOCK = 4096  # queries encoded and searched together; bounds memory for large query sets
+QUERY_BLOCK = 4096  # queries encoded together; bounds memory for large query sets
+SEARCH_BLOCK = 256  # queries per faiss call: small enough to overlap searching with writing, large enough for BLAS
 
 
 @dataclass
@@ -78,20 +81,26 @@ def check_qrels_documents(config: SearchConfig, contains, partial_index: bool = 
 
 
 def run_search(config: SearchConfig) -> dict:
-    from simlm_cli.console import info
+    from simlm_cli.console import info, progress
 
     started = time.perf_counter()
     index_path = Path(config.index)
     is_dense = (index_path / META_FILE).is_file() and read_meta(index_path)["kind"] == DENSE_KIND
     queries = select_queries(config)
-    rankings = _dense_rankings(config, queries) if is_dense else _bm25_rankings(config, queries)
-    count = write_run(config.output, rankings, config.run_format, config.tag)
+    with progress() as bar:
+        task = bar.add_task("search", total=len(queries), rate="")
+
+        def advance(n: int) -> None:
+            bar.update(task, advance=n, rate=f"{bar.tasks[0].completed / (time.perf_counter() - started):,.1f} q/s")
+
+        search = _dense_rankings if is_dense else _bm25_rankings
+        count = write_run(config.output, search(config, queries, advance), config.run_format, config.tag)
     seconds = time.perf_counter() - started
     info(f"searched {count:,} queries (top {config.k}) in {seconds:.1f} s -> {config.output or 'stdout'}")
     return {"queries": count, "seconds": seconds}
 
 
-def _dense_rankings(config: SearchConfig, queries: dict[str, str]) -> Iterator[tuple]:
+def _dense_rankings(config: SearchConfig, queries: dict[str, str], advance: Callable[[int], None]) -> Iterator[tuple]:
     from simlm_cli.device import resolve_runtime
     from simlm_cli.index.dense import DenseIndex
     from simlm_cli.models.encoder import Encoder
@@ -110,14 +119,32 @@ def _dense_rankings(config: SearchConfig, queries: dict[str, str]) -> Iterator[t
     for start in range(0, len(qids), QUERY_BLOCK):
         block = qids[start : start + QUERY_BLOCK]
         vectors = encoder.encode_queries([queries[q] for q in block])
-        scores, rows = index.search(vectors, config.k)
-        yield from index.rankings(block, scores, rows)
+        yield from search_overlapped(index, block, vectors, config.k, advance)
 
 
-def _bm25_rankings(config: SearchConfig, queries: dict[str, str]) -> Iterator[tuple]:
+def search_overlapped(
+    index: Any, qids: list[str], vectors: Any, k: int, advance: Callable[[int], None] | None = None
+) -> Iterator[tuple]:
+    """Rankings of `qids`, searched SEARCH_BLOCK queries at a time on a worker thread: faiss releases the GIL, so
+    the next block is searched while the caller writes this one's run lines."""
+    starts = range(0, len(qids), SEARCH_BLOCK)
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="simlm-faiss") as pool:
+        pending = pool.submit(index.search, vectors[:SEARCH_BLOCK], k)
+        for start in starts:
+            scores, rows = pending.result()
+            following = start + SEARCH_BLOCK
+            if following < len(qids):
+                pending = pool.submit(index.search, vectors[following : following + SEARCH_BLOCK], k)
+            yield from index.rankings(qids[start:following], scores, rows)
+            if advance is not None:
+                advance(len(qids[start:following]))
+
+
+def _bm25_rankings(config: SearchConfig, queries: dict[str, str], advance: Callable[[int], None]) -> Iterator[tuple]:
     from simlm_cli.index.bm25 import BM25Index
 
     index = BM25Index(config.index)
     check_qrels_documents(config, index.contains)
     qids = list(queries)
-    yield from index.search(qids, [queries[q] for q in qids], config.k, config.k1, config.b, config.threads)
+    texts = [queries[q] for q in qids]
+    yield from index.search(qids, texts, config.k, config.k1, config.b, config.threads, on_queries=advance)

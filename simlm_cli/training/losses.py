@@ -53,6 +53,15 @@ def gather_with_grad(t: Tensor) -> Tensor:
     return torch.cat(gathered, dim=0)
 
 
+def _gather_ids(t: Tensor, world: int) -> Tensor:
+    """Integer ids from every rank, concatenated in rank order (no gradient to carry)."""
+    import torch.distributed as dist
+
+    parts = [torch.empty_like(t) for _ in range(world)]
+    dist.all_gather(parts, t.contiguous())
+    return torch.cat(parts, dim=0)
+
+
 def _mask_columns(scores: Tensor, columns: Tensor) -> Tensor:
     """Row r's column `columns[r]` set to -inf: that pair is not a negative (it contributes e^-inf = 0)."""
     mask = torch.zeros_like(scores, dtype=torch.bool)
@@ -60,24 +69,50 @@ def _mask_columns(scores: Tensor, columns: Tensor) -> Tensor:
     return scores.masked_fill(mask, float("-inf"))
 
 
-def _contrastive_logits(all_q: Tensor, all_p: Tensor, rows: Tensor, group: int, variant: str) -> Tensor:
+def _copies_of_positive(all_docs: Tensor | None, rows: Tensor, group: int, passages: int) -> Tensor | None:
+    """[B, passages]: True where a passage of the batch is the same document as row r's positive (itself
+    included). Such a copy is not a negative: in the denominator it would add e^{1/t} (d+ against itself) or a
+    false negative with the positive's own score. None when the batch has no document ids."""
+    if all_docs is None:
+        return None
+    if all_docs.shape != (passages,):
+        raise ValueError(f"expected one document id per passage ({passages}), got {tuple(all_docs.shape)}")
+    return all_docs.unsqueeze(0) == all_docs[rows * group].unsqueeze(1)
+
+
+def _contrastive_logits(
+    all_q: Tensor, all_p: Tensor, rows: Tensor, group: int, variant: str, all_docs: Tensor | None = None
+) -> Tensor:
     """Unscaled similarity logits of the queries `rows` (global indices); the positive of row r is column r*G."""
     q = all_q[rows]
     positive_index = rows * group
     positive = all_p[positive_index]
-    parts = [q @ all_p.T]  # q_i against every passage: the positive, hard and in-batch negatives
+    copies = _copies_of_positive(all_docs, rows, group, all_p.shape[0])
+    q_vs_p = q @ all_p.T  # q_i against every passage: the positive, hard and in-batch negatives
+    if copies is not None:  # other copies of d_i+ are not negatives of q_i (its own column is the target)
+        others = copies.clone()
+        others[torch.arange(len(rows), device=q.device), positive_index] = False
+        q_vs_p = q_vs_p.masked_fill(others, float("-inf"))
+    parts = [q_vs_p]
     if variant == "paper":
-        parts.append(_mask_columns(positive @ all_p.T, positive_index))  # d_i+ against every passage but itself
+        d_vs_p = _mask_columns(positive @ all_p.T, positive_index)  # d_i+ against every passage but itself
+        parts.append(d_vs_p if copies is None else d_vs_p.masked_fill(copies, float("-inf")))
     else:
         all_positives = all_p[::group]
         parts.append(_mask_columns(positive @ all_q.T, rows))  # d_i+ against every other query
         parts.append(_mask_columns(q @ all_q.T, rows))  # q_i against every other query
-        parts.append(_mask_columns(positive @ all_positives.T, rows))  # d_i+ against every other positive
+        d_vs_d = _mask_columns(positive @ all_positives.T, rows)  # d_i+ against every other positive
+        parts.append(d_vs_d if copies is None else d_vs_d.masked_fill(copies[:, ::group], float("-inf")))
     return torch.cat(parts, dim=1)
 
 
 def contrastive_loss(
-    q: Tensor, p: Tensor, temperature: float = 0.02, variant: str = "paper", gather: bool = True
+    q: Tensor,
+    p: Tensor,
+    temperature: float = 0.02,
+    variant: str = "paper",
+    gather: bool = True,
+    doc_ids: Tensor | None = None,
 ) -> Tensor:
     """Mean contrastive loss of the local queries; q [B, D] and p [B*G, D] are L2-normalised (s = cosine).
 
@@ -91,6 +126,10 @@ def contrastive_loss(
           + Σ_{j≠i} e^{s(d_i+,q_j)/t}                  (the positive against every other query)
           + Σ_{j≠i} e^{s(q_i,q_j)/t}                   (query-query)
           + Σ_{j≠i} e^{s(d_i+,d_j+)/t}                 (the positive against the other queries' positives only).
+
+    `doc_ids` [B*G] (integers naming each passage's document; optional): a document can appear more than once in
+    a batch (one abstract cited by several queries, or a query's positive among another's hard negatives). Every
+    copy of d_i+ other than column i*G is then left out of row i's sums, as if that passage were absent.
 
     With `gather` and an initialised process group of W > 1 ranks, q and p are gathered from every rank (with
     gradients); this rank's queries are global rows rank*B .. rank*B+B-1 and the loss is their mean against the
@@ -107,8 +146,9 @@ def contrastive_loss(
     batch, group = q.shape[0], p.shape[0] // q.shape[0]
     rank, world = _rank_and_world() if gather else (0, 1)
     all_q, all_p = (gather_with_grad(q), gather_with_grad(p)) if world > 1 else (q, p)
+    all_docs = _gather_ids(doc_ids, world) if doc_ids is not None and world > 1 else doc_ids
     rows = torch.arange(rank * batch, (rank + 1) * batch, device=q.device)
-    logits = _contrastive_logits(all_q, all_p, rows, group, variant) / temperature
+    logits = _contrastive_logits(all_q, all_p, rows, group, variant, all_docs) / temperature
     return F.cross_entropy(logits, rows * group)
 
 

@@ -55,11 +55,21 @@ def load_masked_lm(model_path: str, log: Callable[[str], None]) -> nn.Module:
 
 
 def mlm_head(model: nn.Module) -> nn.Module:
-    for name in ("cls", "lm_head", "generator_lm_head"):
+    """The module from the base model's last hidden states to vocabulary logits.
+
+    BERT's `cls` and RoBERTa's `lm_head` hold the whole head. ELECTRA's generator splits it in two: a transform
+    to the embedding size (`generator_predictions`: dense, GELU, LayerNorm), then `generator_lm_head`; the
+    second alone would be applied to the wrong width (electra-base-generator: hidden 256, embeddings 768).
+    """
+    transform = getattr(model, "generator_predictions", None)
+    projection = getattr(model, "generator_lm_head", None)
+    if isinstance(transform, nn.Module) and isinstance(projection, nn.Module):
+        return nn.Sequential(transform, projection)
+    for name in ("cls", "lm_head"):
         head = getattr(model, name, None)
         if isinstance(head, nn.Module):
             return head
-    raise SimlmError(f"{type(model).__name__}: no MLM head found (expected a BERT/RoBERTa-style model)")
+    raise SimlmError(f"{type(model).__name__}: no MLM head found (expected a BERT/RoBERTa/ELECTRA-style model)")
 
 
 def encoder_layers(base: nn.Module) -> nn.ModuleList:
@@ -159,10 +169,17 @@ class Objective(nn.Module):
     # -- options --------------------------------------------------------------------------------------------
     @classmethod
     def validate(cls, values: dict[str, Any]) -> None:
-        """Raise SimlmError on bad option values; the base checks every *-rate lies in (0, 1)."""
+        """Raise SimlmError on bad option values, before any model is loaded. The base checks every *-rate lies in
+        (0, 1), and that a decoder's masks can hold the encoder's (nested: decoder rate >= encoder rate)."""
         for key, value in values.items():
             if key.endswith("_rate") and not 0.0 < float(value) < 1.0:
                 raise SimlmError(f"--{key.replace('_', '-')} {value}: expected a rate in (0, 1)")
+        encoder_rate, decoder_rate = values.get("encoder_mask_rate"), values.get("decoder_mask_rate")
+        if encoder_rate is not None and decoder_rate is not None and decoder_rate < encoder_rate:
+            raise SimlmError(
+                f"--decoder-mask-rate {decoder_rate} < --encoder-mask-rate {encoder_rate}: the decoder's masked "
+                "positions are a superset of the encoder's"
+            )
 
     # -- shared pieces --------------------------------------------------------------------------------------
     @property
@@ -176,10 +193,12 @@ class Objective(nn.Module):
     def encode(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, **kwargs: Any) -> Any:
         return self.encoder(input_ids=input_ids, attention_mask=attention_mask, **kwargs)
 
-    def copy_last_layers(self, count: int) -> nn.ModuleList:
+    def copy_last_layers(self, count: int, option: str = "decoder-layers") -> nn.ModuleList:
+        """Copies of the encoder's last `count` layers (a decoder or head starts as them); `option` names the flag
+        that asked, for the error."""
         layers = encoder_layers(self.encoder)
         if not 1 <= count <= len(layers):
-            raise SimlmError(f"--decoder-layers {count}: the encoder has {len(layers)} layers")
+            raise SimlmError(f"--{option} {count}: the encoder has {len(layers)} layers")
         return nn.ModuleList(copy.deepcopy(layer) for layer in layers[-count:])
 
     def run_layers(
@@ -187,6 +206,9 @@ class Objective(nn.Module):
     ) -> torch.Tensor:
         """Embed `input_ids` with the encoder's embeddings, put `first` at position 0, run `layers`."""
         embedded = self.encoder.embeddings(input_ids=input_ids)
+        project = getattr(self.encoder, "embeddings_project", None)  # ELECTRA: embedding size -> hidden size
+        if isinstance(project, nn.Module):
+            embedded = project(embedded)
         hidden = torch.cat([first.unsqueeze(1).to(embedded.dtype), embedded[:, 1:]], dim=1)
         return self.run_stack(layers, hidden, attention_mask)
 

@@ -107,7 +107,10 @@ def resolve_options(
         value: Any = raw_value
         opt = by_name.get(key)
         if opt is None and key.startswith("no-") and key[3:] in by_name and by_name[key[3:]].type is bool:
-            opt, value = by_name[key[3:]], False if raw_value is None else raw_value
+            opt = by_name[key[3:]]
+            if raw_value is not None:
+                raise SimlmError(f"--{key} takes no value (use --{opt.name} {raw_value} instead)")
+            value = False
         if opt is None:
             known = list(by_name) + [f.lstrip("-") for f in generic_flags]
             close = difflib.get_close_matches(key, known, n=1)

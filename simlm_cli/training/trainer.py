@@ -32,6 +32,9 @@ from simlm_cli.io.files import atomic_directory
 from simlm_cli.training.data import DataOrder, TextData, TrainData, load_texts
 from simlm_cli.training.objective import load_state, save_state
 
+# Resuming with another value of these would not continue the same run (another data order or batch).
+_FIXED_ON_RESUME = ("batch_size", "grad_accum", "seed", "corpus", "max_length", "max_passages", "objective_options")
+_NOT_COMPARED = ("resume", "stop_at_step", "output")  # differ between the first run and its resumption by design
 CHECKPOINTS = "checkpoints"
 LOG_FILE = "train_log.jsonl"
 PLOT_FILE = "loss.png"
@@ -239,7 +242,7 @@ class Trainer:
         if d.main:
             output = Path(self.config.output)
             target = output / CHECKPOINTS / f"step-{step}"
-            with atomic_directory(target) as tmp:
+            with atomic_directory(target, marker="state.json") as tmp:
                 save_state(model, tmp / "model.safetensors")
                 tensors = {
                     "optimizer": optimizer.state_dict(),
@@ -254,18 +257,36 @@ class Trainer:
                     "world_size": d.world,
                     "objective": self.config.objective,
                     "rng": [_rng_to_json(r) for r in gathered],
-                    "config": {k: str(v) if not isinstance(v, int | float | bool | None) else v
-                               for k, v in asdict(self.config).items()},
-                }  # fmt: skip
+                    "config": self._config_record(),
+                }
                 (tmp / "state.json").write_text(json.dumps(state) + "\n", encoding="utf-8")
             for old in list_checkpoints(output)[: -self.config.save_total_limit]:
                 shutil.rmtree(old, ignore_errors=True)
         _barrier(d)
 
+    def _config_record(self) -> dict[str, Any]:
+        return {
+            k: str(v) if not isinstance(v, int | float | bool | None) else v for k, v in asdict(self.config).items()
+        }
+
+    def _check_resumed_config(self, path: Path, saved: dict[str, Any]) -> None:
+        """Options that fix the data order must match the checkpoint's, or the resumed run would not continue the
+        same run; other changed options (lr, steps, ...) are the user's to make, and are logged."""
+        now = self._config_record()
+        changed = {k: (saved[k], now[k]) for k in saved if k in now and saved[k] != now[k] and k not in _NOT_COMPARED}
+        fixed = [k for k in changed if k in _FIXED_ON_RESUME]
+        if fixed:
+            what = ", ".join(f"--{k.replace('_', '-')} {changed[k][1]} (checkpoint: {changed[k][0]})" for k in fixed)
+            raise SimlmError(f"--resume: {path} was trained with other data settings: {what}")
+        if changed:
+            what = ", ".join(f"{k} {old} -> {new}" for k, (old, new) in changed.items())
+            self.log(f"--resume: options changed since {path}: {what}")
+
     def _load_checkpoint(self, path: Path, model, optimizer, scheduler, scaler, d: Dist) -> int:
         state = json.loads((path / "state.json").read_text(encoding="utf-8"))
         if state.get("objective") != self.config.objective:
             raise SimlmError(f"--resume: {path} is a {state.get('objective')} run, not {self.config.objective}")
+        self._check_resumed_config(path, state.get("config", {}))
         load_state(model, path / "model.safetensors")
         tensors = torch.load(path / "trainer.pt", map_location="cpu", weights_only=True)
         optimizer.load_state_dict(tensors["optimizer"])

@@ -245,6 +245,89 @@ CASES.update(
 )
 
 
+def _their_directory(ctx, tmp) -> tuple[list, None]:
+    """--output names a directory the user keeps other things in: it must survive, untouched."""
+    (tmp / "theirs").mkdir()
+    (tmp / "theirs" / "notes.txt").write_text("keep me")
+    return ["index", ctx.stream, "--output", tmp / "theirs"], None
+
+
+def _output_under_a_file(ctx, tmp) -> tuple[list, None]:
+    """An output path that cannot be created (a file where a directory should be): the system's error, one line."""
+    (tmp / "file.txt").write_text("x")
+    args = ["search", "--index", ctx.index, "--queries", ctx.data.queries, "--device", "cpu"]
+    return [*args, "--output", tmp / "file.txt" / "run.trec"], None
+
+
+def _one_shard_of_two(ctx, tmp) -> tuple[list, None]:
+    (tmp / "shards").mkdir()
+    shutil.copy(sorted(ctx.shards.iterdir())[1], tmp / "shards")
+    return ["index", tmp / "shards", "--output", tmp / "out" / "idx"], None
+
+
+CASES.update(
+    {
+        "index-output-is-someone-elses-directory": Case(
+            _their_directory, "theirs/meta.json", ["{tmp}/theirs: exists and is not one simlm wrote"]
+        ),
+        "bm25-output-is-someone-elses-directory": Case(
+            lambda ctx, tmp: (
+                ["index", "--bm25", "--corpus", ctx.data.corpus, "--output", _their_directory(ctx, tmp)[0][-1]],
+                None,
+            ),
+            "theirs/meta.json",
+            ["{tmp}/theirs: exists and is not one simlm wrote"],
+        ),
+        "index-missing-shard": Case(
+            _one_shard_of_two, "out/idx", ["shard-00001-of-00002.emb: holds shard 1 of 2", "shard(s) 0 are missing"]
+        ),
+        "encode-num-shards-without-shard-id": Case(
+            lambda ctx, tmp: (
+                [
+                    "encode",
+                    "--model",
+                    ctx.model,
+                    "--corpus",
+                    ctx.data.corpus,
+                    "--num-shards",
+                    "2",
+                    "--output",
+                    tmp / "out" / "x.emb",
+                ],
+                None,
+            ),  # fmt: skip
+            "out/x.emb",
+            ["--num-shards 2 needs --shard-id"],
+        ),
+        "index-gpu-without-a-gpu": Case(
+            lambda ctx, tmp: (["index", ctx.stream, "--gpu", "--output", tmp / "out" / "idx"], None),
+            "out/idx",
+            ["--gpu: "],
+        ),
+        "search-gpu-without-a-gpu": Case(
+            lambda ctx, tmp: (
+                [
+                    "search",
+                    "--index",
+                    ctx.index,
+                    "--queries",
+                    ctx.data.queries,
+                    "--gpu",
+                    "--device",
+                    "cpu",
+                    "--output",
+                    tmp / "out" / "run.trec",
+                ],
+                None,
+            ),  # fmt: skip
+            "out/run.trec",
+            ["--gpu: "],
+        ),
+        "search-output-under-a-file": Case(_output_under_a_file, "run.trec", ["{tmp}/file.txt"]),
+    }
+)
+
+
 @pytest.fixture(scope="module")
 def results(tmp_path_factory, dense, tiny_bert_dir, cli_jobs) -> dict[str, tuple[Path, subprocess.CompletedProcess]]:
     assert dense.done["encode-file"].returncode == 0 and dense.done["index-file"].returncode == 0
@@ -254,6 +337,7 @@ def results(tmp_path_factory, dense, tiny_bert_dir, cli_jobs) -> dict[str, tuple
         stream=dense.work / "tiny.emb",
         st_stream=dense.work / "st.emb",
         index=dense.work / "idx-file",
+        shards=dense.work / "shards",
     )
     started = {}
     for name, case in CASES.items():
@@ -306,6 +390,14 @@ def test_error_is_the_only_stderr_line(results, name: str) -> None:
     tmp, done = results[name]
     lines = error_lines(done.stderr)
     assert len(lines) == 1 and lines[0].startswith("simlm: error: "), done.stderr
+
+
+def test_someone_elses_directory_is_left_as_it_was(results) -> None:
+    for name in ("index-output-is-someone-elses-directory", "bm25-output-is-someone-elses-directory"):
+        tmp, done = results[name]
+        assert done.returncode == 2
+        assert sorted(p.name for p in (tmp / "theirs").iterdir()) == ["notes.txt"]
+        assert (tmp / "theirs" / "notes.txt").read_text() == "keep me"
 
 
 def test_some_judged_documents_missing_is_a_warning(results) -> None:

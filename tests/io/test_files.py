@@ -13,6 +13,7 @@ from simlm_cli.errors import InputError, SimlmError
 from simlm_cli.io.files import (
     atomic_directory,
     atomic_output,
+    check_replaceable,
     count_lines,
     first_content_line,
     iter_lines,
@@ -197,3 +198,45 @@ def test_atomic_directory_refuses_a_file(tmp_path: Path) -> None:
     with pytest.raises(SimlmError, match="not a directory"), atomic_directory(target):
         pass
     assert target.read_text() == "not a directory"
+
+
+def test_atomic_directory_with_a_marker_replaces_only_what_it_made(tmp_path: Path) -> None:
+    """`--output` naming a directory the user keeps other things in must not delete it."""
+    theirs = tmp_path / "theirs"
+    theirs.mkdir()
+    (theirs / "notes.txt").write_text("keep me")
+    with pytest.raises(SimlmError, match="not one simlm wrote"), atomic_directory(theirs, marker="meta.json"):
+        pass
+    assert siblings(theirs) == ["notes.txt"] and siblings(tmp_path) == ["theirs"]
+    with pytest.raises(SimlmError, match="not one simlm wrote"):
+        check_replaceable(theirs, "meta.json")
+    ours = tmp_path / "ours"
+    for setup in (lambda: ours.mkdir(), lambda: (ours / "meta.json").write_text("{}")):  # empty, then simlm's own
+        setup()
+        check_replaceable(ours, "meta.json")
+        with atomic_directory(ours, marker="meta.json") as tmp:
+            (tmp / "meta.json").write_text("{}")
+        assert siblings(ours) == ["meta.json"]
+
+
+# -- stdin -----------------------------------------------------------------------------------------------------
+class _Stdin:
+    def __init__(self, data: bytes):
+        import io
+
+        self.buffer = io.BytesIO(data)
+
+
+def test_stdin_lines_read_by_format_detection_are_replayed(monkeypatch: pytest.MonkeyPatch) -> None:
+    """stdin cannot rewind: what a detecting peek read goes to the reader after it, once."""
+    from simlm_cli.io.corpus import iter_corpus
+
+    monkeypatch.setattr("sys.stdin", _Stdin(b'\n{"_id": "a", "text": "x"}\n{"_id": "b", "text": "y"}\n'))
+    assert [p.id for p in iter_corpus("-")] == ["a", "b"]
+
+
+def test_first_content_line_then_iter_lines_on_stdin(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("sys.stdin", _Stdin(b"one\ntwo\nthree\n"))
+    assert first_content_line("-") == (1, "one")
+    assert first_content_line("-") == (1, "one")  # a second peek sees the same start
+    assert list(iter_lines("-")) == [(1, "one"), (2, "two"), (3, "three")]

@@ -222,3 +222,15 @@ def test_ungrouped_error_comes_as_soon_as_the_query_reappears() -> None:
     assert next(blocks).qid == "a"
     with pytest.raises(InputError, match=r"^run.trec:3: query 'a' already had lines from line 1"):
         next(blocks)
+
+
+def test_read_run_from_stdin_keeps_the_first_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`simlm search ... | simlm evaluate --run -`: format detection must not eat the first ranking line."""
+    import io
+
+    class Stdin:
+        buffer = io.BytesIO(b"q1 Q0 d3 1 0.9 t\nq1 Q0 d1 2 0.5 t\nq2 Q0 d2 1 1.0 t\n")
+
+    monkeypatch.setattr("sys.stdin", Stdin())
+    run = read_run("-")
+    assert run.scores == {"q1": {"d3": 0.9, "d1": 0.5}, "q2": {"d2": 1.0}}

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from simlm_cli.errors import SimlmError
+from simlm_cli.training.objective import mlm_head
 from simlm_cli.training.registry import load_objective, objective_names, parse_extra_args, resolve_options
 
 from .conftest import batch_of, make_objective, toy_sentence
@@ -167,3 +168,45 @@ def test_save_and_continue(tiny_model, tokenizer, tmp_path):
     assert torch.equal(again.decoder[0].output.dense.weight, obj.decoder[0].output.dense.weight)
     for (n, a), (_, b) in zip(again.generator.named_parameters(), obj.generator.named_parameters()):
         assert torch.equal(a, b), n
+
+
+def _tiny_electra(directory, tokenizer, embedding_size: int = 16):
+    """An ELECTRA masked LM whose embedding size differs from its hidden size, like electra-base-generator."""
+    from transformers import ElectraConfig, ElectraForMaskedLM
+
+    config = ElectraConfig(
+        vocab_size=len(tokenizer), embedding_size=embedding_size, hidden_size=32, num_hidden_layers=2,
+        num_attention_heads=2, intermediate_size=64, max_position_embeddings=64,
+    )  # fmt: skip
+    torch.manual_seed(0)
+    ElectraForMaskedLM(config).save_pretrained(directory)
+    tokenizer.save_pretrained(directory)
+    return directory
+
+
+def test_electra_generator_samples_from_its_full_head(tiny_model, tokenizer, tmp_path):
+    """ELECTRA's generator head is a transform (hidden -> embedding size) and then the LM projection."""
+    from transformers import AutoModelForMaskedLM
+
+    electra = _tiny_electra(tmp_path / "electra-generator", tokenizer)
+    obj = make_objective("rlm", tiny_model, tokenizer, generator=str(electra))
+    batch = _batch(tokenizer)
+    out = obj(batch, torch.Generator().manual_seed(0))
+    assert torch.isfinite(out.loss) and "gen" not in out.parts
+    # The head simlm samples from gives the same logits as the model's own forward pass.
+    reference = AutoModelForMaskedLM.from_pretrained(electra).eval()
+    with torch.no_grad():
+        hidden = obj.generator.model.base_model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
+        ours = mlm_head(obj.generator.model)(hidden.last_hidden_state)
+        theirs = reference(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+    assert torch.allclose(ours, theirs, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", ["rlm", "condenser"])
+def test_electra_encoder_with_projected_embeddings(name, tokenizer, tmp_path):
+    """An ELECTRA encoder (embeddings projected to the hidden size) pretrains through the decoder/head path."""
+    electra = _tiny_electra(tmp_path / "electra", tokenizer)
+    obj = make_objective(name, electra, tokenizer)
+    out = obj(_batch(tokenizer), torch.Generator().manual_seed(0))
+    assert torch.isfinite(out.loss)
+    out.loss.backward()

@@ -109,6 +109,20 @@ def test_resume_without_checkpoint_and_wrong_objective(tiny_model, toy_corpus, t
         _trainer("enc-dec-mlm", tiny_model, toy_corpus, tmp_path / "y", max_steps=3, resume=True).run()
 
 
+def test_resume_refuses_other_data_settings_and_logs_other_changes(tiny_model, toy_corpus, tmp_path):
+    """A checkpoint continues only the run it belongs to: another batch, accumulation or seed would not."""
+    out = tmp_path / "run"
+    _trainer("mlm", tiny_model, toy_corpus, out, max_steps=6, stop_at_step=3).run()
+    for change in ({"batch_size": 2}, {"grad_accum": 2}, {"seed": 7}):
+        with pytest.raises(SimlmError, match="other data settings: --" + next(iter(change)).replace("_", "-")):
+            _trainer("mlm", tiny_model, toy_corpus, out, max_steps=6, resume=True, **change).run()
+    said = []
+    trainer = _trainer("mlm", tiny_model, toy_corpus, out, max_steps=6, resume=True, lr=5e-4)
+    trainer.log = said.append
+    trainer.run()
+    assert any("options changed since" in line and "lr 0.001 -> 0.0005" in line for line in said), said
+
+
 def test_corpus_without_text_is_a_one_line_error(tiny_model, tmp_path):
     corpus = tmp_path / "empty.jsonl"
     corpus.write_text('{"_id": "a", "title": "", "text": " "}\n{"_id": "b", "text": ""}\n')

@@ -143,6 +143,8 @@ def cli(tmp_path_factory, tiny_bert_dir, tiny_data, cli_jobs) -> SimpleNamespace
     jobs = {
         "run": cli_jobs.run(["rerank", "run", "--run", run_in, "--output", root / "out.trec", "--depth", "5",
                              "--batch-size", "3", *common]),
+        "run_drop": cli_jobs.run(["rerank", "run", "--run", run_in, "--output", root / "out_drop.trec", "--depth",
+                                  "5", "--drop-tail", *common]),
         "bad": cli_jobs.run(["rerank", "run", "--run", bad_run, "--output", root / "bad_out.trec", *common]),
         "score": cli_jobs.run(["rerank", "score", "--model", model, "--train-file", train_file, "--corpus",
                                tiny_data.corpus, "--output", root / "scored.jsonl", "--max-negatives", "3",
@@ -180,28 +182,35 @@ def test_train_dry_run_writes_a_loadable_reranker(cli, tiny_data, passages):
     np.testing.assert_allclose(st_scores, hf_scores.logits[:, 0].numpy(), atol=1e-5)  # raw logits, no sigmoid
 
 
-def test_rerank_run_sorts_keeps_depth_and_matches_cross_encoder(cli, tiny_data, passages):
-    assert cli.run.returncode == 0, cli.run.stderr
-    assert str(cli.root / "out.trec") in cli.run.stderr
-    inputs: dict[str, list[tuple[str, float]]] = {}
-    for line in cli.run_in.read_text().splitlines():
-        qid, _, docid, _, score, _ = line.split()
-        inputs.setdefault(qid, []).append((docid, float(score)))
+def _read_trec(path: Path) -> dict[str, list[tuple[str, int, float]]]:
     out: dict[str, list[tuple[str, int, float]]] = {}
-    for line in (cli.root / "out.trec").read_text().splitlines():
-        qid, _, docid, rank, score, tag = line.split()
-        assert tag == "simlm-rerank"
+    for line in path.read_text().splitlines():
+        qid, _, docid, rank, score, _tag = line.split()
         out.setdefault(qid, []).append((docid, int(rank), float(score)))
+    return out
+
+
+@pytest.mark.parametrize("tail", ["keep", "drop"])
+def test_rerank_run_sorts_the_head_and_matches_cross_encoder(cli, tiny_data, passages, tail):
+    done = cli.run if tail == "keep" else cli.run_drop
+    output = cli.root / ("out.trec" if tail == "keep" else "out_drop.trec")
+    assert done.returncode == 0, done.stderr
+    assert str(output) in done.stderr
+    assert all(line.split()[5] == "simlm-rerank" for line in output.read_text().splitlines())
+    inputs = {qid: [d for d, _, _ in ranking] for qid, ranking in _read_trec(cli.run_in).items()}
+    out = _read_trec(output)
     assert set(out) == set(tiny_data.query_texts)
     for qid, ranking in out.items():
-        top5 = {d for d, _ in sorted(inputs[qid], key=lambda x: -x[1])[:5]}
-        assert {d for d, _, _ in ranking} == top5  # the first 5 by the input score, nothing below
-        assert [r for _, r, _ in ranking] == [1, 2, 3, 4, 5]
+        head, rest = ranking[:5], ranking[5:]
+        assert {d for d, _, _ in head} == set(inputs[qid][:5])  # the run's first 5, re-ordered
+        # keep: the 7 below depth 5 follow in the run's order; drop: nothing below the head
+        assert [d for d, _, _ in rest] == (inputs[qid][5:] if tail == "keep" else [])
+        assert [r for _, r, _ in ranking] == list(range(1, len(ranking) + 1))
         scores = [s for _, _, s in ranking]
-        assert scores == sorted(scores, reverse=True)
+        assert scores == sorted(scores, reverse=True) and len(set(scores)) == len(scores)
         expected = _cross_encoder_scores(cli.model, [[tiny_data.query_texts[qid], passages[d].joined()]
-                                                     for d, _, _ in ranking])  # fmt: skip
-        np.testing.assert_allclose(scores, expected, atol=1e-4)
+                                                     for d, _, _ in head])  # fmt: skip
+        np.testing.assert_allclose(scores[:5], expected, atol=1e-4)
 
 
 def test_rerank_run_missing_document_is_one_line_error(cli):

@@ -13,6 +13,9 @@ import torch.distributed as dist
 from simlm_cli.training.losses import contrastive_loss
 
 QUERIES, GROUP, DIM, TEMPERATURE = 6, 3, 8, 0.05
+# Passage 10 (rank 1's, a hard negative of query 3) is the same document as passage 0 (rank 0's query 0 positive),
+# and passage 12 (query 4's positive) the same as passage 4 (a hard negative of query 1): ids cross the ranks.
+DUP_DOC_IDS = torch.tensor([0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 0, 11, 4, 13, 14, 15, 16, 17])
 
 
 def fixed_batch() -> tuple[torch.Tensor, torch.Tensor]:
@@ -20,6 +23,7 @@ def fixed_batch() -> tuple[torch.Tensor, torch.Tensor]:
     rng = torch.Generator().manual_seed(1234)
     q = torch.nn.functional.normalize(torch.randn(QUERIES, DIM, generator=rng, dtype=torch.float64), dim=-1)
     p = torch.nn.functional.normalize(torch.randn(QUERIES * GROUP, DIM, generator=rng, dtype=torch.float64), dim=-1)
+    p[10], p[12] = p[0], p[4]  # the duplicated documents of DUP_DOC_IDS have the same vectors
     return q, p
 
 
@@ -37,6 +41,12 @@ def main() -> None:
             loss = contrastive_loss(q_local, p_local, TEMPERATURE, variant, gather=gather)
             loss.backward()
             results[f"{variant}/{gather}"] = {"loss": loss.detach(), "q_grad": q_local.grad, "p_grad": p_local.grad}
+        q_local = q[rank * local : (rank + 1) * local].clone().requires_grad_()
+        p_local = p[rank * local * GROUP : (rank + 1) * local * GROUP].clone().requires_grad_()
+        ids = DUP_DOC_IDS[rank * local * GROUP : (rank + 1) * local * GROUP]
+        loss = contrastive_loss(q_local, p_local, TEMPERATURE, variant, doc_ids=ids)
+        loss.backward()
+        results[f"{variant}/dup"] = {"loss": loss.detach(), "q_grad": q_local.grad, "p_grad": p_local.grad}
     out.mkdir(parents=True, exist_ok=True)
     torch.save({"rank": rank, "world": world, "results": results}, out / f"rank{rank}.pt")
     dist.barrier()  # both results are on disk before either rank leaves

@@ -91,7 +91,6 @@ def test_batch_tensors_and_teacher_scores(groups, tmp_path, tiny_data):
     "records, needs, message",
     [
         ([{"qid": "q1", "query": "x", "positives": ["d1"], "negatives": ["nope"]}], {}, "'nope' is not in the corpus"),
-        ([{"qid": "q1", "query": "x", "positives": ["d1"], "negatives": []}], {"min_negatives": 1}, "0 negatives"),
         ([{"qid": "q1", "query": "x", "positives": ["d1"], "negatives": ["d2"]}], {"need_scores": True}, "no score"),
         ([{"qid": "q1", "positives": ["d1"]}], {}, "field 'query'"),
     ],
@@ -137,3 +136,21 @@ def test_distillation_adds_alpha_times_contrastive(groups, tmp_path, tiny_data):
         expected = distill_loss(student, batch["teacher_scores"]) + 0.2 * contrastive_loss(q, p, 0.05)
     assert torch.allclose(out.loss, expected, atol=1e-5)
     assert set(out.parts) == {"kl", "contrastive"}
+
+
+def test_queries_without_enough_negatives_are_skipped_and_counted(tmp_path, tiny_data):
+    """`simlm mine` writes judged queries the run missed with no negatives: training skips them, says how many and
+    where the first is, and a negative that is also a positive of its query is never used."""
+    records = [
+        scored()[1],
+        {"qid": "q8", "query": "x", "positives": ["d1"], "negatives": []},
+        {"qid": "q9", "query": "y", "positives": ["d1"], "negatives": ["d1"]},  # its only negative is its positive
+    ]
+    path = write_train(tmp_path / "few.jsonl", records)
+    said = []
+    examples, _ = load_groups(path, tiny_data.corpus, min_negatives=1, log=said.append)
+    assert [e.qid for e in examples] == [scored()[1]["qid"]]
+    assert said == [f"{path}: skipped 2 queries (2 with fewer than 1 negative(s), the first on line 2)"]
+    only_bad = write_train(tmp_path / "none.jsonl", records[1:])
+    with pytest.raises(InputError, match="no usable training query .*fewer than 1 negative"):
+        load_groups(only_bad, tiny_data.corpus, min_negatives=1, log=said.append)

@@ -110,6 +110,50 @@ def test_contrastive_rejects_bad_arguments():
         contrastive_loss(q, p, temperature=0.0)
 
 
+def test_copies_of_a_positive_are_left_out_of_its_row_paper():
+    """q1's hard negative p3 is the same document as q0's positive p0 (doc ids [0, 1, 2, 0]): for row 0 it is
+    neither a negative of q0 nor of p0 (without the ids it would add e^{s(p0,p0)/t} = e^{1/t}); for row 1 it is an
+    ordinary hard negative."""
+    p_angles = [0.3, 1.0, 1.2, 0.3]
+    q, p = tensors(p_angles=p_angles)
+    q0, q1 = Q_ANGLES
+    p0, p1, p2, p3 = p_angles
+    num0 = e(q0, p0)
+    den0 = num0 + (e(q0, p1) + e(p0, p1)) + (e(q0, p2) + e(p0, p2))
+    num1 = e(q1, p2)
+    den1 = num1 + (e(q1, p0) + e(p2, p0)) + (e(q1, p1) + e(p2, p1)) + (e(q1, p3) + e(p2, p3))
+    expected = -(math.log(num0 / den0) + math.log(num1 / den1)) / 2
+    loss = contrastive_loss(q, p, temperature=T, doc_ids=torch.tensor([0, 1, 2, 0]))
+    assert loss.item() == pytest.approx(expected, rel=1e-12)
+    assert contrastive_loss(q, p, temperature=T).item() > loss.item()  # the copy was counted as a negative
+
+
+def test_copies_of_a_positive_are_left_out_of_its_row_full():
+    """Both queries have the same positive document (columns 0 and 2, doc ids [0, 1, 0, 3])."""
+    p_angles = [0.3, 1.0, 0.3, 2.5]
+    q, p = tensors(p_angles=p_angles)
+    q0, q1 = Q_ANGLES
+    p0, p1, p2, p3 = p_angles
+    # row 0: q0 vs the passages but the copy p2; p0 vs q1; q0 vs q1; p0 vs the other positive p2: left out (a copy)
+    num0 = e(q0, p0)
+    den0 = e(q0, p0) + e(q0, p1) + e(q0, p3) + e(p0, q1) + e(q0, q1)
+    # row 1: q1 vs the passages but the copy p0; p2 vs q0; q1 vs q0; p2 vs p0: left out
+    num1 = e(q1, p2)
+    den1 = e(q1, p1) + e(q1, p2) + e(q1, p3) + e(p2, q0) + e(q1, q0)
+    expected = -(math.log(num0 / den0) + math.log(num1 / den1)) / 2
+    loss = contrastive_loss(q, p, temperature=T, variant="full", doc_ids=torch.tensor([0, 1, 0, 3]))
+    assert loss.item() == pytest.approx(expected, rel=1e-12)
+
+
+def test_distinct_doc_ids_change_nothing():
+    q, p = tensors()
+    for variant, expected in (("paper", hand_paper), ("full", hand_full)):
+        loss = contrastive_loss(q, p, temperature=T, variant=variant, doc_ids=torch.arange(4))
+        assert loss.item() == pytest.approx(expected(), rel=1e-12)
+    with pytest.raises(ValueError, match="one document id per passage"):
+        contrastive_loss(q, p, doc_ids=torch.arange(3))
+
+
 def test_gather_without_process_group_is_identity():
     t = torch.randn(3, 2)
     assert gather_with_grad(t) is t
@@ -172,11 +216,16 @@ def test_ddp_gathered_loss_and_gradients_equal_whole_batch(tmp_path):
     assert world == 2 and [r["rank"] for r in ranks] == [0, 1]
     q, p = worker.fixed_batch()
     local, group = worker.QUERIES // world, worker.GROUP
-    for variant in ("paper", "full"):
+    for variant, key, doc_ids in (
+        ("paper", "paper/True", None),
+        ("full", "full/True", None),
+        ("paper", "paper/dup", worker.DUP_DOC_IDS),  # a document id shared across the ranks
+        ("full", "full/dup", worker.DUP_DOC_IDS),
+    ):
         q_all, p_all = q.clone().requires_grad_(), p.clone().requires_grad_()
-        whole = contrastive_loss(q_all, p_all, worker.TEMPERATURE, variant)
+        whole = contrastive_loss(q_all, p_all, worker.TEMPERATURE, variant, doc_ids=doc_ids)
         whole.backward()
-        gathered = [r["results"][f"{variant}/True"] for r in ranks]
+        gathered = [r["results"][key] for r in ranks]
         # the whole-batch mean loss is the mean of the ranks' local means (equal local batch sizes)
         assert torch.stack([g["loss"] for g in gathered]).mean().item() == pytest.approx(whole.item(), abs=1e-12)
         for rank, g in enumerate(gathered):
@@ -190,6 +239,8 @@ def test_ddp_gathered_loss_and_gradients_equal_whole_batch(tmp_path):
             torch.testing.assert_close(g["q_grad"] / world, q_all.grad[q_rows], rtol=0, atol=1e-6)
             torch.testing.assert_close(g["p_grad"] / world, p_all.grad[p_rows], rtol=0, atol=1e-6)
             assert g["q_grad"].abs().sum() > 0
+        if doc_ids is not None:
+            continue
         # gather=False: each rank sees only its own half, exactly as one process on that half
         for rank, r in enumerate(ranks):
             alone = contrastive_loss(q[rank * local : (rank + 1) * local], p[rank * local * group : (rank + 1) * local * group],

@@ -55,7 +55,7 @@ def test_train_writes_a_model_that_sentence_transformers_loads_with_the_same_vec
 def test_train_log_says_what_it_trained(trained):
     _, _, stderr = trained
     assert "cls pooling" in stderr and "1 positive + 2 negatives" in stderr
-    assert "skipped 1 queries with no positive" in stderr
+    assert "skipped 1 queries (1 with no positive)" in stderr
 
 
 def test_distill_dry_run_and_missing_teacher_scores(tmp_path, tiny_data, trained, run_cli):
