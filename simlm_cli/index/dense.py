@@ -111,6 +111,8 @@ def check_shards(readers: list[EmbeddingReader]) -> None:
         h = reader.header
         if h.num_shards < 1 or not 0 <= h.shard_id < h.num_shards:
             raise InputError(reader.name, f"corrupt stream header: shard {h.shard_id} of {h.num_shards}")
+        if h.num_shards == 1:
+            continue  # a whole stream; two of one corpus are caught by their duplicate ids
         # By file name: ranks on other nodes may mount the corpus under another directory.
         seen = shards.setdefault((Path(h.corpus).name, h.num_shards), {})
         if h.shard_id in seen:

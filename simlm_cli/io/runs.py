@@ -43,9 +43,9 @@ def _ranks(count: int) -> tuple[str, ...]:
 def _trec_template(count: int, tag: str) -> str:
     """One printf template for a whole ranking: `qid Q0 docid rank score tag` lines, filled in one C-level call.
 
-    Scores keep 8 significant digits (float32 holds ~7): fewer would print distinct scores as ties, which
-    trec_eval then breaks by document id instead of by the order simlm ranked them in."""
-    line = "%s Q0 %s %s %.8g " + tag.replace("%", "%%") + "\n"
+    Scores keep 8 decimals (a float32 cosine holds ~7 significant digits): fewer would print distinct scores as
+    ties, which trec_eval then breaks by document id instead of by the order simlm ranked them in."""
+    line = "%s Q0 %s %s %.8f " + tag.replace("%", "%%") + "\n"
     return line * count
 
 

@@ -22,6 +22,7 @@ from simlm_cli.errors import InputError
 from simlm_cli.io.corpus import json_record
 from simlm_cli.io.files import iter_lines
 
+
 @dataclass(frozen=True)
 class Skipped:
     """What `iter_train_file` yields for a query it skips: why ("no positive", "few negatives") and where."""

@@ -39,10 +39,10 @@ def test_trec_round_trip(tmp_path: Path) -> None:
     path = tmp_path / "run.trec"
     assert write_run(path, RANKINGS, tag="mytag") == 3
     assert path.read_text().splitlines() == [
-        "q1 Q0 d3 1 0.900000 mytag",
-        "q1 Q0 d1 2 0.500000 mytag",
-        "q1 Q0 d2 3 -0.250000 mytag",
-        "q2 Q0 d2 1 1.000000 mytag",
+        "q1 Q0 d3 1 0.90000000 mytag",
+        "q1 Q0 d1 2 0.50000000 mytag",
+        "q1 Q0 d2 3 -0.25000000 mytag",
+        "q2 Q0 d2 1 1.00000000 mytag",
     ]
     assert detect_run_format(path) is RunFormat.trec
     run = read_run(path)
@@ -64,7 +64,7 @@ def test_msmarco_round_trip(tmp_path: Path) -> None:
 def test_forced_formats(tmp_path: Path) -> None:
     trec_in_tsv = tmp_path / "run.tsv"
     write_run(trec_in_tsv, RANKINGS, RunFormat.trec)
-    assert trec_in_tsv.read_text().startswith("q1 Q0 d3 1 0.900000 simlm\n")
+    assert trec_in_tsv.read_text().startswith("q1 Q0 d3 1 0.90000000 simlm\n")
     msmarco = tmp_path / "run.txt"
     write_run(msmarco, RANKINGS, RunFormat.msmarco)
     assert msmarco.read_text().startswith("q1\td3\t1\n")
@@ -87,7 +87,7 @@ def test_gzip_run_round_trip(tmp_path: Path) -> None:
 
 def test_write_to_stdout(capsys: pytest.CaptureFixture[str]) -> None:
     assert write_run(None, RANKINGS[:1], RunFormat.auto) == 1
-    assert capsys.readouterr().out.splitlines()[0] == "q1 Q0 d3 1 0.900000 simlm"
+    assert capsys.readouterr().out.splitlines()[0] == "q1 Q0 d3 1 0.90000000 simlm"
 
 
 def test_write_is_atomic(tmp_path: Path) -> None:
