@@ -18,6 +18,7 @@ from typing import IO
 
 from simlm_cli.errors import InputError
 from simlm_cli.io.files import atomic_output, first_content_line, iter_lines
+from simlm_cli.io.ranked_block import RankedBlock, format_msmarco, format_trec
 
 # One query's ranking: document ids with their scores, best first.
 Ranking = tuple[str, Sequence[str], Sequence[float]]
@@ -80,16 +81,35 @@ def format_for_output(path: str | Path, fmt: RunFormat) -> RunFormat:
 
 
 def write_run(
-    path: str | Path | None, rankings: Iterable[Ranking], fmt: RunFormat = RunFormat.auto, tag: str = "simlm"
+    path: str | Path | None,
+    rankings: Iterable[Ranking | RankedBlock],
+    fmt: RunFormat = RunFormat.auto,
+    tag: str = "simlm",
 ) -> int:
-    """Write rankings atomically to `path` (or to stdout for None); returns the number of queries written."""
-    writer = _WRITERS[format_for_output(path or "-", fmt)]
+    """Write rankings (one query each, or `RankedBlock`s of many) atomically to `path` (or to stdout for None);
+    returns the number of queries written."""
+    fmt = format_for_output(path or "-", fmt)
+    writer = _WRITERS[fmt]
     count = 0
     with contextlib.nullcontext(sys.stdout) if path is None else atomic_output(path) as handle:
-        for qid, docids, scores in rankings:
-            writer(handle, qid, docids, scores, tag)
-            count += 1
+        for item in rankings:
+            if isinstance(item, RankedBlock):
+                _write_block(handle, item, fmt, tag)
+                count += len(item.qids)
+            else:
+                writer(handle, *item, tag)
+                count += 1
     return count
+
+
+def _write_block(handle: IO[str], block: RankedBlock, fmt: RunFormat, tag: str) -> None:
+    if fmt is RunFormat.msmarco:
+        handle.write(format_msmarco(block))
+    elif block.formattable():
+        handle.write(format_trec(block, tag))
+    else:
+        for qid, docids, scores in block.rankings():
+            _write_trec(handle, qid, docids, scores, tag)
 
 
 def detect_run_format(path: str | Path) -> RunFormat:
