@@ -7,6 +7,8 @@ from pathlib import Path
 
 import typer
 
+from simlm_cli.commands import options
+from simlm_cli.io.qrels import QrelsFormat
 from simlm_cli.io.runs import RunFormat
 
 PAPER_METRICS = ["mrr@10", "recall@50", "recall@1000", "ndcg@10"]
@@ -27,6 +29,7 @@ def evaluate(
         1, "--relevance-level", help="Grade >= this counts as relevant in binary metrics (TREC DL: 2)."
     ),
     run_format: RunFormat = typer.Option(RunFormat.auto, "--run-format", help="Force the run format."),
+    qrels_format: QrelsFormat = options.QrelsFormatOpt,
     ignore_unjudged: bool = typer.Option(
         False, "--ignore-unjudged", help="Skip run queries that the qrels do not judge (otherwise an error)."
     ),
@@ -36,7 +39,7 @@ def evaluate(
 
     names = metric or PAPER_METRICS
     means, per_query_values, counts = evaluate_run(
-        str(qrels), str(run), names, relevance_level, run_format, ignore_unjudged
+        str(qrels), str(run), names, relevance_level, run_format, ignore_unjudged, qrels_format
     )
     render_table(str(run), means, counts)
     if per_query is not None:

@@ -11,6 +11,8 @@ from simlm_cli.commands import options
 from simlm_cli.device import Precision
 from simlm_cli.errors import SimlmError
 from simlm_cli.io.corpus import CorpusFormat
+from simlm_cli.io.qrels import QrelsFormat
+from simlm_cli.io.queries import QueriesFormat
 from simlm_cli.io.runs import RunFormat
 
 
@@ -59,6 +61,8 @@ def mine(
     k1: float = typer.Option(0.9, "--k1", min=0.0, help="--index (BM25): k1."),
     b: float = typer.Option(0.4, "--b", min=0.0, max=1.0, help="--index (BM25): b."),
     threads: int = typer.Option(2, "--threads", min=1, help="--index (BM25): search threads."),
+    queries_format: QueriesFormat = options.QueriesFormatOpt,
+    qrels_format: QrelsFormat = options.QrelsFormatOpt,
     dry_run: bool = options.DryRun,
 ) -> None:
     """Write one training line per judged query: its positives and hard negatives mined from a run or an index."""
@@ -71,7 +75,7 @@ def mine(
         rank_range=parse_rank_range(rank_range), score_margin=score_margin, max_negatives=max_negatives,
         random_negatives=random_negatives, corpus=str(corpus) if corpus else None, corpus_format=corpus_format,
         seed=seed, dry_run=dry_run, model=model, device=device, precision=precision, batch_size=batch_size,
-        k1=k1, b=b, threads=threads,
+        k1=k1, b=b, threads=threads, queries_format=queries_format, qrels_format=qrels_format,
     )  # fmt: skip
     summary = run_mine(config)
     if json_out:

@@ -5,12 +5,20 @@ from __future__ import annotations
 import typer
 
 from simlm_cli.device import Precision
+from simlm_cli.io.qrels import QrelsFormat
+from simlm_cli.io.queries import QueriesFormat
 
 Device = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N (under torchrun: this rank's GPU).")
 PrecisionOpt = typer.Option(
     Precision.auto,
     "--precision",
     help="auto: bf16 on CUDA (fp16 where bf16 is absent) and on CPUs with AMX/AVX512-BF16, else fp32.",
+)
+QueriesFormatOpt = typer.Option(
+    QueriesFormat.auto, "--queries-format", help="Force the queries format: beir (JSONL) or tsv. Default: per line."
+)
+QrelsFormatOpt = typer.Option(
+    QrelsFormat.auto, "--qrels-format", help="Force the qrels format: beir (3 columns, header) or trec (4)."
 )
 DryRun = typer.Option(False, "--dry-run", help="Shrink the work to a few items, for smoke tests.")
 Model = typer.Option(

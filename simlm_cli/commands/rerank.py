@@ -10,6 +10,7 @@ from simlm_cli.commands import options
 from simlm_cli.commands.mine import require
 from simlm_cli.device import Precision
 from simlm_cli.io.corpus import CorpusFormat
+from simlm_cli.io.queries import QueriesFormat
 from simlm_cli.io.runs import RunFormat
 
 app = typer.Typer(
@@ -121,6 +122,7 @@ def run(
     tag: str = typer.Option("simlm-rerank", "--tag", help="Run tag (TREC column 6)."),
     device: str = options.Device,
     precision: Precision = options.PrecisionOpt,
+    queries_format: QueriesFormat = options.QueriesFormatOpt,
     dry_run: bool = typer.Option(False, "--dry-run", help="Re-rank only the run's first 4 queries."),
 ) -> None:
     """Re-rank a run: re-score each query's top --depth documents with the cross-encoder, best first.
@@ -134,6 +136,7 @@ def run(
         model=model, run=str(run_file), queries=str(queries), corpus=str(corpus), output=str(output), depth=depth,
         batch_size=batch_size, run_format=run_format, output_format=output_format, corpus_format=corpus_format,
         tag=tag, device=device, precision=precision, dry_run=dry_run, keep_tail=keep_tail,
+        queries_format=queries_format,
     )  # fmt: skip
     rerank_run(config)
 

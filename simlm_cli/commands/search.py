@@ -8,6 +8,8 @@ import typer
 
 from simlm_cli.commands import options
 from simlm_cli.device import Precision
+from simlm_cli.io.qrels import QrelsFormat
+from simlm_cli.io.queries import QueriesFormat
 from simlm_cli.io.runs import RunFormat
 
 
@@ -31,6 +33,8 @@ def search(
     k1: float = typer.Option(0.9, "--k1", min=0.0, help="BM25 k1 (Anserini's BEIR default 0.9)."),
     b: float = typer.Option(0.4, "--b", min=0.0, max=1.0, help="BM25 b (Anserini's BEIR default 0.4)."),
     threads: int = typer.Option(2, "--threads", min=1, help="BM25: search threads."),
+    queries_format: QueriesFormat = options.QueriesFormatOpt,
+    qrels_format: QrelsFormat = options.QrelsFormatOpt,
     dry_run: bool = options.DryRun,
 ) -> None:
     """Retrieve the top-k documents for each query and write a TREC or MS MARCO run."""
@@ -40,6 +44,7 @@ def search(
         index=str(index), queries=str(queries), output=output, qrels=str(qrels) if qrels else None, k=k,
         run_format=run_format, tag=tag, model=model, device=device, precision=precision, batch_size=batch_size,
         gpu=gpu, nprobe=nprobe, ef_search=ef_search, k1=k1, b=b, threads=threads, dry_run=dry_run,
+        queries_format=queries_format, qrels_format=qrels_format,
     )  # fmt: skip
     run_search(config)
 

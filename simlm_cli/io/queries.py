@@ -1,7 +1,8 @@
-"""Queries: BEIR `queries.jsonl` (`_id`, `text`) or TSV `qid \\t text`."""
+"""Queries: BEIR `queries.jsonl` (`_id`, `text`) or TSV `qid \\t text`; detected line by line, or forced."""
 
 from __future__ import annotations
 
+from enum import Enum
 from pathlib import Path
 
 from simlm_cli.errors import InputError
@@ -9,13 +10,21 @@ from simlm_cli.io.corpus import json_record
 from simlm_cli.io.files import iter_lines
 
 
-def read_queries(path: str | Path) -> dict[str, str]:
-    """Read all queries (query sets fit in memory); duplicate or empty ids are errors."""
+class QueriesFormat(str, Enum):
+    auto = "auto"  # a line starting with "{" is BEIR JSON, any other a TSV line
+    beir = "beir"
+    tsv = "tsv"
+
+
+def read_queries(path: str | Path, fmt: QueriesFormat = QueriesFormat.auto) -> dict[str, str]:
+    """Read all queries (query sets fit in memory); duplicate, empty or white-space-holding ids are errors."""
+    fmt = QueriesFormat(fmt)
     queries: dict[str, str] = {}
     for lineno, text in iter_lines(path):
         if not text.strip():
             continue
-        if text.lstrip().startswith("{"):
+        is_json = text.lstrip().startswith("{") if fmt is QueriesFormat.auto else fmt is QueriesFormat.beir
+        if is_json:
             qid, query = _json_query(path, lineno, text)
         else:
             cols = text.split("\t")
@@ -24,6 +33,8 @@ def read_queries(path: str | Path) -> dict[str, str]:
             qid, query = cols[0].strip(), cols[1].strip()
         if not qid:
             raise InputError(path, "empty query id", line=lineno)
+        if len(qid.split()) != 1:
+            raise InputError(path, f"query id {qid!r} holds white space (run files could not name it)", line=lineno)
         if qid in queries:
             raise InputError(path, f"duplicate query id {qid!r}", line=lineno)
         queries[qid] = query

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from simlm_cli.errors import InputError
 from simlm_cli.eval.metrics import evaluate, parse_metric
-from simlm_cli.io.qrels import read_qrels
+from simlm_cli.io.qrels import QrelsFormat, read_qrels
 from simlm_cli.io.runs import RunFormat, read_run
 
 
@@ -15,12 +15,13 @@ def evaluate_run(
     relevance_level: int = 1,
     run_format: RunFormat = RunFormat.auto,
     ignore_unjudged: bool = False,
+    qrels_format: QrelsFormat = QrelsFormat.auto,
 ) -> tuple[dict[str, float], dict[str, dict[str, float]], dict[str, int]]:
     """Means, per-query values, and counts (judged, in run, missing, skipped)."""
     from simlm_cli.console import warn
 
     metrics = [parse_metric(name) for name in metric_names]
-    qrels = read_qrels(qrels_path)
+    qrels = read_qrels(qrels_path, qrels_format)
     run = read_run(run_path, run_format)
     unjudged = [qid for qid in run.scores if qid not in qrels.judgments]
     if unjudged and not ignore_unjudged:

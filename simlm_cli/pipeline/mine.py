@@ -37,8 +37,8 @@ from simlm_cli.device import Precision
 from simlm_cli.errors import InputError, SimlmError
 from simlm_cli.io.corpus import CorpusFormat, iter_corpus
 from simlm_cli.io.files import atomic_output
-from simlm_cli.io.qrels import Qrels, read_qrels
-from simlm_cli.io.queries import read_queries
+from simlm_cli.io.qrels import Qrels, QrelsFormat, read_qrels
+from simlm_cli.io.queries import QueriesFormat, read_queries
 from simlm_cli.io.runs import RunBlock, RunFormat, iter_run_blocks
 from simlm_cli.io.train_file import Candidate, TrainExample, write_example
 
@@ -64,6 +64,8 @@ class MineConfig:
     corpus_format: CorpusFormat = CorpusFormat.auto
     seed: int = 42
     dry_run: bool = False
+    queries_format: QueriesFormat = QueriesFormat.auto
+    qrels_format: QrelsFormat = QrelsFormat.auto
     # --index only
     model: str | None = None
     device: str = "auto"
@@ -319,8 +321,8 @@ def run_mine(config: MineConfig) -> dict:
 
     started = time.perf_counter()
     _check_config(config)
-    queries = read_queries(config.queries)
-    qrels = read_qrels(config.qrels)
+    queries = read_queries(config.queries, config.queries_format)
+    qrels = read_qrels(config.qrels, config.qrels_format)
     wanted, without_positive = training_queries(qrels, queries, config.min_relevance)
     if not wanted:
         raise InputError(config.qrels, f"no query has a document of grade >= {config.min_relevance} (--min-relevance)")

@@ -20,6 +20,7 @@ from simlm_cli.device import Precision, Runtime, resolve_runtime
 from simlm_cli.errors import InputError, SimlmError
 from simlm_cli.io.corpus import CorpusFormat, Passage, iter_corpus
 from simlm_cli.io.files import atomic_output, count_lines
+from simlm_cli.io.queries import QueriesFormat
 from simlm_cli.io.runs import Ranking, RunBlock, RunFormat, format_for_output, iter_run_blocks, write_run
 from simlm_cli.io.train_file import Candidate, TrainExample, iter_train_file, read_train_file, write_example
 from simlm_cli.training.trainer import TrainConfig
@@ -151,6 +152,7 @@ class RerankRunConfig:
     precision: Precision = Precision.auto
     dry_run: bool = False
     keep_tail: bool = True  # documents below --depth follow the re-ranked head in the run's order
+    queries_format: QueriesFormat = QueriesFormat.auto
 
 
 def _checked_blocks(
@@ -234,7 +236,7 @@ def rerank_run(c: RerankRunConfig) -> dict[str, Any]:
     if c.depth < 1:
         raise SimlmError("--depth must be at least 1")
     runtime = resolve_runtime(c.device, c.precision)
-    queries = read_queries(c.queries)
+    queries = read_queries(c.queries, c.queries_format)
     passages = load_passages(c.corpus, c.corpus_format)
     # Check the first query before loading the model: a wrong file then fails fast, its error the only line.
     blocks = _checked_blocks(c, queries, passages)

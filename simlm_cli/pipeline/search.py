@@ -13,8 +13,8 @@ from typing import Any
 from simlm_cli.device import Precision
 from simlm_cli.errors import InputError
 from simlm_cli.index import DENSE_KIND, META_FILE, read_meta
-from simlm_cli.io.qrels import read_qrels
-from simlm_cli.io.queries import read_queries
+from simlm_cli.io.qrels import QrelsFormat, read_qrels
+from simlm_cli.io.queries import QueriesFormat, read_queries
 from simlm_cli.io.runs import RunFormat, write_run
 
 DRY_RUN_QUERIES = 8
@@ -44,13 +44,15 @@ class SearchConfig:
     b: float = 0.4
     threads: int = 2
     dry_run: bool = False
+    queries_format: QueriesFormat = QueriesFormat.auto
+    qrels_format: QrelsFormat = QrelsFormat.auto
 
 
 def select_queries(config: SearchConfig) -> dict[str, str]:
     """The queries to run: all of them, or those judged in --qrels (each of which must exist)."""
-    queries = read_queries(config.queries)
+    queries = read_queries(config.queries, config.queries_format)
     if config.qrels:
-        qrels = read_qrels(config.qrels)
+        qrels = read_qrels(config.qrels, config.qrels_format)
         for qid, line in qrels.first_line.items():
             if qid not in queries:
                 raise InputError(config.qrels, f"query {qid!r} is judged but not in {config.queries}", line=line)
@@ -67,7 +69,7 @@ def check_qrels_documents(config: SearchConfig, contains, partial_index: bool = 
 
     if not config.qrels:
         return
-    qrels = read_qrels(config.qrels)
+    qrels = read_qrels(config.qrels, config.qrels_format)
     judged = {d for docs in qrels.judgments.values() for d in docs}
     missing = sorted((line, d) for (_, d), line in qrels.line_of.items() if not contains(d))
     missing_docs = {d for _, d in missing}

@@ -70,3 +70,22 @@ def test_no_judgments(tmp_path: Path, content: str) -> None:
 def test_invalid_utf8(tmp_path: Path) -> None:
     path = write(tmp_path / "q.tsv", b"q1\td1\t1\nq\xff\td2\t1\n")
     assert str(input_error(path)).startswith(f"{path}:2: invalid UTF-8")
+
+
+def test_a_pair_judged_twice_is_an_error_naming_both_lines(tmp_path: Path) -> None:
+    err = input_error(write(tmp_path / "q.tsv", "q1\td1\t1\nq2\td1\t1\nq1\td1\t2\n"))
+    assert err.line == 3 and "'q1' judges 'd1' again (first on line 1)" in str(err)
+
+
+def test_forced_formats(tmp_path: Path) -> None:
+    from simlm_cli.io.qrels import QrelsFormat
+
+    trec = write(tmp_path / "trec.txt", "q1 0 d1 1\nq1 0 d2 0\n")
+    assert read_qrels(trec, QrelsFormat.trec).judgments == {"q1": {"d1": 1, "d2": 0}}
+    with pytest.raises(InputError, match="expected 3 \\(beir\\) columns, got 4"):
+        read_qrels(trec, QrelsFormat.beir)
+    beir = write(tmp_path / "beir.tsv", "query-id\tcorpus-id\tscore\nq1\td1\t1\n")
+    assert read_qrels(beir, QrelsFormat.beir).judgments == {"q1": {"d1": 1}}
+    with pytest.raises(InputError, match="expected 4 \\(trec\\) columns, got 3") as caught:
+        read_qrels(beir, QrelsFormat.trec)  # a forced TREC file has no header to skip
+    assert caught.value.line == 1

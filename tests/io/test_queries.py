@@ -87,3 +87,22 @@ def test_no_queries(tmp_path: Path, content: str) -> None:
 def test_invalid_utf8(tmp_path: Path) -> None:
     path = write(tmp_path / "q.tsv", b"q1\tfine\nq2\t\xc3(\n")
     assert str(input_error(path)).startswith(f"{path}:2: invalid UTF-8")
+
+
+def test_query_ids_with_white_space_are_an_error(tmp_path: Path) -> None:
+    err = input_error(write(tmp_path / "q.jsonl", '{"_id": "q 1", "text": "x"}\n'))
+    assert err.line == 1 and "holds white space" in str(err)
+
+
+def test_forced_formats(tmp_path: Path) -> None:
+    """A TSV query id may start with '{' (auto-detection would read the line as JSON); forcing tsv reads it."""
+    from simlm_cli.io.queries import QueriesFormat
+
+    path = write(tmp_path / "q.tsv", "{odd}\tbraces in the id\nq2\tplain\n")
+    assert read_queries(path, QueriesFormat.tsv) == {"{odd}": "braces in the id", "q2": "plain"}
+    with pytest.raises(InputError, match="malformed JSON") as caught:
+        read_queries(path)
+    assert caught.value.line == 1
+    with pytest.raises(InputError) as caught:
+        read_queries(path, QueriesFormat.beir)
+    assert caught.value.line == 1
