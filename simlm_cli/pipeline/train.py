@@ -65,6 +65,13 @@ def train_retriever(spec: RetrieverSpec, config: TrainConfig, log: Callable[[str
             f"1 positive + {spec.negatives} negatives, temperature {spec.temperature}, loss {spec.loss}"
             + (f", distillation (alpha {spec.alpha})" if distill else "")
         )
+        short = sum(len(e.negatives) < spec.negatives for e in examples)
+        if short:
+            # Sampled with replacement to keep every group the same size (as the reference code does); under
+            # distillation a repeated negative counts twice in the teacher's distribution too.
+            log(
+                f"{short} of {len(examples)} queries have fewer than {spec.negatives} negatives: some repeat in their groups"
+            )
         return GroupData(examples, passages, tokenizer, settings, spec.negatives, c.seed, teacher_scores=distill)
 
     def build(path: str, tok, _log) -> BiEncoder:
