@@ -1,16 +1,34 @@
-"""Run under `torchrun --nproc-per-node 2`: trains a few steps, then each rank writes its own weights."""
+"""Run under `torchrun --nproc-per-node 2`: trains a few steps, then each rank writes its own weights and the
+corpus rows it trained on, micro-batch by micro-batch."""
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from pathlib import Path
+
+
+class RecordingData:
+    """The trainer's pretraining text, remembering which rows each micro-batch drew."""
+
+    def __init__(self, data):
+        self.data = data
+        self.rows: list[list[int]] = []
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def batch(self, rows, epoch):
+        self.rows.append([int(r) for r in rows])
+        return self.data.batch(rows, epoch)
 
 
 def main() -> None:
     from safetensors.torch import save_file
     from transformers import AutoTokenizer
 
+    from simlm_cli.training.data import TextData, load_texts
     from simlm_cli.training.objective import state_without_ties
     from simlm_cli.training.registry import load_objective, resolve_options
     from simlm_cli.training.trainer import TrainConfig, Trainer
@@ -23,10 +41,14 @@ def main() -> None:
         grad_accum=2, lr=1e-3, save_steps=2, log_steps=1, max_length=32, device="cpu",
     )  # fmt: skip
     tokenizer = AutoTokenizer.from_pretrained(model)
-    trainer = Trainer(config, lambda p, t, log: cls(p, t, values, log), tokenizer, model, log=lambda m: None)
+    recorded = RecordingData(TextData(load_texts(corpus), tokenizer, config.max_length))
+    trainer = Trainer(
+        config, lambda p, t, log: cls(p, t, values, log), tokenizer, model, log=lambda m: None, data=lambda c: recorded
+    )
     trainer.run()
     rank = int(os.environ["RANK"])
     save_file(state_without_ties(trainer.model), str(Path(output) / f"rank{rank}.safetensors"))
+    (Path(output) / f"rank{rank}.rows.json").write_text(json.dumps(recorded.rows))
 
 
 if __name__ == "__main__":

@@ -34,4 +34,9 @@ def test_two_process_gloo_training(objective, tiny_model, toy_corpus, tmp_path):
     assert [r["step"] for r in log] == [1, 2, 3, 4]
     # the effective batch is the sum over ranks: 2 processes x batch 3 x 2 accumulated micro-steps
     assert all(r["examples"] == 2 * 3 * 2 for r in log)
+    # ... of different passages: in every micro-batch the two ranks drew disjoint rows
+    rows = [json.loads((out / f"rank{r}.rows.json").read_text()) for r in (0, 1)]
+    assert len(rows[0]) == len(rows[1]) == 4 * 2
+    for mine, theirs in zip(*rows):
+        assert len(mine) == len(theirs) == 3 and not set(mine) & set(theirs), rows
     assert (out / "config.json").is_file() and (out / "checkpoints" / "step-4").is_dir()
