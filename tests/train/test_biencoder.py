@@ -112,7 +112,7 @@ def test_loss_falls_on_a_toy_task(groups):
     losses = []
     for _ in range(15):
         out = model(batch)
-        losses.append(float(out.loss))
+        losses.append(float(out.loss.detach()))
         out.loss.backward()
         optimizer.step()
         optimizer.zero_grad()

@@ -58,7 +58,9 @@ def test_two_processes_train_as_one_with_the_whole_batch(tmp_path, tiny_bert_dir
     b = load_file(str(tmp_path / "two" / "model.safetensors"))
     start = load_file(str(model / "model.safetensors"))
     assert a.keys() == b.keys()
-    for key in a:
+    # Softmax ignores a shift shared by all of a row's scores, so the key bias has no true gradient: what it gets is
+    # rounding noise, which Adam scales up to full-size steps that differ between the two set-ups.
+    for key in (k for k in a if not k.endswith("attention.self.key.bias")):
         torch.testing.assert_close(a[key], b[key], rtol=1e-4, atol=1e-5, msg=key)
     moved = [k for k in a if k in start and not torch.equal(a[k], start[k])]
     assert moved, "training changed nothing"
