@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The SimLM fine-tuning pipeline (the paper's Figure 2) on SciFact, shipped in simlm_cli/data/scifact:
 #   BM25 negatives -> Retriever1 -> mine with it -> Retriever2 -> re-ranker -> Retriever_distill,
-# each stage evaluated on the test split. Sized for a 2-core CPU (about 50 min); scale it up with the flags.
+# each stage evaluated on the test split. Sized for a 2-core CPU (54 min measured); scale it up with the flags.
 #
 #   bash recipes/scifact.sh [--output DIR] [--init MODEL] [--dry-run] [--negatives N] [--epochs E]
 #                           [--rerank-depth K] [--pooling cls|mean|model] [--temperature T]
