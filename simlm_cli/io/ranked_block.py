@@ -89,27 +89,27 @@ def _join(columns: list[np.ndarray]) -> str:
     return matrix.tobytes().replace(b"\x00", b"").decode("utf-8")
 
 
+def _id_columns(block: RankedBlock) -> tuple[int, np.ndarray, np.ndarray, np.ndarray]:
+    """The columns both formats share, one row per line: the line count, query ids, document ids and ranks."""
+    n, k = block.docids.shape
+    qids = _as_bytes_matrix(np.repeat(np.array([q.encode("utf-8") for q in block.qids]), k))
+    return n * k, qids, _as_bytes_matrix(block.docids.ravel()), _ranks(k, n)
+
+
 def format_trec(block: RankedBlock, tag: str) -> str:
     """`qid Q0 docid rank score tag` lines of every ranking in the block."""
-    n, k = block.docids.shape
-    lines = n * k
-    if not lines:
+    if not block.docids.size:
         return ""
-    qids = _as_bytes_matrix(np.repeat(np.array([q.encode("utf-8") for q in block.qids]), k))
+    lines, qids, docids, ranks = _id_columns(block)
     return _join([
-        qids, _constant(" Q0 ", lines), _as_bytes_matrix(block.docids.ravel()), _constant(" ", lines),
-        _ranks(k, n), _constant(" ", lines), _fixed_point(block.scores), _constant(f" {tag}\n", lines),
+        qids, _constant(" Q0 ", lines), docids, _constant(" ", lines),
+        ranks, _constant(" ", lines), _fixed_point(block.scores), _constant(f" {tag}\n", lines),
     ])  # fmt: skip
 
 
 def format_msmarco(block: RankedBlock) -> str:
     """`qid \\t docid \\t rank` lines of every ranking in the block."""
-    n, k = block.docids.shape
-    lines = n * k
-    if not lines:
+    if not block.docids.size:
         return ""
-    qids = _as_bytes_matrix(np.repeat(np.array([q.encode("utf-8") for q in block.qids]), k))
-    return _join([
-        qids, _constant("\t", lines), _as_bytes_matrix(block.docids.ravel()), _constant("\t", lines),
-        _ranks(k, n), _constant("\n", lines),
-    ])  # fmt: skip
+    lines, qids, docids, ranks = _id_columns(block)
+    return _join([qids, _constant("\t", lines), docids, _constant("\t", lines), ranks, _constant("\n", lines)])
