@@ -44,7 +44,8 @@ def _as_bytes_matrix(values: np.ndarray) -> np.ndarray:
 
 
 def _constant(text: str, rows: int) -> np.ndarray:
-    return np.broadcast_to(np.frombuffer(text.encode("utf-8"), dtype=np.uint8), (rows, len(text.encode("utf-8"))))
+    encoded = np.frombuffer(text.encode("utf-8"), dtype=np.uint8)
+    return np.broadcast_to(encoded, (rows, len(encoded)))
 
 
 # "0000" .. "9999" as rows of 4 ASCII digits: integers are written 4 digits per table lookup.

@@ -19,9 +19,8 @@ from simlm_cli.io.runs import RunFormat, write_run
 
 DRY_RUN_QUERIES = 8
 QUERY_BLOCK = 4096  # queries encoded together; bounds memory for large query sets
-SEARCH_BLOCK = (
-    1024  # queries per faiss call: writing one block overlaps searching the next; smaller blocks cost GEMM speed
-)
+# Queries per faiss call: writing one block overlaps searching the next; smaller blocks cost GEMM speed.
+SEARCH_BLOCK = 1024
 
 
 @dataclass
