@@ -53,6 +53,12 @@ def mine(
     corpus: Path = typer.Option(None, "--corpus", "-c", help="Corpus whose ids random negatives come from."),
     corpus_format: CorpusFormat = typer.Option(CorpusFormat.auto, "--corpus-format", help="Force the corpus format."),
     seed: int = typer.Option(42, "--seed", help="Random negatives are a function of the seed and the query id."),
+    teacher: bool = typer.Option(
+        False,
+        "--teacher",
+        help="Keep the run's scores as teacher scores for `simlm distill` (e.g. of a `simlm fuse` run): a positive "
+        "the run missed, or a random negative, gets the query's lowest run score.",
+    ),
     json_out: bool = typer.Option(False, "--json", help="Also print the summary as one JSON object on stdout."),
     model: str = typer.Option(None, "--model", "-m", help="--index (dense): encode queries with this model."),
     batch_size: int = typer.Option(None, "--batch-size", min=1, help="--index (dense): queries per forward pass."),
@@ -75,7 +81,7 @@ def mine(
         rank_range=parse_rank_range(rank_range), score_margin=score_margin, max_negatives=max_negatives,
         random_negatives=random_negatives, corpus=str(corpus) if corpus else None, corpus_format=corpus_format,
         seed=seed, dry_run=dry_run, model=model, device=device, precision=precision, batch_size=batch_size,
-        k1=k1, b=b, threads=threads, queries_format=queries_format, qrels_format=qrels_format,
+        k1=k1, b=b, threads=threads, queries_format=queries_format, qrels_format=qrels_format, teacher=teacher,
     )  # fmt: skip
     summary = run_mine(config)
     if json_out:

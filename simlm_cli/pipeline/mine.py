@@ -73,6 +73,7 @@ class MineConfig:
     batch_size: int | None = None
     k1: float = 0.9
     b: float = 0.4
+    teacher: bool = False  # every candidate gets a score (a teacher for `simlm distill`): see Miner.mine
     threads: int = 2
 
 
@@ -174,6 +175,8 @@ class Miner:
             extra = self._random(qid, judgments.judged | dropped | {c.docid for c in negatives})
             self.stats.random_negatives += len(extra)
             negatives += extra
+        if config.teacher:
+            fill_teacher_scores(positives + negatives, top_scores)
         self.stats.queries += 1
         self.stats.negatives += len(negatives)
         return TrainExample(qid, self.queries[qid], positives, negatives)
@@ -214,12 +217,24 @@ class Miner:
         return [Candidate(d) for d in chosen]
 
 
+def fill_teacher_scores(candidates: list[Candidate], run_scores: Sequence[float | None]) -> None:
+    """Give every unscored candidate (a positive the run missed, a random negative) the run's lowest score for
+    the query: the run ranked it below everything it retrieved, and that is all the teacher knows of it."""
+    known = [s for s in run_scores if s is not None]
+    floor = min(known) if known else 0.0
+    for candidate in candidates:
+        if candidate.score is None:
+            candidate.score = floor
+
+
 def mine_blocks(blocks: Iterable[RunBlock], miner: Miner, run_path: str | None = None) -> Iterator[TrainExample]:
     """Examples in the blocks' order (lazily), then the judged queries that no block held."""
     seen: set[str] = set()
     for block in blocks:
         if block.scores is None and miner.config.score_margin is not None:
             raise InputError(run_path or "run", "--score-margin needs scores, and an MS MARCO run has ranks only")
+        if block.scores is None and miner.config.teacher:
+            raise InputError(run_path or "run", "--teacher needs scores, and an MS MARCO run has ranks only")
         seen.add(block.qid)
         if block.qid not in miner.wanted:
             miner.stats.run_queries_skipped += 1

@@ -181,6 +181,18 @@ def test_msmarco_run_has_no_scores(mine, tmp_path) -> None:
         mine(run=str(path), score_margin=0.5)
 
 
+def test_teacher_scores_every_candidate(mine, tiny_data, tmp_path) -> None:
+    """--teacher: a positive the run missed, and a random negative, get the query's lowest run score."""
+    records, _ = mine(teacher=True, random_negatives=2, corpus=str(tiny_data.corpus))
+    assert pairs(records["q2"]["positives"]) == [("d4", 8.5), ("d5", 7.0)]
+    assert pairs(records["q3"]["positives"]) == [("d9", 3.0)]
+    assert pairs(records["q1"]["negatives"])[:4] == [("d3", 14.0), ("d7", 13.0), ("d4", 12.0), ("d8", 11.0)]
+    assert [score for _, score in pairs(records["q1"]["negatives"])[4:]] == [11.0, 11.0]
+    assert all(c["score"] is not None for r in records.values() for c in r["positives"] + r["negatives"])
+    with pytest.raises(InputError, match="--teacher needs scores"):
+        mine(run=str(write_run(tmp_path / "run.tsv", msmarco=True)), teacher=True)
+
+
 def test_blocks_are_ordered_by_score_or_rank(tmp_path) -> None:
     path = tmp_path / "shuffled.trec"
     path.write_text("q1 Q0 a 3 1.0 t\nq1 Q0 b 1 3.0 t\nq1 Q0 c 2 2.0 t\nq2 Q0 a 1 1.0 t\n")
