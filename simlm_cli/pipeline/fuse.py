@@ -225,8 +225,8 @@ def default_step(runs: int) -> float:
 
 
 def grid_points(runs: int, step: float) -> list[list[float]]:
-    """Every weight vector with non-negative multiples of `step` summing to 1 (the first run's weight descending
-    in the 2-run case: 1.00/0.00, 0.95/0.05, ...)."""
+    """Every weight vector of non-negative multiples of `step` summing to 1, the first run's weight rising first
+    (2 runs: 0.00/1.00, 0.05/0.95, ..., 1.00/0.00)."""
     parts = round(1 / step)
     if parts < 1 or abs(parts * step - 1) > 1e-9:
         raise SimlmError(f"--grid-step {step}: 1 must be a whole number of steps (e.g. 0.05, 0.1, 0.25)")
