@@ -276,3 +276,16 @@ def test_cli_end_to_end_with_msmarco_input(tmp_path: Path, runs: list[str], run_
     lines = done.stdout.decode().splitlines()
     assert lines[0] == "q1 Q0 a 1 0.70000000 simlm-fuse"
     assert "fused 2 runs (interpolate, minmax, weights [0.7, 0.3]): 2 queries -> stdout" in done.stderr
+
+
+def test_cli_tuning_prints_the_grid_and_writes_the_report(
+    tmp_path: Path, runs: list[str], tuning: dict, run_cli
+) -> None:
+    output = tmp_path / "fused.trec"
+    tune_runs = [arg for path in tuning["tune_runs"] for arg in ("--tune-run", path)]
+    args = ["fuse", *runs, "--method", "interpolate", "--tune-on", tuning["tune_on"], *tune_runs, "-o", output]
+    done = run_cli(args)
+    assert done.returncode == 0, done.stderr
+    assert "ndcg@10 on 2 tuning queries" in done.stderr and "w1 ta.trec" in done.stderr
+    assert "tuned weights [0.45, 0.55]: ndcg@10 1.0000 on 2 queries" in done.stderr
+    assert json.loads(Path(f"{output}.fuse.json").read_text())["weights"] == [0.45, 0.55]
