@@ -255,6 +255,12 @@ def _errors(tmp_path: Path, runs: list[str]) -> dict[str, tuple[list[str], str]]
         "tune-run-count": ([a, b, "--tune-on", train, "--tune-run", a], "simlm: error: 1 --tune-run files"),
         "no-common-query": ([a, b, "--tune-on", train], "simlm: error: --tune-on"),
         "bad-metric": ([a, b, "--tune-on", train, "--metric", "foo@3"], "simlm: error: --metric 'foo@3'"),
+        "weights-and-tuning": (
+            [a, b, "-w", "1", "-w", "1", "--tune-on", train],
+            "simlm: error: --weight and --tune-on",
+        ),
+        "tune-run-alone": ([a, b, "--tune-run", a, "--tune-run", b], "simlm: error: --tune-run needs --tune-on"),
+        "all-zero-weights": ([a, b, "-w", "0", "-w", "0"], "simlm: error: every --weight is 0"),
     }
 
 
