@@ -59,6 +59,7 @@ from simlm_cli.io.runs import RunBlock, RunFormat, iter_run_blocks
 FUSE_TAG = "simlm-fuse"
 TWO_RUN_STEP = 0.05  # the 2-run grid: 21 points
 EPSILON = 1e-12  # metric values closer than this are ties
+MAX_GRID = 5000  # weight vectors a --grid-step may ask for (each is one evaluation of the tuning queries)
 
 
 class FuseMethod(str, Enum):
@@ -128,8 +129,19 @@ def check_config(config: FuseConfig) -> None:
             raise SimlmError(
                 f"{len(config.tune_runs)} --tune-run files for {count} runs: give one per run to fuse, same order"
             )
-    if config.grid_step is not None and not 0 < config.grid_step <= 1:
-        raise SimlmError(f"--grid-step {config.grid_step}: must be in (0, 1]")
+    if config.grid_step is not None:
+        if config.tune_on is None:
+            raise SimlmError("--grid-step needs --tune-on QRELS")
+        if not 0 < config.grid_step <= 1:
+            raise SimlmError(f"--grid-step {config.grid_step}: must be in (0, 1]")
+        parts = round(1 / config.grid_step)
+        if abs(parts * config.grid_step - 1) > 1e-9:
+            raise SimlmError(f"--grid-step {config.grid_step}: 1 must be a whole number of steps (e.g. 0.05, 0.1)")
+        size = math.comb(parts + count - 1, count - 1)
+        if size > MAX_GRID:
+            raise SimlmError(
+                f"--grid-step {config.grid_step}: {size:,} weight vectors for {count} runs; at most {MAX_GRID:,}"
+            )
     if config.tune_on is not None:
         from simlm_cli.eval.metrics import parse_metric
 

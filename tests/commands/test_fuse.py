@@ -261,6 +261,11 @@ def _errors(tmp_path: Path, runs: list[str]) -> dict[str, tuple[list[str], str]]
         ),
         "tune-run-alone": ([a, b, "--tune-run", a, "--tune-run", b], "simlm: error: --tune-run needs --tune-on"),
         "all-zero-weights": ([a, b, "-w", "0", "-w", "0"], "simlm: error: every --weight is 0"),
+        "grid-step-uneven": ([a, b, "--tune-on", train, "--grid-step", "0.3"], "simlm: error: --grid-step 0.3: 1 must"),
+        "grid-too-big": (
+            [a, a, b, b, a, "--tune-on", train, "--grid-step", "0.01"],
+            "simlm: error: --grid-step 0.01: ",
+        ),
     }
 
 
