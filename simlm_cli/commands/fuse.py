@@ -45,6 +45,9 @@ def fuse(
     ),
     relevance_level: int = typer.Option(1, "--relevance-level", help="--tune-on: grade >= this is relevant."),
     k: int = typer.Option(1000, "--k", "-k", min=1, help="Documents per query in the fused run."),
+    depth: int = typer.Option(
+        None, "--depth", min=1, help="Read only each run's top N documents per query (tuning runs too). Default: all."
+    ),
     run_format: RunFormat = typer.Option(
         RunFormat.auto, "--format", help="Output: trec, msmarco, or auto (by extension)."
     ),
@@ -57,7 +60,7 @@ def fuse(
 
     config = FuseConfig(
         runs=[str(r) for r in runs or []], output=output, method=method, norm=norm, rrf_k=rrf_k,
-        weights=list(weight) if weight else None, k=k, run_format=input_format, output_format=run_format, tag=tag,
+        weights=list(weight) if weight else None, k=k, depth=depth, run_format=input_format, output_format=run_format, tag=tag,
         tune_on=str(tune_on) if tune_on else None, tune_runs=[str(r) for r in tune_run] if tune_run else None,
         metric=metric, relevance_level=relevance_level, qrels_format=qrels_format, grid_step=grid_step,
         tune_report=str(tune_report) if tune_report else None,

@@ -86,6 +86,7 @@ class FuseConfig:
     rrf_k: float = 60.0
     weights: list[float] | None = None  # None: 1 each, or tuned
     k: int = 1000
+    depth: int | None = None  # documents read per run and query (the top); None: all
     run_format: RunFormat = RunFormat.auto  # of the inputs
     output_format: RunFormat = RunFormat.auto
     tag: str = FUSE_TAG
@@ -104,6 +105,7 @@ class TuneResult:
     value: float
     queries: int
     grid: list[tuple[list[float], float]] = field(default_factory=list)
+    depths: list[int] = field(default_factory=list)  # the most documents a tuning run held for one query
 
 
 # -- checks -------------------------------------------------------------------------------------------------------
@@ -227,10 +229,28 @@ def iter_aligned(paths: Sequence[str], fmt: RunFormat = RunFormat.auto) -> Itera
                     yield qid, waiting.pop(qid)
 
 
-def fuse_rankings(config: FuseConfig, weights: Sequence[float]) -> Iterator[tuple[str, list[str], list[float]]]:
+def iter_cut(
+    paths: Sequence[str], fmt: RunFormat, depth: int | None, depths: list[int]
+) -> Iterator[tuple[str, list[RunBlock | None]]]:
+    """`iter_aligned`, each block cut to its top `depth` documents; `depths` gets each run's longest block."""
+    depths[:] = [0] * len(paths)
+    for qid, blocks in iter_aligned(paths, fmt):
+        for i, block in enumerate(blocks):
+            if block is None:
+                continue
+            if depth is not None and len(block.docids) > depth:
+                scores = block.scores[:depth] if block.scores is not None else None
+                blocks[i] = block = RunBlock(block.qid, block.docids[:depth], scores, block.line)
+            depths[i] = max(depths[i], len(block.docids))
+        yield qid, blocks
+
+
+def fuse_rankings(
+    config: FuseConfig, weights: Sequence[float], depths: list[int] | None = None
+) -> Iterator[tuple[str, list[str], list[float]]]:
     norm = config.norm or Norm.minmax
     vector = np.asarray(weights, dtype=np.float64)
-    for qid, blocks in iter_aligned(config.runs, config.run_format):
+    for qid, blocks in iter_cut(config.runs, config.run_format, config.depth, [] if depths is None else depths):
         docids, matrix = unit_scores(blocks, config.method, norm, config.rrf_k)
         yield (qid, *top_k(docids, vector @ matrix, config.k))
 
@@ -265,7 +285,8 @@ def tune_weights(config: FuseConfig, grid: list[list[float]] | None = None) -> T
     paths = config.tune_runs or config.runs
     norm = config.norm or Norm.minmax
     units: dict[str, tuple[list[str], np.ndarray]] = {}
-    for qid, blocks in iter_aligned(paths, config.run_format):
+    depths: list[int] = []
+    for qid, blocks in iter_cut(paths, config.run_format, config.depth, depths):
         if qid in qrels.judgments:  # only judged queries are kept, so memory follows the tuning set
             units[qid] = unit_scores(blocks, config.method, norm, config.rrf_k)
     if not units:
@@ -285,7 +306,7 @@ def tune_weights(config: FuseConfig, grid: list[list[float]] | None = None) -> T
     best_value = max(value for _, value in results)
     ties = [(w, v) for w, v in results if v >= best_value - EPSILON]
     best = min(ties, key=lambda item: float(np.linalg.norm(np.asarray(item[0]) - equal)))  # min is stable
-    return TuneResult(weights=list(best[0]), value=best[1], queries=len(units), grid=results)
+    return TuneResult(weights=list(best[0]), value=best[1], queries=len(units), grid=results, depths=depths)
 
 
 def render_grid(result: TuneResult, names: Sequence[str], metric: str) -> None:
@@ -352,7 +373,15 @@ def run_fuse(config: FuseConfig) -> dict:
         info(f"tuned weights {_show(weights)}: {config.metric} {tuned.value:.4f} on {tuned.queries} queries")
     else:
         weights = config.weights or [1.0] * len(config.runs)
-    count = write_run(config.output, fuse_rankings(config, weights), config.output_format, config.tag)
+    depths: list[int] = []
+    count = write_run(config.output, fuse_rankings(config, weights, depths), config.output_format, config.tag)
+    if tuned is not None and config.method is FuseMethod.interpolate and tuned.depths != depths:
+        # Min-max and z-score depend on how deep a run goes (its minimum, its mean), so weights tuned on runs of
+        # one depth are not quite the weights for runs of another.
+        info(
+            f"note: the tuning runs hold up to {_show(tuned.depths)} documents per query, the fused runs up to "
+            f"{_show(depths)}; normalised scores depend on depth (--depth N reads every run to the same depth)"
+        )
     report = report_path(config)
     if report is not None:
         write_report(report, config, weights, tuned)

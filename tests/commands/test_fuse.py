@@ -110,6 +110,12 @@ def test_depth_cuts_the_fused_run(tmp_path: Path, runs: list[str]) -> None:
     assert list(scores["q1"]) == ["c", "a"]
 
 
+def test_depth_reads_only_the_top_of_each_run(tmp_path: Path, runs: list[str]) -> None:
+    # A cut to a, b: a=1, b=0 and c (now missing) = 0. B: c=1, d=0.
+    scores = fused(tmp_path, runs, method=FuseMethod.interpolate, weights=[0.7, 0.3], depth=2)
+    assert_scores(scores["q1"], {"a": 0.7, "b": 0.0, "c": 0.3, "d": 0.0})
+
+
 def test_runs_in_different_orders_fuse_the_same(tmp_path: Path, runs: list[str]) -> None:
     reversed_b = str(write_trec(tmp_path / "b-reversed.trec", RUN_B, order=["q2", "q1"]))
     one = fused(tmp_path, runs, method=FuseMethod.interpolate)
@@ -299,4 +305,5 @@ def test_cli_tuning_prints_the_grid_and_writes_the_report(
     assert done.returncode == 0, done.stderr
     assert "ndcg@10 on 2 tuning queries" in done.stderr and "w1 ta.trec" in done.stderr
     assert "tuned weights [0.45, 0.55]: ndcg@10 1.0000 on 2 queries" in done.stderr
+    assert "note: the tuning runs hold up to [2, 2] documents per query, the fused runs up to [3, 2]" in done.stderr
     assert json.loads(Path(f"{output}.fuse.json").read_text())["weights"] == [0.45, 0.55]
