@@ -343,6 +343,7 @@ def write_report(path: str, config: FuseConfig, weights: Sequence[float], tuned:
         "norm": (config.norm or Norm.minmax).value if config.method is FuseMethod.interpolate else None,
         "rrf_k": config.rrf_k if config.method is FuseMethod.rrf else None,
         "k": config.k,
+        "depth": config.depth,
         "weights": list(weights),
     }
     if tuned is not None:
