@@ -123,7 +123,7 @@ def test_runs_in_different_orders_fuse_the_same(tmp_path: Path, runs: list[str])
     assert one == other
 
 
-def test_lockstep_reading_holds_nothing_for_aligned_runs(tmp_path: Path) -> None:
+def test_aligned_runs_come_out_in_their_order(tmp_path: Path) -> None:
     """Runs in the same order: each query comes out as soon as both runs have given its block."""
     many = {f"q{i}": [("a", 1.0), ("b", 0.5)] for i in range(5)}
     paths = [str(write_trec(tmp_path / f"r{n}.trec", many)) for n in range(2)]
