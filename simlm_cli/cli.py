@@ -11,7 +11,7 @@ import sys
 import typer
 
 from simlm_cli import __version__
-from simlm_cli.commands import distill, encode, evaluate, index, mine, pretrain, rerank, search, train
+from simlm_cli.commands import distill, encode, evaluate, fuse, index, mine, pretrain, rerank, search, train
 from simlm_cli.errors import SimlmError
 
 app = typer.Typer(
@@ -22,7 +22,7 @@ app = typer.Typer(
     add_completion=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
-for module in (encode, index, search, evaluate, pretrain, mine, train, rerank, distill):
+for module in (encode, index, search, evaluate, fuse, pretrain, mine, train, rerank, distill):
     module.register(app)
 
 
