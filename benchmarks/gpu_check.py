@@ -38,13 +38,15 @@ def simlm(*args: str, env: dict | None = None) -> tuple[int, float, str]:
 
 def training_file(path: Path, seed: int = 0) -> None:
     """SciFact train queries with their judged positives and 15 random negatives each."""
-    queries = {json.loads(line)["_id"]: json.loads(line)["text"] for line in open(DATA / "queries.jsonl")}
-    ids = [json.loads(line)["_id"] for line in open(DATA / "corpus.jsonl")]
+    queries = {}
+    for line in (DATA / "queries.jsonl").read_text(encoding="utf-8").splitlines():
+        record = json.loads(line)
+        queries[record["_id"]] = record["text"]
+    ids = [json.loads(line)["_id"] for line in (DATA / "corpus.jsonl").read_text(encoding="utf-8").splitlines()]
     positives: dict[str, list[str]] = {}
-    for i, line in enumerate(open(DATA / "qrels" / "train.tsv")):
-        if i:
-            qid, docid, _ = line.split("\t")
-            positives.setdefault(qid, []).append(docid)
+    for line in (DATA / "qrels" / "train.tsv").read_text(encoding="utf-8").splitlines()[1:]:
+        qid, docid, _ = line.split("\t")
+        positives.setdefault(qid, []).append(docid)
     rng = np.random.default_rng(seed)
     with open(path, "w", encoding="utf-8") as handle:
         for qid, pos in positives.items():
