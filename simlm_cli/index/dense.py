@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from simlm_cli.errors import InputError, SimlmError
-from simlm_cli.index import DENSE_KIND, META_FILE, read_meta, write_meta
+from simlm_cli.index import DENSE_KIND, META_FILE, is_index_dir, read_meta, write_meta
 from simlm_cli.io.embeddings import EmbeddingReader
 from simlm_cli.io.files import atomic_directory
 from simlm_cli.io.ranked_block import RankedBlock
@@ -203,7 +203,7 @@ def build_dense_index(
         "dry_run": any(reader.header.dry_run for reader in readers),
         "build_seconds": round(time.perf_counter() - started, 3),
     }
-    with atomic_directory(output, marker=META_FILE) as tmp:
+    with atomic_directory(output, marker=META_FILE, owned=is_index_dir) as tmp:
         faiss.write_index(_to_cpu(faiss, index), str(tmp / INDEX_FILE))
         (tmp / DOCIDS_FILE).write_text("".join(f"{d}\n" for d in docids), encoding="utf-8")
         write_meta(tmp, meta)

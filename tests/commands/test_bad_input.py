@@ -265,8 +265,22 @@ def _one_shard_of_two(ctx, tmp) -> tuple[list, None]:
     return ["index", tmp / "shards", "--output", tmp / "out" / "idx"], None
 
 
+def _their_meta_json(ctx, tmp) -> tuple[list, None]:
+    """A directory holding another tool's meta.json is still not one simlm wrote (issue 10, item 1)."""
+    (tmp / "x" / "data").mkdir(parents=True)
+    (tmp / "x" / "meta.json").write_text('{"name": "mine"}')
+    (tmp / "x" / "p.txt").write_text("precious")
+    return ["index", ctx.stream, "--output", tmp / "x"], None
+
+
 CASES.update(
     {
+        "index-output-holds-another-tools-meta-json": Case(
+            _their_meta_json, "x/index.faiss", ["{tmp}/x: exists and is not one simlm wrote"]
+        ),
+        "index-two-streams-joined-by-cat": stream_case(
+            lambda b: b + b, ["<stdin>: bytes after the stream's end marker"], INDEX_PREAMBLE
+        ),
         "index-output-is-someone-elses-directory": Case(
             _their_directory, "theirs/meta.json", ["{tmp}/theirs: exists and is not one simlm wrote"]
         ),
@@ -398,6 +412,13 @@ def test_someone_elses_directory_is_left_as_it_was(results) -> None:
         assert done.returncode == 2
         assert sorted(p.name for p in (tmp / "theirs").iterdir()) == ["notes.txt"]
         assert (tmp / "theirs" / "notes.txt").read_text() == "keep me"
+
+
+def test_a_directory_with_another_tools_meta_json_keeps_its_files(results) -> None:
+    tmp, done = results["index-output-holds-another-tools-meta-json"]
+    assert done.returncode == 2, done.stderr
+    assert sorted(p.name for p in (tmp / "x").iterdir()) == ["data", "meta.json", "p.txt"]
+    assert (tmp / "x" / "p.txt").read_text() == "precious"
 
 
 def test_some_judged_documents_missing_is_a_warning(results) -> None:
