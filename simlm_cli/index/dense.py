@@ -176,6 +176,8 @@ def build_dense_index(
         spool = None if flat_or_hnsw else stack.enter_context(_VectorSpool(Path(output).parent, dim))
         for name, ids, vectors in _merge_streams(readers):
             for docid in ids:
+                if len(docid.split()) != 1:  # the runs `search` writes would not read back (issue 10)
+                    raise InputError(name, f"document id {docid!r} is empty or holds white space")
                 if docid in seen:
                     raise InputError(
                         name, f"duplicate document id {docid!r} (already read from this or an earlier stream)"

@@ -95,7 +95,7 @@ def _check_id(path: str | Path, lineno: int, field: str, value: str) -> str:
     value = value.strip()
     if not value:
         raise InputError(path, "empty id", line=lineno, field=field)
-    if any(c in value for c in "\t\n\r "):
+    if len(value.split()) != 1:  # any Unicode white space (NBSP, U+2028, \x0b): run readers split on it
         raise InputError(path, f"id {value!r} contains white space", line=lineno, field=field)
     return value
 

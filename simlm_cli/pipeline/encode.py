@@ -79,7 +79,8 @@ def encode_corpus(config: EncodeConfig, runtime: Runtime | None = None) -> dict:
     passages = _shard(iter_corpus(config.corpus, config.corpus_format), shard_id, num_shards)
     if config.dry_run:
         passages = itertools.islice(passages, DRY_RUN_PASSAGES)
-    total = DRY_RUN_PASSAGES if config.dry_run else max(count_lines(config.corpus) // num_shards, 1)
+    lines = count_lines(config.corpus)  # 0 for a pipe, which cannot be counted without being consumed
+    total = DRY_RUN_PASSAGES if config.dry_run else (max(lines // num_shards, 1) if lines else None)
     if config.output is None and sys.stdout.isatty():
         raise SimlmError("refusing to write binary embeddings to a terminal: pass --output FILE or pipe")
     if config.output is None and int(os.environ.get("WORLD_SIZE", "1")) > 1:
