@@ -128,8 +128,28 @@ def count_lines(path: str | Path) -> int:
     return count
 
 
+def check_output_file(path: str | Path | None) -> None:
+    """Before any work: an output file's place must be writable, so a long search or encode does not fail at its
+    end (and the error names the user's path, not the temporary one). None or `-` is stdout."""
+    if path is None or str(path) == "-":
+        return
+    path = Path(path)
+    if path.is_dir():
+        raise SimlmError(f"{path}: is a directory; --output names a file")
+    ancestor = path.parent
+    while not ancestor.exists() and ancestor != ancestor.parent:
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise SimlmError(f"{path}: cannot be created, {ancestor} is not a directory")
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        raise SimlmError(f"{path}: cannot be written, {ancestor} is not writable")
+
+
 def _temporary_sibling(path: Path) -> Path:
-    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as err:  # name the output the user asked for, not our temporary name
+        raise OSError(err.errno, err.strerror, str(path)) from None
     os.close(fd)
     return Path(name)
 

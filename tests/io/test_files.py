@@ -320,3 +320,23 @@ def test_a_byte_order_mark_is_dropped_everywhere_text_is_read(tmp_path: Path) ->
     gz = tmp_path / "corpus.jsonl.gz"
     gz.write_bytes(gzip.compress(BOM + b'{"_id": "a", "text": "x"}\n'))
     assert [p.id for p in iter_corpus(gz)] == ["a"]
+
+
+def test_an_unwritable_place_is_reported_by_the_users_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The error named the internal temporary file (issue 10, item 12)."""
+    import tempfile
+
+    from simlm_cli.io.files import check_output_file
+
+    def refuse(*args, **kwargs):
+        raise PermissionError(13, "Permission denied", str(tmp_path / ".run.trec.abc.tmp"))
+
+    monkeypatch.setattr(tempfile, "mkstemp", refuse)
+    with pytest.raises(PermissionError) as caught, atomic_output(tmp_path / "run.trec") as handle:
+        handle.write("x")
+    assert caught.value.filename == str(tmp_path / "run.trec")
+    (tmp_path / "d").mkdir()
+    with pytest.raises(SimlmError, match="is a directory; --output names a file"):
+        check_output_file(tmp_path / "d")
+    check_output_file(tmp_path / "new" / "deeper" / "run.trec")  # directories to be made are fine
+    check_output_file(None)
