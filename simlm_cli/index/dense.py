@@ -276,7 +276,10 @@ class DenseIndex:
         docids_path = self.path / DOCIDS_FILE
         if not docids_path.is_file():
             raise InputError(docids_path, "missing: the index directory is incomplete")
-        self.docids = np.array(docids_path.read_text(encoding="utf-8").split("\n")[:-1], dtype=object)
+        try:
+            self.docids = np.array(docids_path.read_text(encoding="utf-8").split("\n")[:-1], dtype=object)
+        except UnicodeDecodeError as err:
+            raise InputError(docids_path, f"corrupt: invalid UTF-8 at byte {err.start}") from None
         count = self.meta.get("count")
         if not (self.index.ntotal == len(self.docids) == count):
             raise InputError(
@@ -286,7 +289,18 @@ class DenseIndex:
             )
         if self.index.d != self.meta.get("dim"):
             raise InputError(self.path, f"corrupt index: dim {self.index.d} != meta.json dim {self.meta.get('dim')}")
-        self.set_search_params(**self.meta.get("search_params", {}))
+        if not isinstance(self.meta.get("encoder"), dict):
+            message = f"expected the encoder settings (an object), got {self.meta.get('encoder')!r}"
+            raise InputError(self.path / META_FILE, message, field="encoder")
+        params = self.meta.get("search_params", {})
+        if not isinstance(params, dict) or not all(_positive_int(v) for v in params.values()):
+            raise InputError(
+                self.path / META_FILE, f"expected positive integers, got {params!r}", field="search_params"
+            )
+        try:
+            self.set_search_params(**params)
+        except SimlmError as err:
+            raise InputError(self.path / META_FILE, str(err), field="search_params") from None
         if gpu:
             self.index = _to_gpu(faiss, self.index)
 
@@ -295,7 +309,13 @@ class DenseIndex:
         if ef_search and hasattr(self.index, "hnsw"):
             self.index.hnsw.efSearch = ef_search
         if nprobe:
-            faiss.extract_index_ivf(self.index).nprobe = nprobe
+            try:
+                ivf = faiss.extract_index_ivf(self.index)
+            except RuntimeError:  # a flat or HNSW index has no lists to probe
+                raise SimlmError(
+                    f"--nprobe applies to ivfpq indexes; {self.path} is {self.meta.get('index_type')}"
+                ) from None
+            ivf.nprobe = nprobe
 
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Top-k (scores, row numbers); rows are -1 where fewer than k documents exist."""
@@ -321,6 +341,10 @@ class DenseIndex:
         """The document ids as fixed-width UTF-8 bytes, for `RankedBlock`; None if an id holds a NUL byte."""
         raw = (self.path / DOCIDS_FILE).read_bytes()
         return None if b"\x00" in raw else np.array(raw.split(b"\n")[:-1])
+
+
+def _positive_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value > 0
 
 
 def _short(err: Exception) -> str:

@@ -250,7 +250,7 @@ def _open_dense(config: MineConfig):
     from simlm_cli.models.settings import EncoderSettings, validate_settings
 
     index = DenseIndex(config.index)
-    settings = EncoderSettings.from_json(index.meta["encoder"])
+    settings = EncoderSettings.from_json(index.meta["encoder"], f"{index.path / 'meta.json'}: field 'encoder'")
     if config.model:
         settings = replace(settings, model=config.model, source="--model")
     validate_settings(settings)

@@ -114,7 +114,7 @@ def _dense_rankings(config: SearchConfig, queries: dict[str, str], advance: Call
     index = DenseIndex(config.index, gpu=config.gpu)
     index.set_search_params(ef_search=config.ef_search, nprobe=config.nprobe)
     check_qrels_documents(config, set(index.docids.tolist()).__contains__, index.meta.get("dry_run", False))
-    settings = EncoderSettings.from_json(index.meta["encoder"])
+    settings = EncoderSettings.from_json(index.meta.get("encoder"), f"{index.path / META_FILE}: field 'encoder'")
     if config.model:
         settings = replace(settings, model=config.model, source="--model")
     validate_settings(settings)
