@@ -279,6 +279,7 @@ class ScoreConfig:
     corpus_format: CorpusFormat = CorpusFormat.auto
     device: str = "auto"
     precision: Precision = Precision.auto
+    dry_run: bool = False  # score only the first DRY_RUN_QUERIES usable queries
 
 
 _EMPTY = object()
@@ -320,11 +321,15 @@ def score_train_file(c: ScoreConfig) -> dict[str, Any]:
     counts = {"queries": 0, "skipped": 0, "pairs": 0}
 
     def usable() -> Iterator[TrainExample]:
+        kept = 0
         for example in itertools.chain([first], examples):
             if not isinstance(example, TrainExample):  # no positive: nothing to score against
                 counts["skipped"] += 1
+            elif c.dry_run and kept >= DRY_RUN_QUERIES:
+                return
             else:
                 example.negatives = example.negatives[: c.max_negatives]  # None keeps them all
+                kept += 1
                 yield example
 
     started = time.perf_counter()
