@@ -90,3 +90,12 @@ def test_an_output_in_a_read_only_directory_fails_before_the_search(run_cli, tmp
     args = ["search", "--index", tmp_path / "absent", "--queries", tmp_path / "q.jsonl", "--output", locked / "r.trec"]
     line = _one_error_line(run_cli(args))
     assert f"{locked}/r.trec: cannot be written" in line and ".tmp" not in line, line
+
+
+def test_a_run_read_from_dev_stdin_is_read_whole(run_cli, tiny_data) -> None:
+    """`--run /dev/stdin` (a pipe) said "empty run": format detection had consumed it (issue 10, item 5)."""
+    run = b"\xef\xbb\xbfq1 Q0 d1 1 0.9 t\nq2 Q0 d4 1 0.8 t\n"  # with a byte-order mark too (item 6)
+    done = run_cli(["evaluate", "--qrels", tiny_data.qrels, "--run", "/dev/stdin", "--json", "-M", "recall@10"],
+                   input=run)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.decode().strip() == '{"recall@10": 0.25}'  # half of q1's and q2's, none of q3's and q4's
