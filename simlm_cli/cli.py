@@ -9,6 +9,7 @@ import os
 import sys
 
 import typer
+from typer._click import exceptions as click  # Typer >= 0.26 carries its own copy of click
 
 from simlm_cli import __version__
 from simlm_cli.commands import distill, encode, evaluate, fuse, index, mine, pretrain, rerank, search, train
@@ -39,6 +40,32 @@ def _root(
     """Dense passage retrieval the SimLM way."""
 
 
+INTERRUPTED = (
+    "simlm: interrupted; every output is written whole or not at all, so nothing partial was left (a training run "
+    "keeps its checkpoints: --resume continues from the last)"
+)
+
+
+def _usage_error(err: click.ClickException) -> int:
+    """A usage mistake (a bad option value, an unknown command, an unreadable path) as one line, like every other
+    error, with where to look; `simlm` alone still shows the help."""
+    from rich.markup import escape
+
+    from simlm_cli.console import console
+
+    if isinstance(err, click.NoArgsIsHelpError):
+        from typer import rich_utils
+
+        rich_utils.rich_format_error(err)
+        return err.exit_code
+    message = " ".join(err.format_message().split())
+    ctx = getattr(err, "ctx", None)
+    if isinstance(err, click.UsageError) and ctx is not None:
+        message += f" (see `{ctx.command_path} -h`)"
+    console.print(f"[red]simlm: error:[/red] {escape(message)}")
+    return err.exit_code
+
+
 def main() -> None:
     """Entry point: user errors become one line on stderr and exit code 2, never a traceback."""
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -47,12 +74,18 @@ def main() -> None:
     from simlm_cli.console import console
 
     try:
-        app()
+        # standalone_mode=False: usage errors come here as exceptions instead of Typer's multi-line box.
+        code = app(prog_name="simlm", standalone_mode=False)
+    except click.ClickException as err:
+        sys.exit(_usage_error(err))
+    except typer.Abort:  # EOF at a prompt
+        console.print(f"[red]{INTERRUPTED}[/red]")
+        sys.exit(130)
     except SimlmError as err:
         console.print(f"[red]simlm: error:[/red] {escape(str(err))}")
         sys.exit(err.exit_code)
     except KeyboardInterrupt:
-        console.print("[red]simlm: interrupted[/red]")
+        console.print(f"[red]{INTERRUPTED}[/red]")
         sys.exit(130)
     except BrokenPipeError:
         # The reader of our stdout went away (e.g. `| head`); nothing more to say.
@@ -64,3 +97,7 @@ def main() -> None:
         where = f"{err.filename}: " if err.filename else ""
         console.print(f"[red]simlm: error:[/red] {escape(where + (err.strerror or str(err)))}")
         sys.exit(2)
+    if code == 130:  # Typer turns Ctrl-C into exit code 130, silently
+        console.print(f"[red]{INTERRUPTED}[/red]")
+    if isinstance(code, int) and not isinstance(code, bool):  # an Exit's code; commands themselves return None
+        sys.exit(code)

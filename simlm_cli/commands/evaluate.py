@@ -35,8 +35,10 @@ def evaluate(
     ),
 ) -> None:
     """Score a run: judged queries missing from the run count as 0; MRR@k is cut at k as trec_eval does."""
+    from simlm_cli.io.files import check_output_file
     from simlm_cli.pipeline.evaluate import evaluate_run, render_table
 
+    check_output_file(per_query)  # before reading the run
     names = metric or PAPER_METRICS
     means, per_query_values, counts = evaluate_run(
         str(qrels), str(run), names, relevance_level, run_format, ignore_unjudged, qrels_format

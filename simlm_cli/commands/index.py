@@ -56,10 +56,10 @@ def index(
 ) -> None:
     """Build an index directory that `simlm search` reads."""
     from simlm_cli.console import info
-    from simlm_cli.index import META_FILE
+    from simlm_cli.index import META_FILE, is_index_dir
     from simlm_cli.io.files import check_replaceable
 
-    check_replaceable(output, META_FILE)  # before any work: never replace a directory simlm did not write
+    check_replaceable(output, META_FILE, is_index_dir)  # before any work: never replace a directory simlm did not write
     if bm25:
         if corpus is None:
             raise SimlmError("--bm25 needs --corpus")

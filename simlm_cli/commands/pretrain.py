@@ -130,12 +130,13 @@ def pretrain(
     from simlm_cli.models.settings import resolve_model_path
     from simlm_cli.training.objective import EXTRAS_DIR
     from simlm_cli.training.registry import load_objective, parse_extra_args, resolve_options
-    from simlm_cli.training.trainer import TrainConfig, Trainer
+    from simlm_cli.training.trainer import TrainConfig, Trainer, check_train_output
 
     if corpus is None:
         raise SimlmError("--corpus is required")
     if output is None:
         raise SimlmError("--output is required")
+    check_train_output(output)  # before loading a model or reading the corpus
     cls = load_objective(objective)
     pairs = parse_extra_args(list(ctx.args))
     for item in option or []:

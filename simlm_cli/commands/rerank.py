@@ -158,6 +158,7 @@ def score(
     corpus_format: CorpusFormat = CorpusFormatOpt,
     device: str = options.Device,
     precision: Precision = options.PrecisionOpt,
+    dry_run: bool = typer.Option(False, "--dry-run", help="Score only the file's first 4 usable queries."),
 ) -> None:
     """Write the teacher scores for `simlm distill` into a copy of a training file.
 
@@ -169,7 +170,7 @@ def score(
 
     config = ScoreConfig(
         model=model, train_file=str(train_file), corpus=str(corpus), output=str(output), max_negatives=max_negatives,
-        batch_size=batch_size, corpus_format=corpus_format, device=device, precision=precision,
+        batch_size=batch_size, corpus_format=corpus_format, device=device, precision=precision, dry_run=dry_run,
     )  # fmt: skip
     score_train_file(config)
 

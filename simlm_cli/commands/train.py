@@ -15,11 +15,12 @@ from simlm_cli.io.corpus import CorpusFormat
 def trainer_config(objective: str, train_file: Path | None, corpus: Path | None, output: Path | None, **kw: Any):
     """The shared trainer's configuration from a command's options (required ones checked here)."""
     from simlm_cli.errors import SimlmError
-    from simlm_cli.training.trainer import TrainConfig
+    from simlm_cli.training.trainer import TrainConfig, check_train_output
 
     for flag, value in (("--train-file", train_file), ("--corpus", corpus), ("--output", output)):
         if value is None:
             raise SimlmError(f"{flag} is required")
+    check_train_output(output)  # before loading a model or reading the data
     max_steps = kw.pop("max_steps")
     epochs = kw.pop("epochs")
     return TrainConfig(

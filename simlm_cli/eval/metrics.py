@@ -26,6 +26,8 @@ _FAMILIES = {
     "recip_rank": ("recip_rank", "recip_rank", "recip_rank"),
     "success": ("success", "success_{k}", None),
 }
+# pytrec_eval passes cut-offs to C as integers: a larger one wraps around and silently scores 0.0.
+MAX_CUTOFF = 1_000_000_000
 _NAME = re.compile(r"^(?P<family>[a-z_]+)(?:@(?P<k>[1-9][0-9]*))?$")
 
 
@@ -44,6 +46,8 @@ def parse_metric(name: str) -> Metric:
         known = "ndcg@k, mrr@k, recall@k (r@k), precision@k (p@k), map, map@k, success@k, ndcg, mrr"
         raise SimlmError(f"--metric {name!r}: unknown metric; use one of {known}")
     k = int(match["k"]) if match["k"] else None
+    if k is not None and k > MAX_CUTOFF:
+        raise SimlmError(f"--metric {name!r}: cut-off {k} is too large (at most {MAX_CUTOFF:,})")
     measure, key, uncut = family
     if match["family"] in ("mrr", "recip_rank"):
         return Metric(name, "recip_rank", "recip_rank", k)

@@ -30,5 +30,14 @@ def read_meta(index_dir: str | Path) -> dict[str, Any]:
     return meta
 
 
+def is_index_dir(index_dir: str | Path) -> bool:
+    """Whether `index_dir` holds a meta.json that simlm wrote (its `kind`), so `--output` may replace it."""
+    try:
+        meta = json.loads((Path(index_dir) / META_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError, UnicodeDecodeError):
+        return False
+    return isinstance(meta, dict) and meta.get("kind") in (DENSE_KIND, BM25_KIND)
+
+
 def write_meta(index_dir: Path, meta: dict[str, Any]) -> None:
     (index_dir / META_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n", encoding="utf-8")

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from simlm_cli.errors import InputError, SimlmError
-from simlm_cli.index import BM25_KIND, META_FILE, read_meta, write_meta
+from simlm_cli.index import BM25_KIND, META_FILE, is_index_dir, read_meta, write_meta
 from simlm_cli.io.corpus import CorpusFormat, iter_corpus
 from simlm_cli.io.files import atomic_directory
 
@@ -120,7 +120,7 @@ def build_bm25_index(corpus: str | Path, output: str | Path, fmt: CorpusFormat, 
     from simlm_cli.console import info
 
     started = time.perf_counter()
-    with atomic_directory(output, marker=META_FILE) as tmp:
+    with atomic_directory(output, marker=META_FILE, owned=is_index_dir) as tmp:
         staging = tmp / "staging"
         staging.mkdir()
         count = _write_pyserini_jsonl(corpus, fmt, staging)

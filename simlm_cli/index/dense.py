@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from simlm_cli.errors import InputError, SimlmError
-from simlm_cli.index import DENSE_KIND, META_FILE, read_meta, write_meta
+from simlm_cli.index import DENSE_KIND, META_FILE, is_index_dir, read_meta, write_meta
 from simlm_cli.io.embeddings import EmbeddingReader
 from simlm_cli.io.files import atomic_directory
 from simlm_cli.io.ranked_block import RankedBlock
@@ -176,6 +176,8 @@ def build_dense_index(
         spool = None if flat_or_hnsw else stack.enter_context(_VectorSpool(Path(output).parent, dim))
         for name, ids, vectors in _merge_streams(readers):
             for docid in ids:
+                if len(docid.split()) != 1:  # the runs `search` writes would not read back (issue 10)
+                    raise InputError(name, f"document id {docid!r} is empty or holds white space")
                 if docid in seen:
                     raise InputError(
                         name, f"duplicate document id {docid!r} (already read from this or an earlier stream)"
@@ -203,7 +205,7 @@ def build_dense_index(
         "dry_run": any(reader.header.dry_run for reader in readers),
         "build_seconds": round(time.perf_counter() - started, 3),
     }
-    with atomic_directory(output, marker=META_FILE) as tmp:
+    with atomic_directory(output, marker=META_FILE, owned=is_index_dir) as tmp:
         faiss.write_index(_to_cpu(faiss, index), str(tmp / INDEX_FILE))
         (tmp / DOCIDS_FILE).write_text("".join(f"{d}\n" for d in docids), encoding="utf-8")
         write_meta(tmp, meta)
@@ -274,7 +276,10 @@ class DenseIndex:
         docids_path = self.path / DOCIDS_FILE
         if not docids_path.is_file():
             raise InputError(docids_path, "missing: the index directory is incomplete")
-        self.docids = np.array(docids_path.read_text(encoding="utf-8").split("\n")[:-1], dtype=object)
+        try:
+            self.docids = np.array(docids_path.read_text(encoding="utf-8").split("\n")[:-1], dtype=object)
+        except UnicodeDecodeError as err:
+            raise InputError(docids_path, f"corrupt: invalid UTF-8 at byte {err.start}") from None
         count = self.meta.get("count")
         if not (self.index.ntotal == len(self.docids) == count):
             raise InputError(
@@ -284,7 +289,18 @@ class DenseIndex:
             )
         if self.index.d != self.meta.get("dim"):
             raise InputError(self.path, f"corrupt index: dim {self.index.d} != meta.json dim {self.meta.get('dim')}")
-        self.set_search_params(**self.meta.get("search_params", {}))
+        if not isinstance(self.meta.get("encoder"), dict):
+            message = f"expected the encoder settings (an object), got {self.meta.get('encoder')!r}"
+            raise InputError(self.path / META_FILE, message, field="encoder")
+        params = self.meta.get("search_params", {})
+        if not isinstance(params, dict) or not all(_positive_int(v) for v in params.values()):
+            raise InputError(
+                self.path / META_FILE, f"expected positive integers, got {params!r}", field="search_params"
+            )
+        try:
+            self.set_search_params(**params)
+        except SimlmError as err:
+            raise InputError(self.path / META_FILE, str(err), field="search_params") from None
         if gpu:
             self.index = _to_gpu(faiss, self.index)
 
@@ -293,7 +309,13 @@ class DenseIndex:
         if ef_search and hasattr(self.index, "hnsw"):
             self.index.hnsw.efSearch = ef_search
         if nprobe:
-            faiss.extract_index_ivf(self.index).nprobe = nprobe
+            try:
+                ivf = faiss.extract_index_ivf(self.index)
+            except RuntimeError:  # a flat or HNSW index has no lists to probe
+                raise SimlmError(
+                    f"--nprobe applies to ivfpq indexes; {self.path} is {self.meta.get('index_type')}"
+                ) from None
+            ivf.nprobe = nprobe
 
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Top-k (scores, row numbers); rows are -1 where fewer than k documents exist."""
@@ -319,6 +341,10 @@ class DenseIndex:
         """The document ids as fixed-width UTF-8 bytes, for `RankedBlock`; None if an id holds a NUL byte."""
         raw = (self.path / DOCIDS_FILE).read_bytes()
         return None if b"\x00" in raw else np.array(raw.split(b"\n")[:-1])
+
+
+def _positive_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value > 0
 
 
 def _short(err: Exception) -> str:

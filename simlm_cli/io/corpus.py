@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 from enum import Enum
@@ -50,9 +51,28 @@ def detect_corpus_format(path: str | Path) -> CorpusFormat:
     return CorpusFormat.beir
 
 
+class _NotFinite(ValueError):
+    pass
+
+
+def _no_constant(name: str) -> float:
+    raise _NotFinite(name)
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):  # 1e999
+        raise _NotFinite(text)
+    return value
+
+
 def json_record(path: str | Path, lineno: int, text: str) -> dict:
+    """One JSON object per line. Python's reader takes the bare tokens NaN and Infinity (not JSON) and turns 1e999
+    into inf: a non-finite score would poison a whole training run, so each is an error here."""
     try:
-        record = json.loads(text)
+        record = json.loads(text, parse_constant=_no_constant, parse_float=_finite_float)
+    except _NotFinite as err:
+        raise InputError(path, f"{err} is not a finite number", line=lineno) from None
     except json.JSONDecodeError as err:
         raise InputError(path, f"malformed JSON ({err.msg} at column {err.colno})", line=lineno) from None
     if not isinstance(record, dict):
@@ -75,7 +95,7 @@ def _check_id(path: str | Path, lineno: int, field: str, value: str) -> str:
     value = value.strip()
     if not value:
         raise InputError(path, "empty id", line=lineno, field=field)
-    if any(c in value for c in "\t\n\r "):
+    if len(value.split()) != 1:  # any Unicode white space (NBSP, U+2028, \x0b): run readers split on it
         raise InputError(path, f"id {value!r} contains white space", line=lineno, field=field)
     return value
 

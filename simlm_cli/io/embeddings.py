@@ -2,12 +2,13 @@
 
 Layout (all integers little-endian):
 
-    magic    b"SIMLM-EMB\\x01\\n"              10 bytes, the last-but-one byte is the format version
+    magic    b"SIMLM-EMB\\x01\\n"              11 bytes, the last-but-one byte is the format version
     header   uint32 length + UTF-8 JSON      what made the vectors: model, pooling, normalize, dim, dtype, ...
     block*   b"B" + uint32 n + uint32 m      n vectors; m bytes of ids follow
              ids: m bytes, UTF-8, '\\n'-joined (ids never contain white space)
              vectors: n * dim values of `dtype`, row-major
-    end      b"E" + uint64 total             total vectors in the stream; absent = truncated stream
+    end      b"E" + uint64 total             total vectors in the stream; absent = truncated stream; nothing may
+                                             follow it (concatenated streams are refused, not half-read)
 
 Blocks let the writer flush as it encodes (a stream, never the corpus in memory) and cost a few bytes per
 thousand vectors. The end marker lets a reader tell a finished stream from one whose writer died: `simlm index`
@@ -89,8 +90,10 @@ class EmbeddingReader:
         self.name = name
         magic = self._read(len(MAGIC), "the stream's magic bytes")
         if magic != MAGIC:
-            if magic[:9] == MAGIC[:9]:
-                raise InputError(name, f"embedding stream version {magic[9]} is not supported (expected 1)")
+            if magic[:9] == MAGIC[:9] and magic[9] != MAGIC[9]:
+                raise InputError(name, f"embedding stream version {magic[9]} is not supported (expected {MAGIC[9]})")
+            if magic[:10] == MAGIC[:10]:
+                raise InputError(name, "corrupt stream: its magic bytes are damaged")
             raise InputError(name, "not a simlm embedding stream (write one with `simlm encode`)")
         (length,) = struct.unpack("<I", self._read(4, "the header"))
         try:
@@ -98,8 +101,7 @@ class EmbeddingReader:
             self.header = StreamHeader(**meta)
         except (ValueError, TypeError) as err:
             raise InputError(name, f"corrupt stream header ({err})") from None
-        if self.header.dtype not in _DTYPES:
-            raise InputError(name, f"unsupported dtype {self.header.dtype!r} in the stream header")
+        _check_header(name, self.header)
         self._dtype = _DTYPES[self.header.dtype]
         self.count = 0
 
@@ -117,6 +119,13 @@ class EmbeddingReader:
                 (total,) = struct.unpack("<Q", self._read(8, "the end marker"))
                 if total != self.count:
                     raise InputError(self.name, f"end marker says {total} vectors, the stream held {self.count}")
+                if self._handle.read(1):
+                    # `cat a.emb b.emb | simlm index` would otherwise index a.emb alone, silently.
+                    raise InputError(
+                        self.name,
+                        f"bytes after the stream's end marker (after {self.count} vectors): two streams joined "
+                        "with cat? Name each file: `simlm index a.emb b.emb`",
+                    )
                 return
             if tag != b"B":
                 if not tag:
@@ -133,8 +142,37 @@ class EmbeddingReader:
             if len(ids) != n:
                 raise InputError(self.name, f"corrupt block: {len(ids)} ids for {n} vectors")
             raw = self._read(n * dim * self._dtype.itemsize, "a block's vectors")
+            vectors = np.frombuffer(raw, dtype=self._dtype).reshape(n, dim).astype(np.float32, copy=False)
+            self._check_finite(ids, vectors)
             self.count += n
-            yield ids, np.frombuffer(raw, dtype=self._dtype).reshape(n, dim).astype(np.float32, copy=False)
+            yield ids, vectors
+
+    def _check_finite(self, ids: list[str], vectors: np.ndarray) -> None:
+        """A NaN or infinite vector would score NaN against every query and land at an arbitrary rank."""
+        bad = ~np.isfinite(vectors).all(axis=1)
+        if bad.any():
+            row = int(np.argmax(bad))
+            raise InputError(
+                self.name, f"vector {self.count + row + 1} (id {ids[row]!r}) holds a non-finite value (NaN or inf)"
+            )
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _check_header(name: str, header: StreamHeader) -> None:
+    """The header's types, before any of its values sizes a read or names a file (JSON says nothing of them)."""
+    if not _is_int(header.dim) or header.dim < 1:
+        raise InputError(name, f"corrupt stream header: dim {header.dim!r} is not a positive integer")
+    if header.dtype not in _DTYPES:
+        raise InputError(name, f"unsupported dtype {header.dtype!r} in the stream header")
+    if not isinstance(header.encoder, dict):
+        raise InputError(name, f"corrupt stream header: encoder {header.encoder!r} is not an object")
+    if not (_is_int(header.shard_id) and _is_int(header.num_shards)):
+        raise InputError(name, "corrupt stream header: shard_id and num_shards must be integers")
+    if not isinstance(header.corpus, str):
+        raise InputError(name, "corrupt stream header: corpus must be a string")
 
 
 def open_stream(path: str | Path) -> tuple[IO[bytes], str]:
@@ -144,6 +182,8 @@ def open_stream(path: str | Path) -> tuple[IO[bytes], str]:
     if str(path) == "-":
         return sys.stdin.buffer, "<stdin>"
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():
         raise InputError(path, "no such embedding file")
-    return open(path, "rb"), str(path)
+    if path.is_dir():
+        raise InputError(path, "is a directory, expected an embedding file")
+    return open(path, "rb"), str(path)  # a file, a FIFO or `<(simlm encode ...)`: read once, front to back

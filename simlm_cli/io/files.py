@@ -7,10 +7,11 @@ import gzip
 import io
 import os
 import shutil
+import stat
 import sys
 import tempfile
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO
 
@@ -35,35 +36,68 @@ def open_binary(path: str | Path) -> IO[bytes]:
 _READ_ERRORS = (OSError, EOFError, zlib.error)
 
 
-# Lines of stdin read by a format-detecting peek, replayed to the reader that follows (stdin cannot rewind).
-_stdin_peeked: list[bytes] = []
+BOM = "\ufeff"
 
 
-def _stdin_lines(peek: bool) -> Iterator[bytes]:
-    """stdin's lines: first those an earlier peek read, then the rest. A peek records what it reads."""
-    replay = list(_stdin_peeked)
-    if not peek:
-        _stdin_peeked.clear()
-    yield from replay
-    for raw in sys.stdin.buffer:
-        if peek:
-            _stdin_peeked.append(raw)
-        yield raw
+def is_read_once(path: str | Path) -> bool:
+    """stdin (`-`), a pipe, a FIFO or a process substitution (`<(zcat x.gz)`, /dev/fd/N, /dev/stdin on a pipe):
+    bytes that can be read once only, so a second open would find them gone (or wait forever for a writer)."""
+    if str(path) == "-":
+        return True
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return False
+    return not (stat.S_ISREG(mode) or stat.S_ISDIR(mode))
+
+
+class _ReadOnce:
+    """One read-once input, opened once for the whole process: the lines a format-detecting peek read are
+    replayed to the reader that follows."""
+
+    def __init__(self, path: str):
+        self.handle = sys.stdin.buffer if path == "-" else open_binary(path)
+        self.peeked: list[bytes] = []
+
+    def lines(self, peek: bool) -> Iterator[bytes]:
+        replay = list(self.peeked)
+        if not peek:
+            self.peeked.clear()
+        yield from replay
+        for raw in self.handle:
+            if peek:
+                self.peeked.append(raw)
+            yield raw
+
+
+_read_once: dict[str, _ReadOnce] = {}
+
+
+def _once(path: str | Path) -> _ReadOnce:
+    key = str(path)
+    entry = _read_once.get(key)
+    if entry is None or (key == "-" and entry.handle is not sys.stdin.buffer):  # stdin replaced (tests)
+        entry = _read_once[key] = _ReadOnce(key)
+    return entry
 
 
 def iter_lines(path: str | Path, peek: bool = False) -> Iterator[tuple[int, str]]:
-    """Yield (line number, text without line ending) for each line, checking UTF-8 line by line.
+    """Yield (line number, text without line ending) for each line, checking UTF-8 line by line. A leading
+    UTF-8 byte-order mark (Windows editors write one) is dropped, so it never becomes part of an id.
 
-    `peek`: the caller reads only a few lines (format detection); from stdin they are kept for the next reader.
+    `peek`: the caller reads only a few lines (format detection); from a read-once input they are kept for the next
+    reader.
     """
-    handle = None if str(path) == "-" else open_binary(path)
-    raw_lines = _stdin_lines(peek) if handle is None else handle
+    handle = None if is_read_once(path) else open_binary(path)
+    raw_lines = _once(path).lines(peek) if handle is None else handle
     try:
         for lineno, raw in enumerate(raw_lines, 1):
             try:
                 text = raw.decode("utf-8")
             except UnicodeDecodeError as err:
                 raise InputError(path, f"invalid UTF-8 at byte {err.start} of the line", line=lineno) from None
+            if lineno == 1:
+                text = text.removeprefix(BOM)
             yield lineno, text.rstrip("\r\n")
     except _READ_ERRORS as err:
         raise InputError(path, f"cannot read: {err or type(err).__name__}") from None
@@ -82,7 +116,7 @@ def first_content_line(path: str | Path) -> tuple[int, str] | None:
 
 def count_lines(path: str | Path) -> int:
     """Count lines cheaply (for progress totals); a stream we cannot rewind counts as 0."""
-    if str(path) == "-":
+    if is_read_once(path):
         return 0
     count = 0
     try:
@@ -94,8 +128,28 @@ def count_lines(path: str | Path) -> int:
     return count
 
 
+def check_output_file(path: str | Path | None) -> None:
+    """Before any work: an output file's place must be writable, so a long search or encode does not fail at its
+    end (and the error names the user's path, not the temporary one). None or `-` is stdout."""
+    if path is None or str(path) == "-":
+        return
+    path = Path(path)
+    if path.is_dir():
+        raise SimlmError(f"{path}: is a directory; --output names a file")
+    ancestor = path.parent
+    while not ancestor.exists() and ancestor != ancestor.parent:
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise SimlmError(f"{path}: cannot be created, {ancestor} is not a directory")
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        raise SimlmError(f"{path}: cannot be written, {ancestor} is not writable")
+
+
 def _temporary_sibling(path: Path) -> Path:
-    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as err:  # name the output the user asked for, not our temporary name
+        raise OSError(err.errno, err.strerror, str(path)) from None
     os.close(fd)
     return Path(name)
 
@@ -136,24 +190,33 @@ def atomic_output(path: str | Path, mode: str = "w") -> Iterator[IO]:
         raise
 
 
-def check_replaceable(path: str | Path, marker: str) -> None:
+def check_replaceable(path: str | Path, marker: str, owned: Callable[[Path], bool] | None = None) -> None:
     """Refuse to overwrite a directory that this kind of output did not make: an existing `path` may be replaced
-    only if it is empty or holds `marker` (e.g. an index's meta.json). Commands call this before any work."""
+    only if it is empty or holds `marker` (e.g. an index's meta.json) and, when given, `owned(path)` says the
+    marker is simlm's own (any JSON file named meta.json is not). Commands call this before any work."""
     path = Path(path)
     if not path.exists():
         return
     if not path.is_dir():
         raise SimlmError(f"{path}: exists and is not a directory")
-    if (path / marker).is_file() or not any(path.iterdir()):
+    if not any(path.iterdir()):
+        return
+    if not (path / marker).is_file():
+        reason = f"no {marker}"
+    elif owned is not None and not owned(path):
+        reason = f"its {marker} is not simlm's"
+    else:
         return
     raise SimlmError(
-        f"{path}: exists and is not one simlm wrote (no {marker}); refusing to replace it - remove it or pick "
+        f"{path}: exists and is not one simlm wrote ({reason}); refusing to replace it - remove it or pick "
         "another --output"
     )
 
 
 @contextlib.contextmanager
-def atomic_directory(path: str | Path, marker: str | None = None) -> Iterator[Path]:
+def atomic_directory(
+    path: str | Path, marker: str | None = None, owned: Callable[[Path], bool] | None = None
+) -> Iterator[Path]:
     """Build a directory under a temporary name; it replaces `path` only when the block succeeds.
 
     With `marker`, an existing `path` is replaced only if it is empty or holds that file (`check_replaceable`).
@@ -162,7 +225,7 @@ def atomic_directory(path: str | Path, marker: str | None = None) -> Iterator[Pa
     if path.exists() and not path.is_dir():
         raise SimlmError(f"{path}: exists and is not a directory")
     if marker is not None:
-        check_replaceable(path, marker)
+        check_replaceable(path, marker, owned)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
     try:

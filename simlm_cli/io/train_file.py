@@ -13,6 +13,7 @@ that is also one of the query's positives is dropped: a judged positive is never
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Container, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -80,6 +81,17 @@ def write_example(handle: IO[str], example: TrainExample) -> None:
     handle.write(json.dumps(example.to_json(), ensure_ascii=False) + "\n")
 
 
+def _finite(path: str | Path, lineno: int, where: str, score: int | float) -> float:
+    """A score as a float; one past float's range (an integer of 400 digits) would be inf, or a traceback."""
+    try:
+        value = float(score)
+    except OverflowError:
+        value = math.inf
+    if not math.isfinite(value):
+        raise InputError(path, f"score {score!r} is not a finite number", line=lineno, field=f"{where}.score")
+    return value
+
+
 def _candidates(path: str | Path, lineno: int, record: dict, name: str, need_scores: bool) -> list[Candidate]:
     value = record.get(name, [])
     if not isinstance(value, list):
@@ -99,7 +111,7 @@ def _candidates(path: str | Path, lineno: int, record: dict, name: str, need_sco
                 path, "no score (distillation needs a teacher score on every passage: `simlm rerank score`)",
                 line=lineno, field=f"{where}.score",
             )  # fmt: skip
-        out.append(Candidate(str(item["docid"]), None if score is None else float(score)))
+        out.append(Candidate(str(item["docid"]), None if score is None else _finite(path, lineno, where, score)))
     return out
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -33,15 +34,19 @@ def load_tokenizer(model: str) -> Any:
 
 
 def load_hf_model(model: str, auto_class: Any = None) -> Any:
-    """Load weights with an AutoModel class (safetensors preferred; no arbitrary unpickling of remote code)."""
+    """Load weights with an AutoModel class, from safetensors only, as the training loaders do: a `.bin` is a pickle,
+    and a model directory may come from anywhere (only torch's `weights_only` default would stop a planted one)."""
     from transformers import AutoModel
 
     _quiet_transformers()
     path = resolve_model_path(model)
     try:
-        return (auto_class or AutoModel).from_pretrained(path)
+        return (auto_class or AutoModel).from_pretrained(path, use_safetensors=True)
     except (OSError, ValueError) as err:
-        raise SimlmError(f"cannot load model {model!r}: {_first_line(err)}") from None
+        hint = ""
+        if Path(path).is_dir() and not any(Path(path).glob("*.safetensors")):
+            hint = " (simlm loads safetensors weights only; save the model with `save_pretrained(dir)` to get them)"
+        raise SimlmError(f"cannot load model {model!r}: {_first_line(err)}{hint}") from None
 
 
 def tokenize_texts(tokenizer: Any, texts: list[str], pairs: list[str] | None, max_length: int) -> dict[str, list]:

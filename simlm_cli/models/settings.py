@@ -24,6 +24,16 @@ ST_MODULES = {"Transformer", "Pooling", "Normalize"}  # the sentence-transformer
 SETTINGS_FILES = ["modules.json", "sentence_bert_config.json", "*/config.json", SIMLM_CONFIG, "tokenizer_config.json"]
 
 
+_FIELD_TYPES = {
+    "model": str,
+    "pooling": str,
+    "normalize": bool,
+    "query_max_length": int,
+    "passage_max_length": int,
+    "passage_format": str,
+}
+
+
 @dataclass(frozen=True)
 class EncoderSettings:
     model: str  # what the user named: a directory or a hub name; recorded so queries are encoded alike
@@ -40,7 +50,14 @@ class EncoderSettings:
         return data
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> EncoderSettings:
+    def from_json(cls, data: Any, where: str = "settings") -> EncoderSettings:
+        """Settings from JSON (index metadata, simlm.json); `where` names the file in the error a wrong type gives."""
+        if not isinstance(data, dict):
+            raise SimlmError(f"{where}: encoder settings must be a JSON object, got {type(data).__name__}")
+        for name, kind in _FIELD_TYPES.items():
+            value = data.get(name)
+            if name in data and (not isinstance(value, kind) or (kind is int and isinstance(value, bool))):
+                raise SimlmError(f"{where}: field '{name}': expected {kind.__name__}, got {value!r}")
         known = {
             k: data[k]
             for k in (
@@ -78,11 +95,16 @@ def resolve_model_path(model: str | None) -> str:
     return model
 
 
-def _read_json(path: Path) -> dict[str, Any]:
+def _read_json(path: Path, expect: type = dict) -> Any:
+    """A model configuration file, of the JSON type it must have (modules.json: a list; the others: objects)."""
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as err:
         raise SimlmError(f"{path}: cannot read model configuration ({err})") from None
+    if not isinstance(data, expect):
+        what = "a list" if expect is list else "an object"
+        raise SimlmError(f"{path}: corrupt model configuration: expected {what}, got {type(data).__name__}")
+    return data
 
 
 def sentence_transformers_settings(model_dir: Path, base: EncoderSettings) -> EncoderSettings | None:
@@ -90,7 +112,9 @@ def sentence_transformers_settings(model_dir: Path, base: EncoderSettings) -> En
     modules_file = model_dir / "modules.json"
     if not modules_file.is_file():
         return None
-    modules = _read_json(modules_file)
+    modules = _read_json(modules_file, list)
+    if not all(isinstance(m, dict) and isinstance(m.get("type", ""), str) for m in modules):
+        raise SimlmError(f"{modules_file}: corrupt model configuration: expected objects with a string 'type'")
     types = {m.get("type", "").rsplit(".", 1)[-1]: m for m in modules}
     unknown = sorted(set(types) - ST_MODULES)
     if unknown:
@@ -102,7 +126,7 @@ def sentence_transformers_settings(model_dir: Path, base: EncoderSettings) -> En
     _check_lower_case(model_dir)
     pooling = base.pooling
     if "Pooling" in types:
-        config = _read_json(model_dir / types["Pooling"].get("path", "") / "config.json")
+        config = _read_json(model_dir / str(types["Pooling"].get("path", "")) / "config.json")
         pooling = _st_pooling(model_dir, config)
     return replace(
         base,
@@ -149,7 +173,10 @@ def _st_max_length(model_dir: Path, default: int) -> int:
     """`max_seq_length` (sentence_bert_config.json), else the tokenizer's `model_max_length` where sane."""
     st_config = model_dir / "sentence_bert_config.json"
     if st_config.is_file() and _read_json(st_config).get("max_seq_length"):
-        return int(_read_json(st_config)["max_seq_length"])
+        value = _read_json(st_config)["max_seq_length"]
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise SimlmError(f"{st_config}: field 'max_seq_length': expected int, got {value!r}")
+        return value
     tokenizer_config = model_dir / "tokenizer_config.json"
     if tokenizer_config.is_file():
         limit = _read_json(tokenizer_config).get("model_max_length")
@@ -181,7 +208,8 @@ def resolve_settings(model: str | None, **overrides: Any) -> EncoderSettings:
     if model_dir.is_dir():
         settings = sentence_transformers_settings(model_dir, settings) or settings
         if (model_dir / SIMLM_CONFIG).is_file():
-            saved = EncoderSettings.from_json({**_read_json(model_dir / SIMLM_CONFIG), "model": model})
+            where = str(model_dir / SIMLM_CONFIG)
+            saved = EncoderSettings.from_json({**_read_json(model_dir / SIMLM_CONFIG), "model": model}, where)
             settings = replace(saved, source=SIMLM_CONFIG)
     given = {k: v for k, v in overrides.items() if v is not None}
     if given:

@@ -15,7 +15,7 @@ from simlm_cli.device import Precision, Runtime, resolve_runtime
 from simlm_cli.errors import SimlmError
 from simlm_cli.io.corpus import CorpusFormat, Passage, iter_corpus
 from simlm_cli.io.embeddings import EmbeddingWriter, StreamHeader
-from simlm_cli.io.files import atomic_output, count_lines
+from simlm_cli.io.files import atomic_output, check_output_file, count_lines
 from simlm_cli.models.settings import EncoderSettings
 
 DRY_RUN_PASSAGES = 64
@@ -75,11 +75,14 @@ def encode_corpus(config: EncodeConfig, runtime: Runtime | None = None) -> dict:
     from simlm_cli.models.encoder import Encoder
 
     shard_id, num_shards = resolve_shard(config.shard_id, config.num_shards)
+    if config.output is not None:
+        check_output_file(shard_output_path(config.output, shard_id, num_shards))
     runtime = runtime or resolve_runtime(config.device, config.precision)
     passages = _shard(iter_corpus(config.corpus, config.corpus_format), shard_id, num_shards)
     if config.dry_run:
         passages = itertools.islice(passages, DRY_RUN_PASSAGES)
-    total = DRY_RUN_PASSAGES if config.dry_run else max(count_lines(config.corpus) // num_shards, 1)
+    lines = count_lines(config.corpus)  # 0 for a pipe, which cannot be counted without being consumed
+    total = DRY_RUN_PASSAGES if config.dry_run else (max(lines // num_shards, 1) if lines else None)
     if config.output is None and sys.stdout.isatty():
         raise SimlmError("refusing to write binary embeddings to a terminal: pass --output FILE or pipe")
     if config.output is None and int(os.environ.get("WORLD_SIZE", "1")) > 1:

@@ -27,7 +27,7 @@ def build_index_from_streams(paths: list[str], output: str | Path, options: Buil
         meta = build_dense_index(readers, output, options, progress=lambda n: bar.update(task, advance=n))
     encoder = meta["encoder"]
     info(
-        f"{meta['index_type']} index of {meta['count']:,} x {meta['dim']}-d vectors ({encoder['model']}, "
-        f"{encoder['pooling']} pooling) in {meta['build_seconds']:.1f} s -> {output}"
+        f"{meta['index_type']} index of {meta['count']:,} x {meta['dim']}-d vectors ({encoder.get('model')}, "
+        f"{encoder.get('pooling')} pooling) in {meta['build_seconds']:.1f} s -> {output}"
     )
     return meta

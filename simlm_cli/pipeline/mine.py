@@ -36,7 +36,7 @@ from pathlib import Path
 from simlm_cli.device import Precision
 from simlm_cli.errors import InputError, SimlmError
 from simlm_cli.io.corpus import CorpusFormat, iter_corpus
-from simlm_cli.io.files import atomic_output
+from simlm_cli.io.files import atomic_output, check_output_file
 from simlm_cli.io.qrels import Qrels, QrelsFormat, read_qrels
 from simlm_cli.io.queries import QueriesFormat, read_queries
 from simlm_cli.io.runs import RunBlock, RunFormat, iter_run_blocks
@@ -265,7 +265,7 @@ def _open_dense(config: MineConfig):
     from simlm_cli.models.settings import EncoderSettings, validate_settings
 
     index = DenseIndex(config.index)
-    settings = EncoderSettings.from_json(index.meta["encoder"])
+    settings = EncoderSettings.from_json(index.meta["encoder"], f"{index.path / 'meta.json'}: field 'encoder'")
     if config.model:
         settings = replace(settings, model=config.model, source="--model")
     validate_settings(settings)
@@ -335,6 +335,7 @@ def run_mine(config: MineConfig) -> dict:
     from simlm_cli.console import info
 
     started = time.perf_counter()
+    check_output_file(config.output)
     _check_config(config)
     queries = read_queries(config.queries, config.queries_format)
     qrels = read_qrels(config.qrels, config.qrels_format)

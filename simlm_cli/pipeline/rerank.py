@@ -19,7 +19,7 @@ import numpy as np
 from simlm_cli.device import Precision, Runtime, resolve_runtime
 from simlm_cli.errors import InputError, SimlmError
 from simlm_cli.io.corpus import CorpusFormat, Passage, iter_corpus
-from simlm_cli.io.files import atomic_output, count_lines
+from simlm_cli.io.files import atomic_output, check_output_file, count_lines
 from simlm_cli.io.queries import QueriesFormat
 from simlm_cli.io.runs import Ranking, RunBlock, RunFormat, format_for_output, iter_run_blocks, write_run
 from simlm_cli.io.train_file import Candidate, TrainExample, iter_train_file, read_train_file, write_example
@@ -235,6 +235,7 @@ def rerank_run(c: RerankRunConfig) -> dict[str, Any]:
 
     if c.depth < 1:
         raise SimlmError("--depth must be at least 1")
+    check_output_file(c.output)
     runtime = resolve_runtime(c.device, c.precision)
     queries = read_queries(c.queries, c.queries_format)
     passages = load_passages(c.corpus, c.corpus_format)
@@ -278,6 +279,7 @@ class ScoreConfig:
     corpus_format: CorpusFormat = CorpusFormat.auto
     device: str = "auto"
     precision: Precision = Precision.auto
+    dry_run: bool = False  # score only the first DRY_RUN_QUERIES usable queries
 
 
 _EMPTY = object()
@@ -306,6 +308,7 @@ def score_train_file(c: ScoreConfig) -> dict[str, Any]:
 
     if c.max_negatives is not None and c.max_negatives < 0:
         raise SimlmError("--max-negatives must be 0 or more")
+    check_output_file(c.output)
     runtime = resolve_runtime(c.device, c.precision)
     passages = load_passages(c.corpus, c.corpus_format)
     examples = iter_train_file(c.train_file, corpus_ids=passages)
@@ -318,11 +321,15 @@ def score_train_file(c: ScoreConfig) -> dict[str, Any]:
     counts = {"queries": 0, "skipped": 0, "pairs": 0}
 
     def usable() -> Iterator[TrainExample]:
+        kept = 0
         for example in itertools.chain([first], examples):
             if not isinstance(example, TrainExample):  # no positive: nothing to score against
                 counts["skipped"] += 1
+            elif c.dry_run and kept >= DRY_RUN_QUERIES:
+                return
             else:
                 example.negatives = example.negatives[: c.max_negatives]  # None keeps them all
+                kept += 1
                 yield example
 
     started = time.perf_counter()

@@ -13,6 +13,7 @@ from typing import Any
 from simlm_cli.device import Precision
 from simlm_cli.errors import InputError
 from simlm_cli.index import DENSE_KIND, META_FILE, read_meta
+from simlm_cli.io.files import check_output_file
 from simlm_cli.io.qrels import QrelsFormat, read_qrels
 from simlm_cli.io.queries import QueriesFormat, read_queries
 from simlm_cli.io.runs import RunFormat, write_run
@@ -86,6 +87,7 @@ def check_qrels_documents(config: SearchConfig, contains, partial_index: bool = 
 def run_search(config: SearchConfig) -> dict:
     from simlm_cli.console import info, progress
 
+    check_output_file(config.output)  # before reading the index or searching
     started = time.perf_counter()
     index_path = Path(config.index)
     is_dense = (index_path / META_FILE).is_file() and read_meta(index_path)["kind"] == DENSE_KIND
@@ -112,7 +114,7 @@ def _dense_rankings(config: SearchConfig, queries: dict[str, str], advance: Call
     index = DenseIndex(config.index, gpu=config.gpu)
     index.set_search_params(ef_search=config.ef_search, nprobe=config.nprobe)
     check_qrels_documents(config, set(index.docids.tolist()).__contains__, index.meta.get("dry_run", False))
-    settings = EncoderSettings.from_json(index.meta["encoder"])
+    settings = EncoderSettings.from_json(index.meta.get("encoder"), f"{index.path / META_FILE}: field 'encoder'")
     if config.model:
         settings = replace(settings, model=config.model, source="--model")
     validate_settings(settings)

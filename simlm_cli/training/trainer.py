@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from simlm_cli.device import Precision, Runtime, resolve_runtime
-from simlm_cli.errors import SimlmError
+from simlm_cli.errors import InputError, SimlmError
 from simlm_cli.io.corpus import CorpusFormat
 from simlm_cli.io.files import atomic_directory
 from simlm_cli.training.data import DataOrder, TextData, TrainData, load_texts
@@ -170,6 +170,23 @@ def _restore_rng(json_state: dict[str, Any], tensors: dict[str, Any]) -> None:
 
 
 # -- checkpoints ------------------------------------------------------------------------------------------------
+def check_train_output(output: str | Path) -> None:
+    """Before any work: `--output` may be new, empty, or a directory an earlier simlm training run wrote (its
+    train_log.jsonl or checkpoints/). Anything else is the user's: a run would overwrite config.json and delete
+    subdirectories (objective/, ...) in it."""
+    output = Path(output)
+    if not output.exists():
+        return
+    if not output.is_dir():
+        raise SimlmError(f"--output {output}: exists and is not a directory")
+    if not any(output.iterdir()) or (output / LOG_FILE).is_file() or (output / CHECKPOINTS).is_dir():
+        return
+    raise SimlmError(
+        f"--output {output}: exists and is not one a simlm training run wrote (no {LOG_FILE} or {CHECKPOINTS}/); "
+        "refusing to write into it - remove it or pick another --output"
+    )
+
+
 def list_checkpoints(output: Path) -> list[Path]:
     root = output / CHECKPOINTS
     if not root.is_dir():
@@ -283,11 +300,28 @@ class Trainer:
             self.log(f"--resume: options changed since {path}: {what}")
 
     def _load_checkpoint(self, path: Path, model, optimizer, scheduler, scaler, d: Dist) -> int:
+        """The checkpoint's step, after restoring everything it holds; a damaged checkpoint is a one-line error."""
+        try:
+            return self._restore(path, model, optimizer, scheduler, scaler, d)
+        except SimlmError:
+            raise
+        except Exception as err:  # a corrupt state.json, a planted or truncated trainer.pt, bad weights, ...
+            first = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
+            raise InputError(
+                path,
+                f"corrupt checkpoint, cannot resume from it ({type(err).__name__}: {first}); remove it to "
+                "resume from an earlier one",
+            ) from None
+
+    def _restore(self, path: Path, model, optimizer, scheduler, scaler, d: Dist) -> int:
         state = json.loads((path / "state.json").read_text(encoding="utf-8"))
+        if not isinstance(state, dict):
+            raise ValueError("state.json is not a JSON object")
         if state.get("objective") != self.config.objective:
             raise SimlmError(f"--resume: {path} is a {state.get('objective')} run, not {self.config.objective}")
         self._check_resumed_config(path, state.get("config", {}))
         load_state(model, path / "model.safetensors")
+        # weights_only: a checkpoint directory may come from elsewhere; a planted pickle must not run code.
         tensors = torch.load(path / "trainer.pt", map_location="cpu", weights_only=True)
         optimizer.load_state_dict(tensors["optimizer"])
         scheduler.load_state_dict(tensors["scheduler"])
@@ -299,6 +333,23 @@ class Trainer:
             self.log(f"--resume: world size changed ({state.get('world_size')} -> {d.world}); RNG states reseeded")
         return int(state["step"])
 
+    def _stop_if_not_finite(self, loss: float, step: int, d: Dist) -> None:
+        """A NaN or infinite loss (a NaN teacher score, an overflow) would poison every weight at the next
+        optimizer step: stop before it, so the last checkpoint stays the last good model. All ranks agree."""
+        bad = torch.tensor([0.0 if math.isfinite(loss) else 1.0], dtype=torch.float64)
+        if float(_sum_across(d, bad)[0]) == 0:
+            return
+        checkpoints = list_checkpoints(Path(self.config.output))
+        kept = (
+            f"the last good checkpoint is {checkpoints[-1]} (--resume continues from it)"
+            if checkpoints
+            else "no checkpoint was saved yet"
+        )
+        raise SimlmError(
+            f"step {step}: the loss is not finite ({loss}); stopped before updating the weights, {kept}. Check the "
+            "inputs (teacher scores), --lr and --precision"
+        )
+
     # The loop ------------------------------------------------------------------------------------------------
     def run(self) -> Path:
         c = self.config
@@ -306,8 +357,7 @@ class Trainer:
         d = init_distributed(runtime)
         self._settings(runtime)
         output = Path(c.output)
-        if output.exists() and not output.is_dir():
-            raise SimlmError(f"--output {output}: exists and is not a directory")
+        check_train_output(output)
         data = self.make_data(c)
         self._schedule(len(data), d)
 
@@ -385,6 +435,7 @@ class Trainer:
                     ratio_n += 1
                 tokens += sum(int(v.sum()) for k, v in batch.items() if k.endswith("attention_mask"))
                 examples += len(rows)
+            self._stop_if_not_finite(sums["loss"], step + 1, d)
             if scaler is not None:
                 scaler.unscale_(optimizer)
             grad_norm = torch.nn.utils.clip_grad_norm_(
@@ -442,6 +493,7 @@ class Trainer:
         path = output / LOG_FILE
         output.mkdir(parents=True, exist_ok=True)
         if not path.exists():
+            path.touch()  # marks the directory as a training run's from the start (`check_train_output`)
             return []
         records = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
         records = [r for r in records if r.get("step", 0) <= upto]

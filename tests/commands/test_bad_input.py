@@ -123,6 +123,12 @@ def _edit_meta(index: Path, **changes) -> None:
     (index / "meta.json").write_text(json.dumps(meta | changes))
 
 
+def _drop_meta(index: Path, key: str) -> None:
+    meta = json.loads((index / "meta.json").read_text())
+    meta.pop(key)
+    (index / "meta.json").write_text(json.dumps(meta))
+
+
 def _truncate(path: Path) -> None:
     path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
 
@@ -189,6 +195,28 @@ CASES: dict[str, Case] = {
     ),
     "search-index-wrong-kind": broken_index_case(
         lambda index: _edit_meta(index, kind="something"), ["{tmp}/idx/meta.json: field 'kind' must be"]
+    ),
+    # Issue 10, item 8: these were tracebacks.
+    "search-index-encoder-null": broken_index_case(
+        lambda index: _edit_meta(index, encoder=None), ["{tmp}/idx/meta.json: field 'encoder'"]
+    ),
+    "search-index-encoder-a-string": broken_index_case(
+        lambda index: _edit_meta(index, encoder="bert"), ["{tmp}/idx/meta.json: field 'encoder'"]
+    ),
+    "search-index-encoder-missing": broken_index_case(
+        lambda index: _drop_meta(index, "encoder"), ["{tmp}/idx/meta.json: field 'encoder'"]
+    ),
+    "search-index-encoder-pooling-a-number": broken_index_case(
+        lambda index: _edit_meta(index, encoder={"model": "m", "pooling": 5}), ["field 'pooling': expected str"]
+    ),
+    "search-index-search-params-a-list": broken_index_case(
+        lambda index: _edit_meta(index, search_params=[1]), ["{tmp}/idx/meta.json: field 'search_params'"]
+    ),
+    "search-index-nprobe-on-flat": broken_index_case(
+        lambda index: _edit_meta(index, search_params={"nprobe": 4}), ["field 'search_params': --nprobe applies"]
+    ),
+    "search-index-docids-invalid-utf8": broken_index_case(
+        lambda index: (index / "docids.txt").write_bytes(b"d\xff1\n" * 12), ["{tmp}/idx/docids.txt: corrupt"]
     ),
     "evaluate-unjudged-query": evaluate_case(
         JUDGED_RUN + "q9 Q0 d1 1 0.9 t\n", [], ["{tmp}/run.trec:3: query 'q9' is not judged", "--ignore-unjudged"]
@@ -265,8 +293,22 @@ def _one_shard_of_two(ctx, tmp) -> tuple[list, None]:
     return ["index", tmp / "shards", "--output", tmp / "out" / "idx"], None
 
 
+def _their_meta_json(ctx, tmp) -> tuple[list, None]:
+    """A directory holding another tool's meta.json is still not one simlm wrote (issue 10, item 1)."""
+    (tmp / "x" / "data").mkdir(parents=True)
+    (tmp / "x" / "meta.json").write_text('{"name": "mine"}')
+    (tmp / "x" / "p.txt").write_text("precious")
+    return ["index", ctx.stream, "--output", tmp / "x"], None
+
+
 CASES.update(
     {
+        "index-output-holds-another-tools-meta-json": Case(
+            _their_meta_json, "x/index.faiss", ["{tmp}/x: exists and is not one simlm wrote"]
+        ),
+        "index-two-streams-joined-by-cat": stream_case(
+            lambda b: b + b, ["<stdin>: bytes after the stream's end marker"], INDEX_PREAMBLE
+        ),
         "index-output-is-someone-elses-directory": Case(
             _their_directory, "theirs/meta.json", ["{tmp}/theirs: exists and is not one simlm wrote"]
         ),
@@ -324,6 +366,24 @@ CASES.update(
             ["--gpu: "],
         ),
         "search-output-under-a-file": Case(_output_under_a_file, "run.trec", ["{tmp}/file.txt"]),
+        "search-nprobe-on-a-flat-index": Case(
+            lambda ctx, tmp: (
+                [
+                    "search",
+                    "--index",
+                    ctx.index,
+                    "--queries",
+                    ctx.data.queries,
+                    "--nprobe",
+                    "4",
+                    "--output",
+                    tmp / "out" / "run.trec",
+                ],
+                None,
+            ),
+            "out/run.trec",
+            ["--nprobe applies to ivfpq indexes"],
+        ),  # fmt: skip
     }
 )
 
@@ -398,6 +458,13 @@ def test_someone_elses_directory_is_left_as_it_was(results) -> None:
         assert done.returncode == 2
         assert sorted(p.name for p in (tmp / "theirs").iterdir()) == ["notes.txt"]
         assert (tmp / "theirs" / "notes.txt").read_text() == "keep me"
+
+
+def test_a_directory_with_another_tools_meta_json_keeps_its_files(results) -> None:
+    tmp, done = results["index-output-holds-another-tools-meta-json"]
+    assert done.returncode == 2, done.stderr
+    assert sorted(p.name for p in (tmp / "x").iterdir()) == ["data", "meta.json", "p.txt"]
+    assert (tmp / "x" / "p.txt").read_text() == "precious"
 
 
 def test_some_judged_documents_missing_is_a_warning(results) -> None:

@@ -180,3 +180,16 @@ def test_evaluate_run_checks_metrics_first(files: tuple[Path, Path]) -> None:
     qrels, _ = files
     with pytest.raises(SimlmError, match="unknown metric"):
         evaluate_run(str(qrels), "/nonexistent/run.trec", ["mrr@10", "bleu@4"])
+
+
+def test_cut_offs_are_bounded():
+    """pytrec_eval wraps a cut-off past C's integers round: ndcg@9223372036854775808 scored 0.0 (issue 10, item 10)."""
+    from simlm_cli.eval.metrics import MAX_CUTOFF, evaluate, parse_metric
+
+    for name in ("ndcg@9223372036854775808", f"recall@{MAX_CUTOFF + 1}", "mrr@99999999999"):
+        with pytest.raises(SimlmError, match="is too large"):
+            parse_metric(name)
+    qrels = {"q1": {"d1": 2, "d2": 1}}
+    run = {"q1": {"d3": 0.9, "d1": 0.5, "d2": 0.1}}
+    exact = evaluate(qrels, run, [parse_metric("ndcg@3")])[0]["ndcg@3"]
+    assert evaluate(qrels, run, [parse_metric(f"ndcg@{MAX_CUTOFF}")])[0][f"ndcg@{MAX_CUTOFF}"] == pytest.approx(exact)

@@ -238,3 +238,34 @@ def test_tsv_id_with_space(tmp_path: Path) -> None:
 def test_missing_file(tmp_path: Path) -> None:
     error = input_error(tmp_path / "absent.jsonl")
     assert str(tmp_path / "absent.jsonl") in str(error) and "no such file" in str(error)
+
+
+@pytest.mark.parametrize("space", ["\u00a0", "\u2028", "\x0b", "\x1c", "\u3000"])
+def test_ids_with_unicode_white_space_are_refused_at_the_first_command(tmp_path: Path, space: str) -> None:
+    """`encode` took 'd\\u00a02', then `evaluate` and `mine` refused the run `search` wrote from it ("expected 6
+    columns"), since run readers split on any white space (issue 10, item 7)."""
+    beir = write(tmp_path / "c.jsonl", jsonl({"_id": "d1", "text": "x"}, {"_id": f"d{space}2", "text": "y"}))
+    with pytest.raises(InputError, match=r"c.jsonl:2: field '_id': id .* contains white space"):
+        list(iter_corpus(beir))
+    tsv = write(tmp_path / "c.tsv", f"1\tx\n2{space}3\ty\n")
+    with pytest.raises(InputError, match=r"c.tsv:2: field 'pid': id .* contains white space"):
+        list(iter_corpus(tsv))
+
+
+def test_stream_ids_with_white_space_are_refused_by_index(tmp_path: Path) -> None:
+    """A stream from another tool (or an older simlm) meets the same rule in `simlm index` (issue 10, item 7)."""
+    import io
+
+    import numpy as np
+
+    from simlm_cli.index.dense import BuildOptions, build_dense_index
+    from simlm_cli.io.embeddings import EmbeddingReader, EmbeddingWriter, StreamHeader
+
+    buffer = io.BytesIO()
+    writer = EmbeddingWriter(buffer, StreamHeader(dim=4, dtype="float32", encoder={"model": "m"}))
+    writer.write(["d1", "d\u20282"], np.ones((2, 4), dtype=np.float32))
+    writer.close()
+    buffer.seek(0)
+    with pytest.raises(InputError, match=r"x.emb: document id 'd\\u20282' is empty or holds white space"):
+        build_dense_index([EmbeddingReader(buffer, "x.emb")], tmp_path / "idx", BuildOptions())
+    assert not (tmp_path / "idx").exists()

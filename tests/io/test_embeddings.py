@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import struct
 from pathlib import Path
 
@@ -157,3 +158,67 @@ def test_open_stream(tmp_path: Path) -> None:
     with handle:
         assert name == str(path)
         assert EmbeddingReader(handle, name).header.dim == DIM
+
+
+# -- issue 10: poisoned numbers, joined streams, odd headers ------------------------------------------------------
+def test_bytes_after_the_end_marker_are_refused() -> None:
+    """`cat a.emb b.emb | simlm index` used to index a.emb alone, with exit 0 (issue 10, item 4)."""
+    reader = EmbeddingReader(io.BytesIO(stream() + stream()), "<stdin>")
+    with pytest.raises(InputError, match="bytes after the stream's end marker .* two streams joined"):
+        list(reader)
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_a_non_finite_vector_is_refused_with_its_position(bad: float) -> None:
+    """A NaN vector scores NaN against every query (issue 10, item 3)."""
+    parts = blocks()
+    parts[1][1][0, 3] = bad  # the 4th vector of the stream
+    reader = EmbeddingReader(io.BytesIO(stream(parts)), "x.emb")
+    with pytest.raises(InputError, match=r"x.emb: vector 4 \(id 'doc-3'\) holds a non-finite value"):
+        list(reader)
+
+
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        ({"dim": -5}, "dim -5 is not a positive integer"),
+        ({"dim": "384"}, "dim '384' is not a positive integer"),
+        ({"dim": True}, "dim True is not a positive integer"),
+        ({"encoder": "bert"}, "encoder 'bert' is not an object"),
+        ({"shard_id": "0"}, "shard_id and num_shards must be integers"),
+    ],
+)
+def test_a_header_of_the_wrong_types_is_one_error(changes: dict, message: str) -> None:
+    """Issue 10, item 8: these raised tracebacks (a negative read size, str * int)."""
+    values = header().to_json() | changes
+    payload = json.dumps(values).encode()
+    data = MAGIC + struct.pack("<I", len(payload)) + payload + b"E" + struct.pack("<Q", 0)
+    with pytest.raises(InputError, match=f"x.emb: .*{message}"):
+        EmbeddingReader(io.BytesIO(data), "x.emb")
+
+
+def test_damaged_magic_says_so_rather_than_naming_the_same_version() -> None:
+    """It said 'version 1 is not supported (expected 1)' (issue 10, item 14)."""
+    damaged = stream().replace(MAGIC, MAGIC[:10] + b"\r", 1)
+    with pytest.raises(InputError, match="magic bytes are damaged") as caught:
+        EmbeddingReader(io.BytesIO(damaged), "x.emb")
+    assert "expected 1" not in str(caught.value)
+    newer = stream().replace(MAGIC, MAGIC[:9] + b"\x02\n", 1)
+    with pytest.raises(InputError, match=r"version 2 is not supported \(expected 1\)"):
+        EmbeddingReader(io.BytesIO(newer), "x.emb")
+
+
+def test_a_fifo_is_read_as_a_stream(tmp_path: Path) -> None:
+    """`simlm index <(simlm encode ...)` names /dev/fd/N, not a regular file (issue 10, item 5)."""
+    import os
+    import threading
+
+    fifo = tmp_path / "pipe.emb"
+    os.mkfifo(fifo)
+    data = stream()
+    writer = threading.Thread(target=lambda: fifo.write_bytes(data))
+    writer.start()
+    handle, name = open_stream(fifo)
+    with handle:
+        assert sum(len(ids) for ids, _ in EmbeddingReader(handle, name)) == 9
+    writer.join(5)

@@ -240,3 +240,103 @@ def test_first_content_line_then_iter_lines_on_stdin(monkeypatch: pytest.MonkeyP
     assert first_content_line("-") == (1, "one")
     assert first_content_line("-") == (1, "one")  # a second peek sees the same start
     assert list(iter_lines("-")) == [(1, "one"), (2, "two"), (3, "three")]
+
+
+# -- issue 10: another tool's meta.json, read-once inputs, byte-order marks ------------------------------------
+def test_a_directory_with_someone_elses_meta_json_is_not_replaced(tmp_path: Path) -> None:
+    """Any JSON file named meta.json made a directory replaceable: `simlm index --output x` deleted the user's
+    files beside it (issue 10, item 1). Only a meta.json of simlm's own kinds counts."""
+    from simlm_cli.index import DENSE_KIND, META_FILE, is_index_dir
+
+    theirs = tmp_path / "x"
+    (theirs / "data").mkdir(parents=True)
+    (theirs / "meta.json").write_text('{"name": "mine"}')
+    (theirs / "p.txt").write_text("precious")
+    with pytest.raises(SimlmError, match="not one simlm wrote .*meta.json is not simlm's"):
+        check_replaceable(theirs, META_FILE, is_index_dir)
+    refused = pytest.raises(SimlmError, match="not one simlm wrote")
+    with refused, atomic_directory(theirs, marker=META_FILE, owned=is_index_dir) as tmp:
+        (tmp / META_FILE).write_text("{}")
+    assert siblings(theirs) == ["data", "meta.json", "p.txt"] and siblings(tmp_path) == ["x"]
+    (theirs / "meta.json").write_text(f'{{"kind": "{DENSE_KIND}"}}')  # simlm's own: replaceable
+    check_replaceable(theirs, META_FILE, is_index_dir)
+
+
+def _fifo(tmp_path: Path, data: bytes) -> tuple[Path, object]:
+    import threading
+
+    fifo = tmp_path / "in.fifo"
+    os.mkfifo(fifo)
+    writer = threading.Thread(target=lambda: fifo.write_bytes(data), daemon=True)
+    writer.start()
+    return fifo, writer
+
+
+def test_a_fifo_corpus_is_detected_then_read_whole(tmp_path: Path) -> None:
+    """`--corpus <(zcat c.jsonl.gz)`: format detection read the pipe, the reader found it empty ("empty corpus"),
+    and a FIFO hung on its second open (issue 10, item 5). A read-once input is opened once and replayed."""
+    from simlm_cli.io.corpus import iter_corpus
+
+    fifo, writer = _fifo(tmp_path, b'{"_id": "a", "text": "x"}\n{"_id": "b", "text": "y"}\n')
+    assert count_lines(fifo) == 0  # a progress total must not consume the pipe
+    assert [p.id for p in iter_corpus(fifo)] == ["a", "b"]
+    writer.join(5)
+
+
+def test_a_fifo_run_is_detected_then_read_whole(tmp_path: Path) -> None:
+    """`evaluate --run <(...)` said "empty run" (issue 10, item 5)."""
+    from simlm_cli.io.runs import read_run
+
+    fifo, writer = _fifo(tmp_path, b"q1 Q0 d1 1 0.9 t\nq1 Q0 d2 2 0.5 t\n")
+    assert read_run(fifo).scores == {"q1": {"d1": 0.9, "d2": 0.5}}
+    writer.join(5)
+
+
+BOM = "\ufeff".encode()
+
+
+def test_a_byte_order_mark_is_dropped_everywhere_text_is_read(tmp_path: Path) -> None:
+    """A BOM made a BEIR .jsonl look like TSV, and a TSV corpus's first id '\\ufeff1' (issue 10, item 6)."""
+    from simlm_cli.io.corpus import CorpusFormat, detect_corpus_format, iter_corpus
+    from simlm_cli.io.qrels import read_qrels
+    from simlm_cli.io.queries import read_queries
+    from simlm_cli.io.runs import read_run
+
+    beir = tmp_path / "corpus.jsonl"
+    beir.write_bytes(BOM + b'{"_id": "a", "text": "x"}\n')
+    assert detect_corpus_format(beir) is CorpusFormat.beir and [p.id for p in iter_corpus(beir)] == ["a"]
+    tsv = tmp_path / "corpus.tsv"
+    tsv.write_bytes(BOM + b"1\tone\n2\ttwo\n")
+    assert [p.id for p in iter_corpus(tsv)] == ["1", "2"]
+    queries = tmp_path / "queries.jsonl"
+    queries.write_bytes(BOM + b'{"_id": "q1", "text": "t"}\n')
+    assert read_queries(queries) == {"q1": "t"}
+    qrels = tmp_path / "qrels.tsv"
+    qrels.write_bytes(BOM + b"query-id\tcorpus-id\tscore\nq1\ta\t1\n")
+    assert read_qrels(qrels).judgments == {"q1": {"a": 1}}
+    run = tmp_path / "run.trec"
+    run.write_bytes(BOM + b"q1 Q0 a 1 0.9 t\n")
+    assert read_run(run).scores == {"q1": {"a": 0.9}}
+    gz = tmp_path / "corpus.jsonl.gz"
+    gz.write_bytes(gzip.compress(BOM + b'{"_id": "a", "text": "x"}\n'))
+    assert [p.id for p in iter_corpus(gz)] == ["a"]
+
+
+def test_an_unwritable_place_is_reported_by_the_users_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The error named the internal temporary file (issue 10, item 12)."""
+    import tempfile
+
+    from simlm_cli.io.files import check_output_file
+
+    def refuse(*args, **kwargs):
+        raise PermissionError(13, "Permission denied", str(tmp_path / ".run.trec.abc.tmp"))
+
+    monkeypatch.setattr(tempfile, "mkstemp", refuse)
+    with pytest.raises(PermissionError) as caught, atomic_output(tmp_path / "run.trec") as handle:
+        handle.write("x")
+    assert caught.value.filename == str(tmp_path / "run.trec")
+    (tmp_path / "d").mkdir()
+    with pytest.raises(SimlmError, match="is a directory; --output names a file"):
+        check_output_file(tmp_path / "d")
+    check_output_file(tmp_path / "new" / "deeper" / "run.trec")  # directories to be made are fine
+    check_output_file(None)

@@ -74,3 +74,50 @@ def test_an_unreachable_hub_leaves_the_paper_defaults(monkeypatch: pytest.Monkey
     settings = resolve_settings("bert-base-uncased")
     assert (settings.pooling, settings.passage_format, settings.passage_max_length) == ("cls", "pair", 144)
     assert settings.source == "paper defaults"
+
+
+def _damage(model: Path, name: str, content) -> Path:
+    (model / name).write_text(json.dumps(content))
+    return model
+
+
+@pytest.mark.parametrize(
+    "name, content, message",
+    [
+        ("modules.json", {"0": "Transformer"}, "modules.json: corrupt model configuration: expected a list"),
+        ("modules.json", ["Transformer"], "modules.json: corrupt model configuration: expected objects"),
+        ("modules.json", [{"type": 5}], "modules.json: corrupt model configuration: expected objects"),
+        ("sentence_bert_config.json", [1], "sentence_bert_config.json: corrupt model configuration"),
+        ("sentence_bert_config.json", {"max_seq_length": "128"}, "field 'max_seq_length': expected int"),
+        ("1_Pooling/config.json", [True], "config.json: corrupt model configuration"),
+        ("simlm.json", {"pooling": ["cls"]}, "simlm.json: field 'pooling': expected str"),
+        ("simlm.json", {"query_max_length": "32"}, "simlm.json: field 'query_max_length': expected int"),
+        ("simlm.json", {"normalize": "yes"}, "simlm.json: field 'normalize': expected bool"),
+        ("simlm.json", "cls", "simlm.json: corrupt model configuration: expected an object"),
+    ],
+)
+def test_configuration_files_of_the_wrong_types_are_one_error(tmp_path: Path, name: str, content, message) -> None:
+    """`encode --model` of such a directory was a traceback (issue 10, item 8)."""
+    model = _damage(st_directory(tmp_path / "m", ["Transformer", "Pooling", "Normalize"]), name, content)
+    with pytest.raises(SimlmError, match=message.replace("(", r"\(")):
+        resolve_settings(str(model))
+
+
+def test_load_hf_model_takes_safetensors_only(tmp_path: Path, tiny_bert_dir: Path) -> None:
+    """A `.bin` is a pickle: a user-given directory holding only one is refused, and nothing in it runs (issue 10,
+    item 13). The training loaders already passed use_safetensors=True."""
+    import shutil
+
+    import torch
+    from safetensors.torch import load_file
+
+    from simlm_cli.models.encoder import load_hf_model
+
+    model = tmp_path / "bin-only"
+    shutil.copytree(tiny_bert_dir, model)
+    weights = load_file(str(model / "model.safetensors"))
+    (model / "model.safetensors").unlink()
+    torch.save(weights, model / "pytorch_model.bin")
+    with pytest.raises(SimlmError, match="safetensors weights only"):
+        load_hf_model(str(model))
+    assert load_hf_model(str(tiny_bert_dir)) is not None

@@ -193,3 +193,79 @@ def test_rerun_into_the_same_directory_starts_afresh(tiny_model, tmp_path):
     _trainer("mlm", tiny_model, corpus, out, max_steps=2, save_steps=1).run()
     _trainer("mlm", tiny_model, corpus, out, max_steps=2, save_steps=1).run()
     assert [r["step"] for r in _log(out)] == [1, 2]
+
+
+# -- issue 10: another's directory, poisoned losses, damaged checkpoints -------------------------------------------
+def test_output_that_is_someone_elses_directory_is_refused_untouched(tiny_model, toy_corpus, tmp_path):
+    """The trainer overwrote config.json and deleted objective/ in a directory it did not make (issue 10, item 2)."""
+    theirs = tmp_path / "theirs"
+    (theirs / "objective").mkdir(parents=True)
+    (theirs / "objective" / "keep.txt").write_text("keep")
+    (theirs / "config.json").write_text('{"mine": true}')
+    with pytest.raises(SimlmError, match="not one a simlm training run wrote"):
+        _trainer("mlm", tiny_model, toy_corpus, theirs, max_steps=2).run()
+    assert (theirs / "objective" / "keep.txt").read_text() == "keep"
+    assert (theirs / "config.json").read_text() == '{"mine": true}'
+    assert sorted(p.name for p in theirs.iterdir()) == ["config.json", "objective"]
+    # Its own earlier output (even one stopped before its first step) is still the trainer's to reuse.
+    ours = tmp_path / "ours"
+    _trainer("mlm", tiny_model, toy_corpus, ours, max_steps=2).run()
+    _trainer("mlm", tiny_model, toy_corpus, ours, max_steps=2).run()
+
+
+def _poisoned(trainer: Trainer, from_call: int) -> Trainer:
+    """The model's loss turns NaN from its `from_call`-th forward on, as a NaN teacher score makes it."""
+    build = trainer.build
+
+    def poisoned_build(path, tok, log):
+        model = build(path, tok, log)
+        forward, calls = model.forward, [0]
+
+        def nan_forward(batch, rng):
+            out = forward(batch, rng)
+            calls[0] += 1
+            if calls[0] >= from_call:
+                out.loss = out.loss * float("nan")
+            return out
+
+        model.forward = nan_forward
+        return model
+
+    trainer.build = poisoned_build
+    return trainer
+
+
+def test_a_non_finite_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tiny_model, toy_corpus, tmp_path):
+    """`distill` with a NaN teacher score saved an all-NaN model with exit 0 (issue 10, item 3)."""
+    from safetensors.torch import load_file
+
+    out = tmp_path / "run"
+    trainer = _poisoned(_trainer("mlm", tiny_model, toy_corpus, out, max_steps=6, save_steps=2), from_call=4)
+    with pytest.raises(SimlmError, match=r"step 4: the loss is not finite \(nan\).*checkpoints/step-2"):
+        trainer.run()
+    assert [p.name for p in (out / "checkpoints").iterdir()] == ["step-2"]
+    weights = load_file(str(out / "checkpoints" / "step-2" / "model.safetensors"))
+    assert all(torch.isfinite(w).all() for w in weights.values())
+    assert not (out / "config.json").exists() and not (out / "model.safetensors").exists()
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        lambda ck: (ck / "state.json").write_text("{garbage"),
+        lambda ck: (ck / "state.json").write_text("[1, 2]"),
+        lambda ck: (ck / "state.json").write_text('{"objective": "mlm"}'),
+        lambda ck: torch.save({"x": SimlmError("planted")}, ck / "trainer.pt"),  # not weights: pickle refuses
+        lambda ck: (ck / "trainer.pt").write_bytes(b"not a torch file"),
+    ],
+    ids=["garbage-state", "list-state", "state-without-step", "planted-trainer-pt", "garbage-trainer-pt"],
+)
+def test_resume_from_a_damaged_checkpoint_is_one_error(damage, tiny_model, toy_corpus, tmp_path):
+    """These were tracebacks (issue 10, item 8); a planted pickle must never run."""
+    from simlm_cli.errors import InputError
+
+    out = tmp_path / "run"
+    _trainer("mlm", tiny_model, toy_corpus, out, max_steps=4, save_steps=2, stop_at_step=2).run()
+    damage(out / "checkpoints" / "step-2")
+    with pytest.raises(InputError, match="step-2: corrupt checkpoint, cannot resume from it"):
+        _trainer("mlm", tiny_model, toy_corpus, out, max_steps=4, save_steps=2, resume=True).run()

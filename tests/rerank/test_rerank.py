@@ -140,7 +140,13 @@ def cli(tmp_path_factory, tiny_bert_dir, tiny_data, cli_jobs) -> SimpleNamespace
     bad_run.write_text("".join(lines[:2]) + "q1 Q0 d99 3 1.0 bm25\n")
     common = ["--model", model, "--queries", tiny_data.queries, "--corpus", tiny_data.corpus, "--device", "cpu",
               "--precision", "fp32"]  # fmt: skip
+    six = root / "six.jsonl"  # 6 queries, of which --dry-run scores the first 4
+    twice = [{**r, "qid": f"{r['qid']}-{i}"} for i in range(2) for r in _train_records(tiny_data)]
+    six.write_text("".join(json.dumps(r) + "\n" for r in twice[:6]))
     jobs = {
+        "score_dry": cli_jobs.run(["rerank", "score", "--model", model, "--train-file", six, "--corpus",
+                                   tiny_data.corpus, "--output", root / "scored-dry.jsonl", "--dry-run",
+                                   "--device", "cpu", "--precision", "fp32"]),
         "run": cli_jobs.run(["rerank", "run", "--run", run_in, "--output", root / "out.trec", "--depth", "5",
                              "--batch-size", "3", *common]),
         "run_drop": cli_jobs.run(["rerank", "run", "--run", run_in, "--output", root / "out_drop.trec", "--depth",
@@ -234,3 +240,12 @@ def test_rerank_score_fills_every_score(cli, tiny_data, passages):
         expected = _cross_encoder_scores(cli.model, [[record["query"], passages[c["docid"]].joined()]
                                                      for c in candidates])  # fmt: skip
         np.testing.assert_allclose([c["score"] for c in candidates], expected, atol=1e-4)
+
+
+def test_rerank_score_has_the_dry_run_the_readme_lists(cli):
+    """The README listed --dry-run for every rerank command; `rerank score` had none (issue 10, item 14)."""
+    assert cli.score_dry.returncode == 0, cli.score_dry.stderr
+    six = (cli.root / "six.jsonl").read_text().splitlines()
+    assert len(six) == 6
+    scored = (cli.root / "scored-dry.jsonl").read_text().splitlines()
+    assert [json.loads(line)["qid"] for line in scored] == [json.loads(line)["qid"] for line in six[:4]]

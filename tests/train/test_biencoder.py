@@ -154,3 +154,14 @@ def test_queries_without_enough_negatives_are_skipped_and_counted(tmp_path, tiny
     only_bad = write_train(tmp_path / "none.jsonl", records[1:])
     with pytest.raises(InputError, match="no usable training query .*fewer than 1 negative"):
         load_groups(only_bad, tiny_data.corpus, min_negatives=1, log=said.append)
+
+
+@pytest.mark.parametrize("token", ["NaN", "Infinity", "-Infinity", "1e999", "1" + "0" * 400])
+def test_a_non_finite_teacher_score_is_an_error_naming_file_and_line(tmp_path, tiny_data, token):
+    """Python's JSON reader takes the bare token NaN: `distill` then trained an all-NaN model (issue 10, item 3)."""
+    good = json.dumps(scored()[0])
+    bad = json.dumps(scored()[1]).replace('"score": 5.0', f'"score": {token}', 1)
+    path = tmp_path / "scored.jsonl"
+    path.write_text(good + "\n" + bad + "\n", encoding="utf-8")
+    with pytest.raises(InputError, match=f"{path}:2: .*{token[:20]}.* is not a finite number"):
+        load_groups(path, tiny_data.corpus, need_scores=True, log=lambda m: None)
