@@ -134,6 +134,9 @@ for split in "" .dev; do
     --output "$R/reranker_alone$split.trec" $(dry)
 done
 evaluate reranker_alone "$R/reranker_alone.trec"
+stage_end reranker_alone
+
+stage_start "re-ranker interpolated with the run it re-ranks"
 # Interpolated with the run it re-ranks, the weight tuned on held-out train queries the re-ranker never saw.
 simlm fuse "$R/reranker_alone.trec" "$R/retriever2_bm25.trec" --method interpolate --norm minmax \
   --tune-on "$DEV_QRELS" --tune-run "$R/reranker_alone.dev.trec" --tune-run "$R/first.dev.trec" \

@@ -54,6 +54,22 @@ class Runtime:
         return f"{self.device}, {self.precision.value}"
 
 
+PRECISION_ENV = "SIMLM_PRECISION"
+
+
+def _precision_from_environment() -> Precision | None:
+    """What `auto` means when SIMLM_PRECISION is set (e.g. fp32 everywhere, for results that must not depend on
+    whether this CPU has AMX); a flag other than auto still wins."""
+    value = os.environ.get(PRECISION_ENV, "").strip()
+    if not value:
+        return None
+    try:
+        return Precision(value)
+    except ValueError:
+        choices = ", ".join(p.value for p in Precision)
+        raise SimlmError(f"{PRECISION_ENV}={value}: expected one of {choices}") from None
+
+
 def resolve_runtime(device: str = "auto", precision: Precision | str = Precision.auto) -> Runtime:
     """Turn the user's `--device`/`--precision` into a concrete pair, failing clearly on what cannot run.
 
@@ -77,6 +93,8 @@ def resolve_runtime(device: str = "auto", precision: Precision | str = Precision
         raise SimlmError(f"--device {device}: expected auto, cpu, cuda or cuda:N")
 
     on_cuda = device.startswith("cuda")
+    if precision is Precision.auto:
+        precision = _precision_from_environment() or precision
     if precision is Precision.auto:
         if on_cuda:
             precision = Precision.bf16 if torch.cuda.is_bf16_supported() else Precision.fp16

@@ -24,6 +24,9 @@ import pytest
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# `auto` precision is bf16 on CPUs with AMX/AVX512-BF16 and fp32 elsewhere: the suite compares vectors and weights
+# exactly, so it runs fp32 on every machine (tests/test_device.py checks auto itself with this unset).
+os.environ["SIMLM_PRECISION"] = "fp32"
 
 SIMLM = [sys.executable, "-m", "simlm_cli"]
 

@@ -11,6 +11,7 @@ import json
 import os
 import re
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -140,10 +141,75 @@ def test_pretrain_ablation_dry_run(tmp_path: Path) -> None:
         assert (out / "models" / f"pretrain-{objective}" / "config.json").is_file()
 
 
+SCIFACT = ROOT / "simlm_cli" / "data" / "scifact"
+BEIR_STAGES = ["BM25", "zero-shot", "zero-shot + BM25", "Retriever1", "Retriever2", "Retriever2 + BM25",
+               "Re-ranker alone (top 20)", "Re-ranker + first stage", "Retriever_distill",
+               "Retriever_distill + BM25"]  # fmt: skip
+
+
 def test_scifact_dry_run(tmp_path: Path) -> None:
     out = tmp_path / "scifact"
     run_recipe("scifact.sh", out)
-    stages = [row["stage"] for row in json.loads((out / "results.json").read_text())["rows"]]
-    reranker = next((s for s in stages if re.fullmatch(r"Re-ranker \(top \d+ of Retriever2\)", s)), "Re-ranker")
-    rows = check_results(out, ["BM25", "zero-shot", "Retriever1", "Retriever2", reranker, "Retriever_distill"])
+    rows = check_results(out, BEIR_STAGES)
     assert all(isinstance(row[m], float) for row in rows for m in REPORT_METRICS)
+    # The fusion stages chose their weights on training queries and wrote down what they chose.
+    for name in ("zeroshot_bm25", "retriever2_bm25", "reranker", "distill_bm25"):
+        report = json.loads((out / f"{name}.fuse.json").read_text())
+        assert abs(sum(report["weights"]) - 1.0) < 1e-9, (name, report)
+
+
+def make_beir_subset(directory: Path) -> Path:
+    """Another BEIR dataset from SciFact's files: the passages of 60 judged train queries plus 240 others, those
+    queries split into its own train and test halves by id, with graded qrels (every other judgment grade 2)."""
+    judged: dict[str, list[str]] = {}
+    for line in (SCIFACT / "qrels" / "train.tsv").read_text(encoding="utf-8").splitlines()[1:]:
+        qid, docid, _ = line.split("\t")
+        judged.setdefault(qid, []).append(docid)
+    qids = sorted(judged)[:60]
+    wanted = {d for q in qids for d in judged[q]}
+    corpus_lines = (SCIFACT / "corpus.jsonl").read_text(encoding="utf-8").splitlines()
+    keep = [ln for ln in corpus_lines if json.loads(ln)["_id"] in wanted]
+    keep += [ln for ln in corpus_lines if json.loads(ln)["_id"] not in wanted][:240]
+    (directory / "qrels").mkdir(parents=True)
+    (directory / "corpus.jsonl").write_text("\n".join(keep) + "\n", encoding="utf-8")
+    queries = [ln for ln in (SCIFACT / "queries.jsonl").read_text(encoding="utf-8").splitlines()
+               if json.loads(ln)["_id"] in set(qids)]  # fmt: skip
+    (directory / "queries.jsonl").write_text("\n".join(queries) + "\n", encoding="utf-8")
+    for name, part in (("train", qids[0::2]), ("test", qids[1::2])):
+        rows = [f"{q}\t{d}\t{1 + i % 2}" for q in part for i, d in enumerate(judged[q])]
+        (directory / "qrels" / f"{name}.tsv").write_text("query-id\tcorpus-id\tscore\n" + "\n".join(rows) + "\n")
+    return directory
+
+
+def test_beir_recipe_on_another_dataset(tmp_path: Path) -> None:
+    data = make_beir_subset(tmp_path / "subset")
+    out = tmp_path / "out"
+    run_recipe("beir.sh", out, "--data", data)
+    rows = check_results(out, BEIR_STAGES)
+    assert all(isinstance(row[m], float) for row in rows for m in REPORT_METRICS)
+    assert "subset test" in (out / "results.md").read_text()
+
+
+def test_beir_recipe_refuses_a_directory_without_train_qrels(tmp_path: Path) -> None:
+    data = make_beir_subset(tmp_path / "subset")
+    (data / "qrels" / "train.tsv").unlink()
+    done = subprocess.run(["bash", str(ROOT / "recipes" / "beir.sh"), "--data", str(data)], capture_output=True,
+                          text=True, cwd=ROOT)  # fmt: skip
+    assert done.returncode == 2
+    assert "qrels/train.tsv: not found" in done.stderr
+
+
+def test_split_qrels_is_a_deterministic_partition(tmp_path: Path) -> None:
+    fit, dev = tmp_path / "fit.tsv", tmp_path / "dev.tsv"
+    for _ in range(2):
+        subprocess.run([sys.executable, str(ROOT / "recipes" / "split_qrels.py"), str(SCIFACT / "qrels" / "train.tsv"),
+                        "--fit", str(fit), "--dev", str(dev)], check=True, capture_output=True)  # fmt: skip
+        first = (fit.read_text(), dev.read_text())
+    assert (fit.read_text(), dev.read_text()) == first
+    lines = (SCIFACT / "qrels" / "train.tsv").read_text().splitlines()
+    fit_lines, dev_lines = fit.read_text().splitlines(), dev.read_text().splitlines()
+    assert fit_lines[0] == dev_lines[0] == lines[0]  # the header goes to both
+    assert sorted(fit_lines[1:] + dev_lines[1:]) == sorted(lines[1:])
+    fit_q, dev_q = {ln.split()[0] for ln in fit_lines[1:]}, {ln.split()[0] for ln in dev_lines[1:]}
+    assert not fit_q & dev_q
+    assert abs(len(dev_q) / (len(fit_q) + len(dev_q)) - 0.25) < 0.01
