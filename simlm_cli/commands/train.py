@@ -39,9 +39,7 @@ def train(
     pooling: str = typer.Option(
         "cls",
         "--pooling",
-        autocompletion=lambda incomplete: (
-            options.complete_pooling(incomplete) + (["model"] if "model".startswith(incomplete) else [])
-        ),
+        autocompletion=options.complete_trainer_pooling,
         help="cls (the paper's), mean, or model (the model's own).",
     ),
     normalize: bool = typer.Option(True, "--normalize/--no-normalize", help="Cosine (L2-normalised) scores."),
