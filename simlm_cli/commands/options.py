@@ -103,14 +103,20 @@ TrainDryRun = typer.Option(False, "--dry-run", help="3 steps on a few queries wi
 
 
 def example(command: str, width: int = 74) -> str:
-    """A help epilog showing the command line a user would most often type, kept whole (Click's `\\b` stops the
-    re-wrapping) and broken before an option with shell line continuations where it would pass `width`."""
-    lines, line = [], ""
+    """A help epilog showing the command line a user would most often type, kept whole (Click's `\b` stops the
+    re-wrapping) and broken before an option, with shell line continuations, where it would pass `width`."""
+    pieces: list[str] = []  # each option with its value(s)
     for word in command.split(" "):
-        if line and word.startswith("-") and len(line) + 1 + len(word) > width:
-            lines.append(line + " \\")
-            line = "    " + word
+        if pieces and not word.startswith("-"):
+            pieces[-1] += " " + word
         else:
-            line = f"{line} {word}" if line else word
+            pieces.append(word)
+    lines, line = [], ""
+    for piece in pieces:
+        if line and len(line) + 1 + len(piece) > width:
+            lines.append(line + " \\")
+            line = "    " + piece
+        else:
+            line = f"{line} {piece}" if line else piece
     lines.append(line)
     return "\b\nExample:\n" + "\n".join("  " + text for text in lines)
