@@ -24,7 +24,7 @@ def trainer_config(objective: str, train_file: Path | None, corpus: Path | None,
     max_steps = kw.pop("max_steps")
     epochs = kw.pop("epochs")
     return TrainConfig(
-        objective=objective, corpus=str(corpus), output=str(output),
+        objective=objective, corpus=str(corpus), output=str(output), train_file=str(train_file),
         max_steps=max_steps if max_steps is not None else 10**9, epochs=None if max_steps is not None else epochs,
         **kw,
     )  # fmt: skip
