@@ -101,3 +101,14 @@ def test_install_completion_is_offered() -> None:
     result = CliRunner().invoke(app, ["--help"], env={"COLUMNS": "80"}, prog_name="simlm")
     assert "--install-completion" in result.output and "--show-completion" in result.output
     assert os.environ.get("_SIMLM_COMPLETE") is None  # the tests never leave the completion mode switched on
+
+
+def test_an_objectives_own_options_are_whole_at_80_columns() -> None:
+    """`simlm pretrain --objective rlm --help` lists rlm's options in the epilog; they are not cut either."""
+    from simlm_cli.training.registry import load_objective
+
+    result = CliRunner().invoke(app, ["pretrain", "--objective", "rlm", "--help"], env={"COLUMNS": "80"})
+    assert result.exit_code == 0, result.output
+    assert max(len(line) for line in result.output.splitlines()) <= 80
+    for option in load_objective("rlm").options:
+        assert f"--{option.name}" in result.output.split(), option.name
