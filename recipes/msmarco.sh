@@ -125,8 +125,11 @@ launch() {  # launch SUBCOMMAND ARGS...: one process per GPU for the commands th
     simlm "$@"
   fi
 }
-evaluate() {  # evaluate NAME RUN
+evaluate() {  # evaluate NAME RUN; a model this recipe trained (models/NAME) gets the figures in its card
   simlm evaluate --qrels "$RD" --run "$2" "${metrics[@]}" --json > "$OUT/$1.json"
+  if [ -f "$OUT/models/$1/README.md" ]; then
+    python -m simlm_cli.model_card "$OUT/models/$1" "$OUT/$1.json" --name "$1" --dataset "microsoft/ms_marco" --split "dev.small"
+  fi
 }
 dense_index() {  # dense_index NAME MODEL: encode the corpus (sharded over the GPUs) into a flat index
   if [ "$GPUS" -gt 1 ]; then

@@ -68,6 +68,7 @@ retriever1() {  # retriever1 NAME MODEL: fine-tune on the BM25 negatives, index,
   simlm encode --model "$OUT/models/$1" --corpus $C $dry | simlm index --output "$OUT/idx/$1"
   simlm search --index "$OUT/idx/$1" --queries $Q --qrels $D/qrels/test.tsv --output "$OUT/runs/$1.trec" $dry
   simlm evaluate --qrels $D/qrels/test.tsv --run "$OUT/runs/$1.trec" "${metrics[@]}" --json > "$OUT/$1.json"
+  python -m simlm_cli.model_card "$OUT/models/$1" "$OUT/$1.json" --name "Retriever1 ($1)" --dataset BeIR/scifact
 }
 
 echo "== BM25 hard negatives for fine-tuning (Pyserini, k1=0.9 b=0.4)" >&2
@@ -87,6 +88,8 @@ for objective in $OBJECTIVES; do
   simlm pretrain --objective "$objective" --model "$INIT" --corpus $C --output "$OUT/models/pretrain-$objective" \
     --max-steps $PT_STEPS --batch-size $PT_BATCH --lr $PT_LR $dry
   retriever1 "$objective" "$OUT/models/pretrain-$objective"
+  python -m simlm_cli.model_card "$OUT/models/pretrain-$objective" "$OUT/$objective.json" \
+    --name "Retriever1 fine-tuned from it" --dataset BeIR/scifact
   stage_end "$objective"
   rows+=("$objective=$OUT/$objective.json")
 done

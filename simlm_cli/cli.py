@@ -12,7 +12,8 @@ import typer
 from typer._click import exceptions as click  # Typer >= 0.26 carries its own copy of click
 
 from simlm_cli import __version__
-from simlm_cli.commands import distill, encode, evaluate, fuse, index, mine, pretrain, rerank, search, train
+from simlm_cli.commands import distill, encode, env, evaluate, fuse, index, mine, pretrain, rerank, search, train
+from simlm_cli.commands.options import example
 from simlm_cli.errors import SimlmError
 
 app = typer.Typer(
@@ -20,10 +21,13 @@ app = typer.Typer(
     help="Dense passage retrieval the SimLM way: pretrain, encode, index, search and evaluate.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
-    add_completion=False,
-    context_settings={"help_option_names": ["-h", "--help"]},
+    # Click's plain help layout, not Rich's table: at 80 columns Rich's six-column table cut option names short
+    # (`--query-max-le…`) and left 13 columns for descriptions; this one keeps names whole and wraps descriptions.
+    rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+    epilog=example("simlm encode --model DIR --corpus corpus.jsonl | simlm index --output idx"),
 )
-for module in (encode, index, search, evaluate, fuse, pretrain, mine, train, rerank, distill):
+for module in (encode, index, search, evaluate, fuse, pretrain, mine, train, rerank, distill, env):
     module.register(app)
 
 
@@ -53,10 +57,8 @@ def _usage_error(err: click.ClickException) -> int:
 
     from simlm_cli.console import console
 
-    if isinstance(err, click.NoArgsIsHelpError):
-        from typer import rich_utils
-
-        rich_utils.rich_format_error(err)
+    if isinstance(err, click.NoArgsIsHelpError):  # its message is the help text
+        err.show()
         return err.exit_code
     message = " ".join(err.format_message().split())
     ctx = getattr(err, "ctx", None)

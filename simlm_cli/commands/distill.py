@@ -22,7 +22,12 @@ def distill(
         None, "--model", "-m", help="The student's initialisation (e.g. Retriever2). Default: the embedded MiniLM."
     ),
     corpus_format: CorpusFormat = typer.Option(CorpusFormat.auto, "--corpus-format", help="Force the corpus format."),
-    pooling: str = typer.Option("model", "--pooling", help="cls, mean, or model (the student's own; cls if none)."),
+    pooling: str = typer.Option(
+        "model",
+        "--pooling",
+        autocompletion=options.complete_trainer_pooling,
+        help="cls, mean, or model (the student's own; cls if none).",
+    ),
     normalize: bool = typer.Option(True, "--normalize/--no-normalize", help="Cosine (L2-normalised) scores."),
     query_max_length: int = typer.Option(32, "--query-max-length", help="Query tokens."),
     passage_max_length: int = typer.Option(144, "--passage-max-length", help="Passage tokens (title + text)."),
@@ -33,7 +38,12 @@ def distill(
         1.0, "--teacher-temperature", help="The teacher's scores are divided by this before the softmax."
     ),
     temperature: float = typer.Option(0.02, "--temperature", help="Student scores are cosine / temperature."),
-    loss: str = typer.Option("paper", "--loss", help="Contrastive variant: paper or full (see `simlm train`)."),
+    loss: str = typer.Option(
+        "paper",
+        "--loss",
+        autocompletion=options.complete_loss,
+        help="Contrastive variant: paper or full (see `simlm train`).",
+    ),
     max_steps: int = options.MaxSteps,
     epochs: float = options.Epochs,
     batch_size: int = typer.Option(None, "--batch-size", help="Queries per process per micro-step. Default 16 on CPU."),
@@ -80,4 +90,8 @@ def distill(
 
 
 def register(app: typer.Typer) -> None:
-    app.command("distill")(distill)
+    app.command(
+        "distill",
+        short_help="Teacher-scored training file -> distilled bi-encoder.",
+        epilog=options.example("simlm distill -t scored.jsonl -c corpus.jsonl --model DIR --output student"),
+    )(distill)

@@ -30,7 +30,7 @@ def encode(
     passage_format: str = options.PassageFormat,
     batch_size: int = options.BatchSize,
     chunk_size: int = typer.Option(2048, "--chunk-size", min=1, help="Passages length-sorted together (memory bound)."),
-    shard_id: int = typer.Option(None, "--shard-id", help="Encode passages i with i %% num-shards == shard-id."),
+    shard_id: int = typer.Option(None, "--shard-id", help="Encode passages i with i % num-shards == shard-id."),
     num_shards: int = typer.Option(None, "--num-shards", help="Default: torchrun's WORLD_SIZE, else 1."),
     device: str = options.Device,
     precision: Precision = options.PrecisionOpt,
@@ -60,4 +60,8 @@ def encode(
 
 
 def register(app: typer.Typer) -> None:
-    app.command("encode")(encode)
+    app.command(
+        "encode",
+        short_help="Corpus -> embedding stream (file, or stdout to a pipe).",
+        epilog=options.example("simlm encode --model DIR --corpus corpus.jsonl | simlm index --output idx"),
+    )(encode)

@@ -21,6 +21,7 @@ def evaluate(
         None,
         "--metric",
         "-M",
+        autocompletion=options.complete_metric,
         help="Repeatable: ndcg@10, mrr@10, recall@100, map, p@10, ... Default: the paper's four.",
     ),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object {metric: value} on stdout."),
@@ -56,4 +57,8 @@ def evaluate(
 
 
 def register(app: typer.Typer) -> None:
-    app.command("evaluate")(evaluate)
+    app.command(
+        "evaluate",
+        short_help="Run + qrels -> nDCG, MRR, recall... (pytrec_eval).",
+        epilog=options.example("simlm evaluate --qrels qrels/test.tsv --run run.trec -M ndcg@10 -M recall@100"),
+    )(evaluate)

@@ -69,4 +69,8 @@ def fuse(
 
 
 def register(app: typer.Typer) -> None:
-    app.command("fuse")(fuse)
+    app.command(
+        "fuse",
+        short_help="2+ runs -> one run (RRF or score interpolation).",
+        epilog=options.example("simlm fuse bm25.trec dense.trec --output fused.trec"),
+    )(fuse)

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import typer
 
+from simlm_cli.commands import options
 from simlm_cli.errors import SimlmError
 from simlm_cli.index.dense import IndexType
 from simlm_cli.io.corpus import CorpusFormat
@@ -83,4 +84,8 @@ def index(
 
 
 def register(app: typer.Typer) -> None:
-    app.command("index")(index)
+    app.command(
+        "index",
+        short_help="Embedding streams -> faiss index; --bm25: Lucene index.",
+        epilog=options.example("simlm index corpus.emb --output idx --type hnsw"),
+    )(index)

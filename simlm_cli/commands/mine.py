@@ -89,4 +89,10 @@ def mine(
 
 
 def register(app: typer.Typer) -> None:
-    app.command("mine")(mine)
+    app.command(
+        "mine",
+        short_help="Run + qrels -> training file of hard negatives.",
+        epilog=options.example(
+            "simlm mine --run bm25.trec --qrels qrels/train.tsv --queries queries.jsonl --output train.jsonl"
+        ),
+    )(mine)

@@ -8,6 +8,42 @@ from simlm_cli.device import Precision
 from simlm_cli.io.qrels import QrelsFormat
 from simlm_cli.io.queries import QueriesFormat
 
+# -- shell completion (`simlm --install-completion`): values Typer cannot know from the option's type -----------
+METRIC_EXAMPLES = (
+    "ndcg@10", "mrr@10", "recall@100", "recall@1000", "r@100", "map", "map@1000", "p@10", "success@10", "ndcg", "mrr",
+)  # fmt: skip
+
+
+def _starting(values, incomplete: str) -> list[str]:
+    return [value for value in values if value.startswith(incomplete)]
+
+
+def complete_metric(incomplete: str) -> list[str]:
+    return _starting(METRIC_EXAMPLES, incomplete)
+
+
+def complete_objective(incomplete: str) -> list[str]:
+    from simlm_cli.training.registry import objective_names
+
+    return _starting(objective_names(), incomplete)
+
+
+def complete_pooling(incomplete: str) -> list[str]:
+    return _starting(("cls", "mean"), incomplete)
+
+
+def complete_trainer_pooling(incomplete: str) -> list[str]:
+    return _starting(("cls", "mean", "model"), incomplete)
+
+
+def complete_loss(incomplete: str) -> list[str]:
+    return _starting(("paper", "full"), incomplete)
+
+
+def complete_passage_format(incomplete: str) -> list[str]:
+    return _starting(("pair", "concat"), incomplete)
+
+
 Device = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N (under torchrun: this rank's GPU).")
 PrecisionOpt = typer.Option(
     Precision.auto,
@@ -27,7 +63,9 @@ Model = typer.Option(
     "-m",
     help="HF model directory or hub name. Default: sentence-transformers/all-MiniLM-L6-v2 (embedded weights).",
 )
-Pooling = typer.Option(None, "--pooling", help="cls (SimLM) or mean. Default: the model's own, else cls.")
+Pooling = typer.Option(
+    None, "--pooling", autocompletion=complete_pooling, help="cls (SimLM) or mean. Default: the model's own, else cls."
+)
 Normalize = typer.Option(
     None, "--normalize/--no-normalize", help="L2-normalise vectors. Default: the model's own, else on."
 )
@@ -36,6 +74,7 @@ PassageMaxLength = typer.Option(None, "--passage-max-length", help="Default: the
 PassageFormat = typer.Option(
     None,
     "--passage-format",
+    autocompletion=complete_passage_format,
     help="pair: tokenize (title, text) as the paper does; concat: title + ' ' + text as MTEB does. "
     "Default: concat for sentence-transformers models, else pair.",
 )
@@ -61,3 +100,23 @@ LogSteps = typer.Option(10, "--log-steps", help="Log (stderr and train_log.jsonl
 Seed = typer.Option(42, "--seed", help="Seeds initialisation, data order and negative sampling.")
 Resume = typer.Option(False, "--resume", help="Continue exactly from the newest checkpoint in --output/checkpoints.")
 TrainDryRun = typer.Option(False, "--dry-run", help="3 steps on a few queries with batch 2, for smoke tests.")
+
+
+def example(command: str, width: int = 74) -> str:
+    """A help epilog showing the command line a user would most often type, kept whole (Click's `\b` stops the
+    re-wrapping) and broken before an option, with shell line continuations, where it would pass `width`."""
+    pieces: list[str] = []  # each option with its value(s)
+    for word in command.split(" "):
+        if pieces and not word.startswith("-"):
+            pieces[-1] += " " + word
+        else:
+            pieces.append(word)
+    lines, line = [], ""
+    for piece in pieces:
+        if line and len(line) + 1 + len(piece) > width:
+            lines.append(line + " \\")
+            line = "    " + piece
+        else:
+            line = f"{line} {piece}" if line else piece
+    lines.append(line)
+    return "\b\nExample:\n" + "\n".join("  " + text for text in lines)

@@ -19,7 +19,8 @@ GENERIC_FLAGS = (
 
 EPILOG = (
     "Objective options go on the command line as --name value (or --option name=value); see "
-    "`simlm pretrain --list-objectives`, or `simlm pretrain --objective NAME --help` for one objective's options."
+    "`simlm pretrain --list-objectives`, or `simlm pretrain --objective NAME --help` for one objective's options.\n\n"
+    + options.example("simlm pretrain --objective rlm --corpus corpus.jsonl --output pretrained --max-steps 1000")
 )
 
 
@@ -72,6 +73,7 @@ def pretrain(
         "rlm",
         "--objective",
         is_eager=True,
+        autocompletion=options.complete_objective,
         callback=_objective_help,
         help="Pretraining objective (a `simlm.objectives` entry point): rlm, mlm, enc-dec-mlm, rtd, autoencoder, condenser.",
     ),
@@ -167,6 +169,7 @@ def pretrain(
 def register(app: typer.Typer) -> None:
     app.command(
         "pretrain",
+        short_help="Corpus -> pretrained encoder (rlm, mlm, ... objectives).",
         context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
         epilog=EPILOG,
     )(pretrain)

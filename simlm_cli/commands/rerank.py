@@ -23,7 +23,11 @@ InferenceBatch = typer.Option(32, "--batch-size", min=1, help="(query, passage) 
 RerankerModel = typer.Option(None, "--model", "-m", help="(required) Re-ranker directory (from `simlm rerank train`).")
 
 
-@app.command("train")
+@app.command(
+    "train",
+    short_help="Training file -> listwise cross-encoder re-ranker.",
+    epilog=options.example("simlm rerank train -t train.jsonl -c corpus.jsonl --model DIR --output reranker"),
+)
 def train(
     train_file: Path = options.TrainFile,
     corpus: Path = options.Corpus,
@@ -93,7 +97,13 @@ def train(
     train_reranker(train_file, config, group_size, log=info)
 
 
-@app.command("run")
+@app.command(
+    "run",
+    short_help="Re-rank the top-k of a run.",
+    epilog=options.example(
+        "simlm rerank run --model reranker --run run.trec --queries queries.jsonl --corpus corpus.jsonl --output reranked.trec"
+    ),
+)
 def run(
     model: str = RerankerModel,
     run_file: Path = typer.Option(None, "--run", "-r", help="(required) Run to re-rank (TREC or MS MARCO, .gz ok)."),
@@ -141,7 +151,11 @@ def run(
     rerank_run(config)
 
 
-@app.command("score")
+@app.command(
+    "score",
+    short_help="Teacher scores for a training file (for `simlm distill`).",
+    epilog=options.example("simlm rerank score --model reranker -t train.jsonl -c corpus.jsonl --output scored.jsonl"),
+)
 def score(
     model: str = RerankerModel,
     train_file: Path = typer.Option(None, "--train-file", "-t", help="(required) Training JSONL (from `simlm mine`)."),
@@ -176,4 +190,4 @@ def score(
 
 
 def register(root: typer.Typer) -> None:
-    root.add_typer(app, name="rerank")
+    root.add_typer(app, name="rerank", short_help="Cross-encoder re-ranker: train, run, score.")

@@ -50,4 +50,8 @@ def search(
 
 
 def register(app: typer.Typer) -> None:
-    app.command("search")(search)
+    app.command(
+        "search",
+        short_help="Queries -> run (TREC or MS MARCO), dense or BM25.",
+        epilog=options.example("simlm search --index idx --queries queries.jsonl --output run.trec"),
+    )(search)

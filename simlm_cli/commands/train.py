@@ -24,7 +24,7 @@ def trainer_config(objective: str, train_file: Path | None, corpus: Path | None,
     max_steps = kw.pop("max_steps")
     epochs = kw.pop("epochs")
     return TrainConfig(
-        objective=objective, corpus=str(corpus), output=str(output),
+        objective=objective, corpus=str(corpus), output=str(output), train_file=str(train_file),
         max_steps=max_steps if max_steps is not None else 10**9, epochs=None if max_steps is not None else epochs,
         **kw,
     )  # fmt: skip
@@ -36,7 +36,12 @@ def train(
     output: Path = options.OutputDir,
     model: str = options.Model,
     corpus_format: CorpusFormat = typer.Option(CorpusFormat.auto, "--corpus-format", help="Force the corpus format."),
-    pooling: str = typer.Option("cls", "--pooling", help="cls (the paper's), mean, or model (the model's own)."),
+    pooling: str = typer.Option(
+        "cls",
+        "--pooling",
+        autocompletion=options.complete_trainer_pooling,
+        help="cls (the paper's), mean, or model (the model's own).",
+    ),
     normalize: bool = typer.Option(True, "--normalize/--no-normalize", help="Cosine (L2-normalised) scores."),
     query_max_length: int = typer.Option(32, "--query-max-length", help="Query tokens."),
     passage_max_length: int = typer.Option(144, "--passage-max-length", help="Passage tokens (title + text)."),
@@ -46,6 +51,7 @@ def train(
     loss: str = typer.Option(
         "paper",
         "--loss",
+        autocompletion=options.complete_loss,
         help="paper: Eq. 3 (in-batch + hard negatives, positive-passage-vs-negatives terms); full: also the "
         "query-query terms, as the reference implementation.",
     ),
@@ -90,4 +96,8 @@ def train(
 
 
 def register(app: typer.Typer) -> None:
-    app.command("train")(train)
+    app.command(
+        "train",
+        short_help="Training file -> bi-encoder retriever.",
+        epilog=options.example("simlm train -t train.jsonl -c corpus.jsonl --model DIR --output retriever"),
+    )(train)

@@ -29,6 +29,7 @@ from simlm_cli.device import Precision, Runtime, resolve_runtime
 from simlm_cli.errors import InputError, SimlmError
 from simlm_cli.io.corpus import CorpusFormat
 from simlm_cli.io.files import atomic_directory
+from simlm_cli.model_card import write_training_card
 from simlm_cli.training.data import DataOrder, TextData, TrainData, load_texts
 from simlm_cli.training.objective import load_state, save_state
 
@@ -70,6 +71,7 @@ class TrainConfig:
     dry_run: bool = False
     max_passages: int | None = None
     stop_at_step: int | None = None  # stop early as if preempted (tests of --resume)
+    train_file: str | None = None  # train, distill, rerank train: named in the model card
 
 
 # -- distributed --------------------------------------------------------------------------------------------
@@ -507,6 +509,9 @@ class Trainer:
             tmp = Path(tmp_name)
             model.save_pretrained(tmp)
             plot_losses(records, tmp / PLOT_FILE)
+            write_training_card(
+                tmp, self.config, records, name=self.config.output
+            )  # README.md, after any the model saved
             for entry in sorted(tmp.iterdir()):
                 written.append(entry.name + "/" if entry.is_dir() else entry.name)
                 target = output / entry.name
