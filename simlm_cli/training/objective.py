@@ -378,7 +378,8 @@ def generator_options() -> tuple[Option, ...]:
             str,
             "",
             "Pretrained masked LM (directory or name) sampling the replacements; frozen unless --train-generator. "
-            "Default: a small random BERT (1/4 width) trained jointly with MLM.",
+            "Default: a small random BERT (1/4 width) trained jointly with MLM (offline; the paper: "
+            "google/electra-base-generator, frozen).",
         ),
         Option("train-generator", bool, False, "Also train a --generator given by name or directory (MLM loss)."),
         Option(
