@@ -80,9 +80,18 @@ def encoder_layers(base: nn.Module) -> nn.ModuleList:
 
 
 def bidirectional_mask(config: Any, embeddings: torch.Tensor, attention_mask: torch.Tensor) -> Any:
-    """The attention mask format the model's own layers expect (sdpa, eager ...)."""
-    from transformers.masking_utils import create_bidirectional_mask
+    """The attention mask format the model's own layers expect (sdpa, eager ...).
 
+    transformers 5 builds it with `masking_utils.create_bidirectional_mask`, which 4.x lacks (4.57 is what pip
+    picks beside optimum). 4.x's BERT-style layers, eager and sdpa alike, take an additive float mask
+    [batch, 1, query, key]: 0 where a key may be attended to, the dtype's minimum where it is padding."""
+    try:
+        from transformers.masking_utils import create_bidirectional_mask
+    except ImportError:
+        dtype = embeddings.dtype
+        keys = attention_mask[:, None, None, :].to(dtype)
+        additive = (1.0 - keys) * torch.finfo(dtype).min
+        return additive.expand(-1, 1, embeddings.shape[1], -1)
     return create_bidirectional_mask(config=config, inputs_embeds=embeddings, attention_mask=attention_mask)
 
 
