@@ -203,8 +203,8 @@ class Objective(nn.Module):
         return self.encoder(input_ids=input_ids, attention_mask=attention_mask, **kwargs)
 
     def copy_last_layers(self, count: int, option: str = "decoder-layers") -> nn.ModuleList:
-        """Copies of the encoder's last `count` layers (a decoder or head starts as them); `option` names the flag
-        that asked, for the error."""
+        """Copies of the encoder's last `count` layers (SimLM's decoder starts as them, as in the authors' code);
+        `option` names the flag that asked, for the error."""
         layers = encoder_layers(self.encoder)
         if not 1 <= count <= len(layers):
             raise SimlmError(f"--{option} {count}: the encoder has {len(layers)} layers")
