@@ -10,6 +10,8 @@ from simlm_cli.errors import SimlmError
 from simlm_cli.training.objective import Objective, StepOutput, encoder_layers
 from simlm_cli.training.registry import Option
 
+HEAD_INITS = ("random", "copy")
+
 
 class Condenser(Objective):
     name = "condenser"
@@ -17,9 +19,22 @@ class Condenser(Objective):
     options = (
         Option("mask-rate", float, 0.30, "Share of words masked (BERT 80/10/10 corruption)."),
         Option("skip-layer", int, 0, "Encoder layer whose token states feed the head. 0: half the depth (6 of 12)."),
-        Option("head-layers", int, 2, "Head depth; its layers start as copies of the encoder's last ones."),
+        Option("head-layers", int, 2, "Head depth."),
+        Option(
+            "head-init",
+            str,
+            "random",
+            "How the head's layers start: random (fresh layers, BERT's initialisation, as Condenser) or copy "
+            "(copies of the encoder's last layers).",
+        ),
         Option("encoder-mlm", bool, True, "Also apply the MLM loss to the encoder's own last layer."),
     )
+
+    @classmethod
+    def validate(cls, values: dict[str, Any]) -> None:
+        super().validate(values)
+        if values.get("head_init") not in HEAD_INITS:
+            raise SimlmError(f"--head-init {values.get('head_init')!r}: expected one of {', '.join(HEAD_INITS)}")
 
     def __init__(self, model_path: str, tokenizer: Any, opts: dict[str, Any], log=print):
         super().__init__(model_path, tokenizer, opts, log)
@@ -27,7 +42,11 @@ class Condenser(Objective):
         self.skip_layer = int(opts["skip_layer"]) or max(1, depth // 2)
         if not 1 <= self.skip_layer <= depth:
             raise SimlmError(f"--skip-layer {self.skip_layer}: the encoder has {depth} layers")
-        self.condenser_head = self.copy_last_layers(int(opts["head_layers"]), "head-layers")
+        count = int(opts["head_layers"])
+        if opts["head_init"] == "copy":
+            self.condenser_head = self.copy_last_layers(count, "head-layers")
+        else:
+            self.condenser_head = self.fresh_layers(count, "head-layers")
 
     def forward(self, batch: dict[str, torch.Tensor], rng: torch.Generator) -> StepOutput:
         input_ids, attention_mask = batch["input_ids"], batch["attention_mask"]

@@ -6,16 +6,25 @@ from typing import Any
 
 import torch
 
-from simlm_cli.training.objective import Generator, Objective, StepOutput, generator_options, nested_replacement
+from simlm_cli.training.objective import (
+    Generator,
+    Objective,
+    StepOutput,
+    generator_options,
+    mlm_targets,
+    nested_replacement,
+)
 from simlm_cli.training.registry import Option
 
 
 class RLM(Objective):
-    """Encoder and decoder inputs are corrupted by a generator's samples; both predict the original everywhere.
+    """Encoder and decoder inputs are corrupted by a generator's samples; both predict the original at every
+    position but the special tokens ([CLS], [SEP], padding).
 
     Word-level masks are nested (encoder ⊂ decoder) and every masked position holds a token sampled from the
-    generator (the sample may equal the original). The decoder sees the encoder only through its last-layer
-    [CLS] vector, which replaces position 0 of the decoder's embedded input.
+    generator (the sample may equal the original); the generator fills each input separately, from that input's
+    own masked view. The decoder sees the encoder only through its last-layer [CLS] vector, which replaces
+    position 0 of the decoder's embedded input.
     """
 
     name = "rlm"
@@ -45,11 +54,11 @@ class RLM(Objective):
     def forward(self, batch: dict[str, torch.Tensor], rng: torch.Generator) -> StepOutput:
         input_ids, attention_mask = batch["input_ids"], batch["attention_mask"]
         enc_ids, dec_ids, _, dec_mask, gen_loss = self.corrupt(input_ids, attention_mask, rng)
-        real = attention_mask.bool()
+        targets = mlm_targets(self.masker, input_ids, attention_mask)
         enc_hidden = self.encode(enc_ids, attention_mask).last_hidden_state
-        enc_loss = self.mlm_loss(enc_hidden, input_ids, real)
+        enc_loss = self.mlm_loss(enc_hidden, input_ids, targets)
         dec_hidden = self.run_layers(self.decoder, enc_hidden[:, 0], dec_ids, attention_mask)
-        dec_loss = self.mlm_loss(dec_hidden, input_ids, real)
+        dec_loss = self.mlm_loss(dec_hidden, input_ids, targets)
         loss = enc_loss + dec_loss
         parts = {"enc": enc_loss.detach(), "dec": dec_loss.detach()}
         if gen_loss is not None:

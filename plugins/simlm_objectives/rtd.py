@@ -14,12 +14,16 @@ from simlm_cli.training.objective import (
     StepOutput,
     freeze_unshared,
     generator_options,
+    mlm_targets,
     nested_replacement,
 )
 from simlm_cli.training.registry import Option
 
 
 class RTD(Objective):
+    """Each input is corrupted as RLM's (two independent generator draws, one per input's own masked view) so that
+    the ablation changes only the loss; each head then labels every non-special token replaced or original."""
+
     name = "rtd"
     summary = "RLM architecture with binary replaced-or-original heads on the encoder and the decoder"
     options = (
@@ -41,22 +45,28 @@ class RTD(Objective):
     def extra_config(self) -> dict[str, Any]:
         return {"generator_config": self.generator.random_config}
 
+    def corrupt(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, rng: torch.Generator
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """(encoder ids, decoder ids, encoder mask, decoder mask, generator loss), as RLM's."""
+        rates = (self.opts["encoder_mask_rate"], self.opts["decoder_mask_rate"])
+        return nested_replacement(self.masker, self.generator, input_ids, attention_mask, rates, rng)
+
     @staticmethod
-    def _rtd_loss(head: nn.Module, hidden: torch.Tensor, replaced: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
-        logits = head(hidden[real]).squeeze(-1).float()
-        return F.binary_cross_entropy_with_logits(logits, replaced[real].float())
+    def _rtd_loss(head: nn.Module, hidden: torch.Tensor, replaced: torch.Tensor, where: torch.Tensor) -> torch.Tensor:
+        if not where.any():
+            return hidden.sum() * 0.0 + sum(p.sum() for p in head.parameters()) * 0.0
+        logits = head(hidden[where]).squeeze(-1).float()
+        return F.binary_cross_entropy_with_logits(logits, replaced[where].float())
 
     def forward(self, batch: dict[str, torch.Tensor], rng: torch.Generator) -> StepOutput:
         input_ids, attention_mask = batch["input_ids"], batch["attention_mask"]
-        real = attention_mask.bool()
-        rates = (self.opts["encoder_mask_rate"], self.opts["decoder_mask_rate"])
-        enc_ids, dec_ids, enc_mask, dec_mask, gen_loss = nested_replacement(
-            self.masker, self.generator, input_ids, attention_mask, rates, rng
-        )
+        targets = mlm_targets(self.masker, input_ids, attention_mask)
+        enc_ids, dec_ids, _, dec_mask, gen_loss = self.corrupt(input_ids, attention_mask, rng)
         enc_hidden = self.encode(enc_ids, attention_mask).last_hidden_state
-        enc_loss = self._rtd_loss(self.enc_rtd, enc_hidden, enc_ids != input_ids, real)
+        enc_loss = self._rtd_loss(self.enc_rtd, enc_hidden, enc_ids != input_ids, targets)
         dec_hidden = self.run_layers(self.decoder, enc_hidden[:, 0], dec_ids, attention_mask)
-        dec_loss = self._rtd_loss(self.dec_rtd, dec_hidden, dec_ids != input_ids, real)
+        dec_loss = self._rtd_loss(self.dec_rtd, dec_hidden, dec_ids != input_ids, targets)
         loss = enc_loss + dec_loss
         parts = {"enc": enc_loss.detach(), "dec": dec_loss.detach()}
         if gen_loss is not None:

@@ -92,14 +92,23 @@ def pretrain(
     option: list[str] = typer.Option(
         None, "--option", "-O", help="An objective option as name=value (repeatable); same as --name value."
     ),
-    max_steps: int = typer.Option(10000, "--max-steps", help="Optimizer steps."),
+    max_steps: int = typer.Option(10000, "--max-steps", help="Optimizer steps (the paper: 80,000)."),
     batch_size: int = typer.Option(
-        None, "--batch-size", help="Passages per process per micro-step. Default: 16 on CPU, 64 on GPU."
+        None,
+        "--batch-size",
+        help="Passages per process per micro-step. Default: 16 on CPU, 64 on GPU (the paper: 64 per GPU x 8 GPUs x "
+        "--grad-accum 4 = 2,048 a step).",
     ),
     grad_accum: int = typer.Option(1, "--grad-accum", help="Micro-steps accumulated per optimizer step."),
-    lr: float = typer.Option(1e-4, "--lr", help="Peak AdamW learning rate."),
-    weight_decay: float = typer.Option(0.01, "--weight-decay", help="AdamW weight decay (not on biases/norms)."),
-    warmup_steps: int = typer.Option(None, "--warmup-steps", help="Linear warmup steps. Default: 10% of --max-steps."),
+    lr: float = typer.Option(
+        1e-4, "--lr", help="Peak AdamW learning rate (CPU-sized default; the paper: 3e-4 at 2,048 passages a step)."
+    ),
+    weight_decay: float = typer.Option(
+        0.01, "--weight-decay", help="AdamW weight decay, not on biases/norms (the paper: 0)."
+    ),
+    warmup_steps: int = typer.Option(
+        None, "--warmup-steps", help="Linear warmup steps. Default: 10% of --max-steps (the paper: 4,000 of 80,000)."
+    ),
     max_grad_norm: float = typer.Option(1.0, "--max-grad-norm", help="Gradient clipping norm."),
     max_length: int = typer.Option(144, "--max-length", help="Tokens per passage (title + text)."),
     save_steps: int = typer.Option(1000, "--save-steps", help="Checkpoint every N steps (and at the end)."),

@@ -80,9 +80,18 @@ def encoder_layers(base: nn.Module) -> nn.ModuleList:
 
 
 def bidirectional_mask(config: Any, embeddings: torch.Tensor, attention_mask: torch.Tensor) -> Any:
-    """The attention mask format the model's own layers expect (sdpa, eager ...)."""
-    from transformers.masking_utils import create_bidirectional_mask
+    """The attention mask format the model's own layers expect (sdpa, eager ...).
 
+    transformers 5 builds it with `masking_utils.create_bidirectional_mask`, which 4.x lacks (4.57 is what pip
+    picks beside optimum). 4.x's BERT-style layers, eager and sdpa alike, take an additive float mask
+    [batch, 1, query, key]: 0 where a key may be attended to, the dtype's minimum where it is padding."""
+    try:
+        from transformers.masking_utils import create_bidirectional_mask
+    except ImportError:
+        dtype = embeddings.dtype
+        keys = attention_mask[:, None, None, :].to(dtype)
+        additive = (1.0 - keys) * torch.finfo(dtype).min
+        return additive.expand(-1, 1, embeddings.shape[1], -1)
     return create_bidirectional_mask(config=config, inputs_embeds=embeddings, attention_mask=attention_mask)
 
 
@@ -194,12 +203,33 @@ class Objective(nn.Module):
         return self.encoder(input_ids=input_ids, attention_mask=attention_mask, **kwargs)
 
     def copy_last_layers(self, count: int, option: str = "decoder-layers") -> nn.ModuleList:
-        """Copies of the encoder's last `count` layers (a decoder or head starts as them); `option` names the flag
-        that asked, for the error."""
+        """Copies of the encoder's last `count` layers (SimLM's decoder starts as them, as in the authors' code);
+        `option` names the flag that asked, for the error."""
         layers = encoder_layers(self.encoder)
         if not 1 <= count <= len(layers):
             raise SimlmError(f"--{option} {count}: the encoder has {len(layers)} layers")
         return nn.ModuleList(copy.deepcopy(layer) for layer in layers[-count:])
+
+    def fresh_layers(self, count: int, option: str) -> nn.ModuleList:
+        """`count` new layers shaped like the encoder's, initialised as BERT initialises a model (normal(0,
+        initializer_range) weights, zero biases, unit LayerNorms): what Condenser's head starts from."""
+        if count < 1:
+            raise SimlmError(f"--{option} {count}: expected at least 1")
+        last = encoder_layers(self.encoder)[-1]
+        layers = nn.ModuleList(copy.deepcopy(last) for _ in range(count))
+        std = float(getattr(self.mlm.config, "initializer_range", 0.02))
+        with torch.no_grad():
+            for module in layers.modules():
+                if isinstance(module, nn.Linear):
+                    module.weight.normal_(0.0, std)
+                    if module.bias is not None:
+                        module.bias.zero_()
+                elif isinstance(module, nn.LayerNorm):
+                    module.weight.fill_(1.0)
+                    module.bias.zero_()
+                elif isinstance(module, nn.Embedding):  # e.g. relative position embeddings inside a layer
+                    module.weight.normal_(0.0, std)
+        return layers
 
     def run_layers(
         self, layers: nn.ModuleList, first: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor
@@ -298,14 +328,21 @@ class Generator(nn.Module):
         return self
 
     def forward(
-        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, mask: torch.Tensor, rng: torch.Generator
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        mask: torch.Tensor,
+        rng: torch.Generator,
+        with_loss: bool = True,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """`input_ids` is the original; positions in `mask` get [MASK]. Returns (tokens sampled at `mask`, MLM loss)."""
+        """`input_ids` is the original; positions in `mask` get [MASK]. Returns (tokens sampled at `mask`, MLM loss:
+        None unless the generator trains and `with_loss`)."""
         masked_input = input_ids.masked_fill(mask, self.mask_id)
-        with torch.set_grad_enabled(self.trainable and torch.is_grad_enabled()):
+        learn = self.trainable and with_loss
+        with torch.set_grad_enabled(learn and torch.is_grad_enabled()):
             hidden = self.model.base_model(input_ids=masked_input, attention_mask=attention_mask).last_hidden_state
             logits = mlm_head(self.model)(hidden[mask]).float()
-            loss = F.cross_entropy(logits, input_ids[mask]) if self.trainable and logits.shape[0] else None
+            loss = F.cross_entropy(logits, input_ids[mask]) if learn and logits.shape[0] else None
         probs = torch.softmax(logits.detach(), dim=-1)
         sampled = torch.multinomial(probs, 1, generator=rng).squeeze(1) if probs.shape[0] else input_ids.new_zeros((0,))
         return sampled, loss
@@ -319,15 +356,28 @@ def nested_replacement(
     rates: tuple[float, float],
     rng: torch.Generator,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
-    """RLM/RTD corruption: nested word masks (encoder within decoder), every masked position holding one token
-    sampled by the generator, shared by both inputs. Returns (encoder ids, decoder ids, encoder mask, decoder
-    mask, generator loss)."""
+    """RLM/RTD corruption (SimLM Sec. 3.1): nested word masks (encoder within decoder), and the replacement
+    "performed twice": the generator reads the encoder's masked view and fills the encoder's positions, then reads
+    the decoder's masked view and fills the decoder's, each draw independent of the other. Where both inputs are
+    masked they may hold different tokens. The generator's MLM loss comes from the encoder's view only, as in the
+    authors' code (the decoder's draw runs without gradient). Returns (encoder ids, decoder ids, encoder mask,
+    decoder mask, generator loss)."""
     enc_mask, dec_mask = masker.masks(input_ids, attention_mask, list(rates), rng)
-    sampled, gen_loss = generator(input_ids, attention_mask, dec_mask, rng)
+    enc_sampled, gen_loss = generator(input_ids, attention_mask, enc_mask, rng)
+    dec_sampled, _ = generator(input_ids, attention_mask, dec_mask, rng, with_loss=False)
+    enc_ids = input_ids.clone()
+    enc_ids[enc_mask] = enc_sampled
     dec_ids = input_ids.clone()
-    dec_ids[dec_mask] = sampled
-    enc_ids = torch.where(enc_mask, dec_ids, input_ids)
+    dec_ids[dec_mask] = dec_sampled
     return enc_ids, dec_ids, enc_mask, dec_mask, gen_loss
+
+
+def mlm_targets(masker: Any, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    """Where a loss over every input position (RLM, RTD) has targets: real tokens that are not special ones.
+
+    [CLS], [SEP] (and any other special id) are left out, as in the authors' code (labels -100): otherwise the
+    [CLS] bottleneck vector itself would be trained to predict the token "[CLS]"."""
+    return masker.maskable(input_ids, attention_mask)
 
 
 def generator_options() -> tuple[Option, ...]:
@@ -337,8 +387,14 @@ def generator_options() -> tuple[Option, ...]:
             str,
             "",
             "Pretrained masked LM (directory or name) sampling the replacements; frozen unless --train-generator. "
-            "Default: a small random BERT (1/4 width) trained jointly with MLM.",
+            "Default: a small random BERT (1/4 width) trained jointly with MLM (offline; the paper: "
+            "google/electra-base-generator, frozen).",
         ),
         Option("train-generator", bool, False, "Also train a --generator given by name or directory (MLM loss)."),
-        Option("generator-loss-weight", float, 1.0, "Weight of the generator's MLM loss in the total, when trained."),
+        Option(
+            "generator-loss-weight",
+            float,
+            0.2,
+            "Weight of the generator's MLM loss in the total, when it trains (the authors' code: 0.2).",
+        ),
     )

@@ -59,22 +59,116 @@ def test_headless_base_gets_a_tied_head_and_says_so(tiny_headless, tokenizer):
     assert obj.head.predictions.decoder.weight is obj.encoder.embeddings.word_embeddings.weight
 
 
-def test_rlm_encoder_replacements_are_a_subset_of_the_decoders(tiny_model, tokenizer):
-    obj = make_objective("rlm", tiny_model, tokenizer)
+def _special(tokenizer, ids):
+    return torch.isin(ids, torch.tensor(tokenizer.all_special_ids))
+
+
+@pytest.mark.parametrize("name", ["rlm", "rtd"])
+def test_each_input_is_replaced_only_within_its_own_nested_mask(name, tiny_model, tokenizer):
+    obj = make_objective(name, tiny_model, tokenizer)
     batch = _batch(tokenizer, 16)
     ids, am = batch["input_ids"], batch["attention_mask"]
     rng = torch.Generator().manual_seed(0)
     for _ in range(10):
         enc_ids, dec_ids, enc_mask, dec_mask, _ = obj.corrupt(ids, am, rng)
-        assert not (enc_mask & ~dec_mask).any()
-        assert not ((enc_ids != ids) & ~(dec_ids != ids)).any()
-        assert torch.equal(enc_ids[enc_mask], dec_ids[enc_mask])  # same sampled token where both replace
+        assert not (enc_mask & ~dec_mask).any()  # encoder positions within the decoder's
         assert torch.equal(enc_ids[~enc_mask], ids[~enc_mask]) and torch.equal(dec_ids[~dec_mask], ids[~dec_mask])
-        special = torch.isin(ids, torch.tensor(tokenizer.all_special_ids))
-        assert not (dec_mask & special).any()
+        assert not (dec_mask & _special(tokenizer, ids)).any()
 
 
-def test_rlm_predicts_the_original_token_at_every_position(tiny_model, tokenizer, monkeypatch):
+@pytest.mark.parametrize("name", ["rlm", "rtd"])
+def test_encoder_and_decoder_replacements_are_drawn_independently(name, tiny_model, tokenizer):
+    """SimLM replaces twice: at positions both inputs mask, the two samples differ (a shared draw never does)."""
+    obj = make_objective(name, tiny_model, tokenizer)
+    batch = _batch(tokenizer, 16)
+    ids, am = batch["input_ids"], batch["attention_mask"]
+    rng = torch.Generator().manual_seed(0)
+    shared = differ = 0
+    for _ in range(20):
+        enc_ids, dec_ids, enc_mask, _, _ = obj.corrupt(ids, am, rng)
+        shared += int(enc_mask.sum())
+        differ += int((enc_ids[enc_mask] != dec_ids[enc_mask]).sum())
+    # The random generator spreads its samples over the 35-token vocabulary: two independent draws agree rarely.
+    assert shared > 200 and differ > 0.5 * shared
+
+
+@pytest.mark.parametrize("name", ["rlm", "rtd"])
+def test_each_replacement_is_sampled_from_its_own_masked_view(name, tiny_model, tokenizer, monkeypatch):
+    obj = make_objective(name, tiny_model, tokenizer, train_generator=True)
+    batch = _batch(tokenizer, 8)
+    ids, am = batch["input_ids"], batch["attention_mask"]
+    views, calls = [], []
+    base = obj.generator.model.base_model
+    base_forward = base.forward
+
+    def spy_base(*args, **kwargs):
+        views.append(kwargs["input_ids"].clone())
+        return base_forward(*args, **kwargs)
+
+    monkeypatch.setattr(base, "forward", spy_base)
+    generator_forward = obj.generator.forward
+
+    def spy_generator(input_ids, attention_mask, mask, rng, with_loss=True):
+        sampled, loss = generator_forward(input_ids, attention_mask, mask, rng, with_loss=with_loss)
+        calls.append((mask.clone(), sampled.clone(), loss))
+        return sampled, loss
+
+    monkeypatch.setattr(obj.generator, "forward", spy_generator)
+    enc_ids, dec_ids, enc_mask, dec_mask, gen_loss = obj.corrupt(ids, am, torch.Generator().manual_seed(3))
+    assert len(calls) == 2 and len(views) == 2
+    mask_id = tokenizer.mask_token_id
+    assert torch.equal(views[0], ids.masked_fill(enc_mask, mask_id))  # the encoder's own view: its 30%
+    assert torch.equal(views[1], ids.masked_fill(dec_mask, mask_id))  # the decoder's own view: its 50%
+    (first_mask, enc_sampled, first_loss), (second_mask, dec_sampled, second_loss) = calls
+    assert torch.equal(first_mask, enc_mask) and torch.equal(enc_ids[enc_mask], enc_sampled)
+    assert torch.equal(second_mask, dec_mask) and torch.equal(dec_ids[dec_mask], dec_sampled)
+    # The generator learns from the encoder's view (as the authors' code); the decoder's draw carries no loss.
+    assert first_loss is not None and gen_loss is first_loss and second_loss is None
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_no_special_token_is_ever_a_target(name, tiny_model, tokenizer, monkeypatch):
+    """[CLS], [SEP], [MASK] and padding are never a prediction target (the authors set them to -100)."""
+    import torch.nn.functional as F
+
+    obj = make_objective(name, tiny_model, tokenizer)
+    batch = _batch(tokenizer)
+    ids = batch["input_ids"]
+    special_ids = torch.tensor(tokenizer.all_special_ids)
+    targets, positions = [], []
+    cross_entropy = F.cross_entropy
+
+    def spy_ce(logits, labels, *args, **kwargs):
+        targets.append(labels.clone())
+        return cross_entropy(logits, labels, *args, **kwargs)
+
+    monkeypatch.setattr(F, "cross_entropy", spy_ce)
+    mlm_loss = obj.mlm_loss
+
+    def spy_mlm(hidden, labels, where):
+        assert torch.equal(labels, ids)
+        positions.append(where.clone())
+        return mlm_loss(hidden, labels, where)
+
+    monkeypatch.setattr(obj, "mlm_loss", spy_mlm)
+    if name == "rtd":
+        rtd_loss = obj._rtd_loss
+
+        def spy_rtd(head, hidden, replaced, where):
+            positions.append(where.clone())
+            return rtd_loss(head, hidden, replaced, where)
+
+        monkeypatch.setattr(obj, "_rtd_loss", spy_rtd)
+    obj(batch, torch.Generator().manual_seed(0)).loss.backward()
+    assert positions and targets or name == "rtd"
+    for where in positions:
+        assert where.any() and not (where & _special(tokenizer, ids)).any()
+        assert not (where & ~batch["attention_mask"].bool()).any()
+    for labels in targets:
+        assert labels.numel() and not torch.isin(labels, special_ids).any()
+
+
+def test_rlm_predicts_the_original_token_at_every_ordinary_position(tiny_model, tokenizer, monkeypatch):
     obj = make_objective("rlm", tiny_model, tokenizer)
     batch = _batch(tokenizer)
     seen = []
@@ -87,9 +181,20 @@ def test_rlm_predicts_the_original_token_at_every_position(tiny_model, tokenizer
     monkeypatch.setattr(obj, "mlm_loss", spy)
     obj(batch, torch.Generator().manual_seed(0))
     assert len(seen) == 2  # encoder and decoder
+    ordinary = batch["attention_mask"].bool() & ~_special(tokenizer, batch["input_ids"])
     for labels, where in seen:
         assert torch.equal(labels, batch["input_ids"])
-        assert torch.equal(where, batch["attention_mask"].bool())
+        assert torch.equal(where, ordinary)
+
+
+@pytest.mark.parametrize("name", ["rlm", "rtd"])
+def test_generator_loss_weight_defaults_to_the_authors_0_2(name, tiny_model, tokenizer):
+    obj = make_objective(name, tiny_model, tokenizer)  # the random generator trains jointly
+    assert obj.opts["generator_loss_weight"] == 0.2
+    out = obj(_batch(tokenizer), torch.Generator().manual_seed(0))
+    parts = out.parts
+    expected = parts["enc"] + parts["dec"] + 0.2 * parts["gen"]
+    assert torch.allclose(out.loss.detach(), expected, atol=1e-5)
 
 
 def _losses(obj, batch, seed=0):
@@ -131,6 +236,31 @@ def test_decoder_starts_as_a_copy_of_the_last_encoder_layers(tiny_model, tokeniz
     for dec, enc in zip(obj.decoder, layers[-2:]):
         for (_, a), (_, b) in zip(dec.named_parameters(), enc.named_parameters()):
             assert torch.equal(a, b) and a.data_ptr() != b.data_ptr()
+
+
+def test_condenser_head_starts_fresh_unless_asked_to_copy(tiny_model, tokenizer):
+    last = make_objective("mlm", tiny_model, tokenizer).encoder.encoder.layer[-1]
+    obj = make_objective("condenser", tiny_model, tokenizer)
+    assert obj.opts["head_init"] == "random" and len(obj.condenser_head) == 2
+    std = obj.mlm.config.initializer_range
+    for layer in obj.condenser_head:
+        for (name, new), (_, old) in zip(layer.named_parameters(), last.named_parameters()):
+            new = new.detach()
+            if "LayerNorm.weight" in name:
+                assert torch.equal(new, torch.ones_like(new))
+            elif name.endswith("bias"):
+                assert torch.equal(new, torch.zeros_like(new))
+            else:  # a weight matrix drawn anew, not the encoder's
+                assert not torch.equal(new, old) and abs(float(new.std()) - std) < 0.5 * std, name
+    assert not torch.equal(obj.condenser_head[0].output.dense.weight, obj.condenser_head[1].output.dense.weight)
+    copied = make_objective("condenser", tiny_model, tokenizer, head_init="copy")
+    for head, enc in zip(copied.condenser_head, copied.encoder.encoder.layer[-2:]):
+        for a, b in zip(head.parameters(), enc.parameters()):
+            assert torch.equal(a, b) and a.data_ptr() != b.data_ptr()
+    with pytest.raises(SimlmError, match="--head-init 'clone': expected one of random, copy"):
+        resolve_options(load_objective("condenser"), [("head-init", "clone")])
+    with pytest.raises(SimlmError, match="--head-layers 0"):
+        make_objective("condenser", tiny_model, tokenizer, head_layers=0)
 
 
 @pytest.mark.parametrize("name", ALL)

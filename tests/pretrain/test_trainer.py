@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -159,6 +160,31 @@ def test_cli_objective_help_lists_its_options(app):
     assert result.exit_code == 0
     for opt in load_objective("condenser").options:
         assert f"--{opt.name}" in result.output
+
+
+def test_cli_rlm_help_shows_the_papers_settings_beside_the_defaults(app):
+    result = CliRunner().invoke(app, ["pretrain", "--objective", "rlm", "--help"], terminal_width=200)
+    assert result.exit_code == 0
+    text = " ".join(re.sub(r"[│╭╮╰╯─]", " ", result.output).split())  # rich's box, wrapped lines joined
+    for shown in (
+        "the paper: 3e-4 at 2,048 passages a step",  # --lr
+        "the paper: 4,000 of 80,000",  # --warmup-steps
+        "(the paper: 0)",  # --weight-decay
+        "the paper: 80,000",  # --max-steps
+        "--generator-loss-weight FLOAT (default: 0.2)",
+        "google/electra-base-generator, frozen",
+    ):
+        assert shown in text, shown
+
+
+def test_msmarco_recipe_passes_the_papers_pretraining_settings():
+    recipe = (Path(__file__).resolve().parents[2] / "recipes" / "msmarco.sh").read_text(encoding="utf-8")
+    settings = dict(re.findall(r"^(PT_[A-Z_]+)=(\S+)", recipe, flags=re.M))
+    assert settings["PT_LR"] == "3e-4" and settings["PT_WARMUP"] == "4000" and float(settings["PT_WEIGHT_DECAY"]) == 0
+    assert settings["PT_ENC_MASK"] == "0.3" and settings["PT_DEC_MASK"] == "0.5" and settings["PT_STEPS"] == "80000"
+    launch = recipe[recipe.index("launch pretrain") :].split("$dry", 1)[0]
+    for flag in ("--lr $PT_LR", "--warmup-steps $PT_WARMUP", "--weight-decay $PT_WEIGHT_DECAY"):
+        assert flag in launch, flag
 
 
 @pytest.mark.parametrize("name", ["rlm", "mlm", "enc-dec-mlm", "rtd", "autoencoder", "condenser"])
