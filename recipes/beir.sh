@@ -70,6 +70,9 @@ bash scripts/setup.sh
 . .venv/bin/activate
 export HF_HUB_OFFLINE=1
 . recipes/lib.sh
+card() {  # card MODEL STAGE NAME: add a stage's test figures to the model's card (README.md)
+  python -m simlm_cli.model_card "$OUT/models/$1" "$OUT/$2.json" --name "$3" --dataset "BeIR/$(basename "$DATA")"
+}
 C=$DATA/corpus.jsonl
 Q=$DATA/queries.jsonl
 TEST_QRELS=$DATA/qrels/test.tsv
@@ -101,6 +104,7 @@ simlm train --model "$INIT" --train-file "$OUT/train/bm25.jsonl" --corpus "$C" -
   "${train_flags[@]}" --epochs $EPOCHS $(dry)
 dense_runs retriever1 "$OUT/models/retriever1"
 evaluate retriever1 "$R/retriever1.trec"
+card retriever1 retriever1 Retriever1
 stage_end retriever1
 
 stage_start "Retriever2: negatives mined with Retriever1"
@@ -111,11 +115,13 @@ simlm train --model "$r2_from" --train-file "$OUT/train/retriever1.jsonl" --corp
   --output "$OUT/models/retriever2" "${train_flags[@]}" --epochs $R2_EPOCHS $(dry)
 dense_runs retriever2 "$OUT/models/retriever2"
 evaluate retriever2 "$R/retriever2.trec"
+card retriever2 retriever2 Retriever2
 stage_end retriever2
 
 stage_start "Retriever2 + BM25: the run the re-ranker re-ranks and the distillation teacher"
 fuse_tuned retriever2_bm25 "$R/retriever2" "$R/bm25"
 evaluate retriever2_bm25 "$R/retriever2_bm25.trec"
+card retriever2 retriever2_bm25 "Retriever2 + BM25"
 stage_end retriever2_bm25
 
 stage_start "re-ranker: cross-encoder (listwise) over the top $RR_DEPTH of Retriever2 + BM25"
@@ -134,6 +140,7 @@ for split in "" .dev; do
     --output "$R/reranker_alone$split.trec" $(dry)
 done
 evaluate reranker_alone "$R/reranker_alone.trec"
+card reranker reranker_alone "Re-ranker alone (top $RR_DEPTH)"
 stage_end reranker_alone
 
 stage_start "re-ranker interpolated with the run it re-ranks"
@@ -142,6 +149,7 @@ simlm fuse "$R/reranker_alone.trec" "$R/retriever2_bm25.trec" --method interpola
   --tune-on "$DEV_QRELS" --tune-run "$R/reranker_alone.dev.trec" --tune-run "$R/first.dev.trec" \
   -o "$R/reranker.trec" --tune-report "$OUT/reranker.fuse.json"
 evaluate reranker "$R/reranker.trec"
+card reranker reranker "Re-ranker interpolated with its first stage"
 stage_end reranker
 
 stage_start "Retriever_distill: KL from Retriever2 + BM25's scores + 0.2 x contrastive"
@@ -151,11 +159,13 @@ simlm distill --model "$OUT/models/retriever2" --train-file "$OUT/train/teacher.
   --temperature $TEMP --epochs $D_EPOCHS --lr $D_LR --batch-size 16 $(dry)
 dense_runs distill "$OUT/models/distill"
 evaluate distill "$R/distill.trec"
+card distill distill Retriever_distill
 stage_end distill
 
 stage_start "Retriever_distill + BM25"
 fuse_tuned distill_bm25 "$R/distill" "$R/bm25"
 evaluate distill_bm25 "$R/distill_bm25.trec"
+card distill distill_bm25 "Retriever_distill + BM25"
 stage_end distill_bm25
 
 python recipes/report.py --output "$OUT" --title "$(basename "$DATA") test: the SimLM chain from $(basename "$INIT")" \
