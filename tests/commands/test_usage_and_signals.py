@@ -51,6 +51,24 @@ def test_a_huge_metric_cut_off_is_refused(run_cli, tiny_data, tmp_path: Path) ->
     assert "cut-off 9223372036854775808 is too large" in _one_error_line(run_cli(args))
 
 
+def _wait_until_blocked_on_the_fifo(pid: int, timeout: float = 120.0) -> None:
+    """Past the imports (slow on a loaded machine), into the blocking open of the FIFO: Linux shows the process
+    waiting for a writer (wchan); elsewhere, a fixed pause."""
+    wchan = Path(f"/proc/{pid}/wchan")
+    if not wchan.exists():
+        time.sleep(4)
+        return
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if "wait_for_partner" in wchan.read_text() or "fifo" in wchan.read_text():
+                time.sleep(0.2)
+                return
+        except OSError:
+            return  # the process ended: the assertions below say how
+        time.sleep(0.1)
+
+
 def test_ctrl_c_says_interrupted(tiny_data, tmp_path: Path) -> None:
     """Ctrl-C printed a blank line (issue 10, item 11). The command waits on a FIFO no one writes to."""
     fifo = tmp_path / "run.fifo"
@@ -61,7 +79,7 @@ def test_ctrl_c_says_interrupted(tiny_data, tmp_path: Path) -> None:
         stderr=subprocess.PIPE,
         env=cli_env(),
     )
-    time.sleep(4)  # past the imports, into the blocking open of the FIFO
+    _wait_until_blocked_on_the_fifo(proc.pid)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)
     lines = [line for line in err.decode().splitlines() if line.strip()]
