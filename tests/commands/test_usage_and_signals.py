@@ -78,6 +78,9 @@ def test_ctrl_c_says_interrupted(tiny_data, tmp_path: Path) -> None:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         env=cli_env(),
+        # A runner started in the background of a non-interactive shell ignores SIGINT, and a child inherits that
+        # (Python then installs no KeyboardInterrupt handler): give the command the default a terminal gives it.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     _wait_until_blocked_on_the_fifo(proc.pid)
     proc.send_signal(signal.SIGINT)
