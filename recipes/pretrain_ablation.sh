@@ -1,34 +1,48 @@
 #!/usr/bin/env bash
-# The shape of the SimLM paper's Table 7 (pretraining objectives compared under one budget) on SciFact, shipped in
-# simlm_cli/data/scifact: every objective of `simlm pretrain --list-objectives` pretrains the same initial model
-# for the same steps and batch on the SciFact corpus, then each is fine-tuned as Retriever1 the same way (BM25
-# hard negatives, as recipes/scifact.sh) and evaluated on the test split, beside a "no pretraining" row.
+# The SimLM paper's Table 7 (pretraining objectives compared under one budget) in miniature, on SciFact (shipped in
+# simlm_cli/data/scifact): every objective of `simlm pretrain --list-objectives` pretrains the same initial model
+# for the same steps and batch on the SciFact corpus, then each is fine-tuned exactly as the improved Retriever1 of
+# recipes/beir.sh (BM25 hard negatives; lr, negatives, temperature, epochs, batch as there) and evaluated on the
+# test split, beside "no pretraining" rows (Retriever1 straight from the initial model).
 #
 #   bash recipes/pretrain_ablation.sh [--output DIR] [--init MODEL] [--objectives "rlm mlm ..."]
-#                                     [--pretrain-steps N] [--pretrain-batch B] [--negatives N] [--epochs E]
-#                                     [--dry-run]
+#                                     [--pretrain-steps N] [--pretrain-batch B] [--pretrain-lr LR]
+#                                     [--seeds "42 43"] [--seeded "none rlm"] [--pooling P]
+#                                     [--epochs E] [--lr LR] [--negatives N] [--dry-run]
 #
-# --init: the model every row starts from (default: the embedded all-MiniLM-L6-v2). Each row costs its pretraining
-# plus about one Retriever1 stage of recipes/scifact.sh (fine-tuning, encoding the corpus, searching).
-# Every row fine-tunes with the same settings (cls pooling, (title, text) pairs, 32/144 tokens: the paper's), so
-# that the rows differ by their pretraining only: a pretrain output is a plain encoder, and the embedded MiniLM's
-# own settings (mean pooling, concatenated text, 256 tokens) would otherwise apply to the "no pretraining" row alone.
-# Writes DIR/results.{json,md,png} (row x nDCG@10, MRR@10, R@100, R@1k, with each row's time) and keeps every
-# model and run under DIR.
+# --seeds: the seeds of the rows named in --seeded (default: none and rlm, twice each, so that the table shows
+# whether a difference is larger than seed noise); every other objective runs with the first seed. A seed drives
+# pretraining (initialisation of new parts, masking, data order) and fine-tuning (data order, negative sampling).
+# Every row fine-tunes with the same passage settings (--pooling, default mean: the initial MiniLM's own and the
+# improved Retriever1's; concatenated title + text; 32/144 tokens), so that rows differ by their pretraining only:
+# a pretrain output carries no pooling of its own. --pooling cls asks the paper's question about the [CLS]
+# bottleneck instead. The default budget (100 steps x 16 passages per objective) fits about two hours of a 2-core
+# CPU with the fine-tuning; on a GPU, scale it with --pretrain-steps/--pretrain-batch (the paper: 80k x 2,048).
+# The first seed's rlm output is also evaluated zero-shot ([CLS], as `simlm encode` reads a pretrain output).
+#
+# Writes DIR/results.{json,md,png} (row x nDCG@10, MRR@10, R@100, R@1k, with each row's time: pretraining +
+# fine-tuning + encoding + search), DIR/losses.png (every pretraining loss curve) and keeps models and runs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=out/pretrain-ablation
 INIT=sentence-transformers/all-MiniLM-L6-v2
 OBJECTIVES=        # default: all of `simlm pretrain --list-objectives`
 PT_STEPS=100       # the same budget for every objective (paper: 80k steps x 2048 passages)
-PT_BATCH=8
-PT_LR=1e-4         # `simlm pretrain`'s default (paper: 3e-4 at batch 2048)
-NEG=3              # as recipes/scifact.sh
-EPOCHS=1
+PT_BATCH=16
+PT_LR=1e-4         # `simlm pretrain`'s CPU default (paper: 3e-4 at batch 2048)
+SEEDS="42 43"
+SEEDED="none rlm"
+POOLING=mean
+# The improved Retriever1 of recipes/beir.sh.
+EPOCHS=3
+LR=5e-5
+NEG=3
+TEMP=0.05
 DRY=()
 usage() {
   echo "usage: $0 [--output DIR] [--init MODEL] [--objectives \"A B\"] [--pretrain-steps N] [--pretrain-batch B]" \
-    "[--negatives N] [--epochs E] [--dry-run]" >&2
+    "[--pretrain-lr LR] [--seeds \"S1 S2\"] [--seeded \"none rlm\"] [--pooling P] [--epochs E] [--lr LR]" \
+    "[--negatives N] [--dry-run]" >&2
   exit 2
 }
 while [ $# -gt 0 ]; do
@@ -38,8 +52,13 @@ while [ $# -gt 0 ]; do
     --objectives) OBJECTIVES=$2; shift 2 ;;
     --pretrain-steps) PT_STEPS=$2; shift 2 ;;
     --pretrain-batch) PT_BATCH=$2; shift 2 ;;
-    --negatives) NEG=$2; shift 2 ;;
+    --pretrain-lr) PT_LR=$2; shift 2 ;;
+    --seeds) SEEDS=$2; shift 2 ;;
+    --seeded) SEEDED=$2; shift 2 ;;
+    --pooling) POOLING=$2; shift 2 ;;
     --epochs) EPOCHS=$2; shift 2 ;;
+    --lr) LR=$2; shift 2 ;;
+    --negatives) NEG=$2; shift 2 ;;
     --dry-run) DRY=(--dry-run); shift ;;
     *) usage ;;
   esac
@@ -47,54 +66,77 @@ done
 bash scripts/setup.sh
 . .venv/bin/activate
 export HF_HUB_OFFLINE=1
+. recipes/lib.sh
 D=simlm_cli/data/scifact
 C=$D/corpus.jsonl
 Q=$D/queries.jsonl
+TEST_QRELS=$D/qrels/test.tsv
+TRAIN_QRELS=$D/qrels/train.tsv
+METRICS=(--metric ndcg@10 --metric mrr@10 --metric recall@100 --metric recall@1000)
+R=$OUT/runs
 if [ -z "$OBJECTIVES" ]; then
   # One name per objective, in the listing's order (its other lines are the objectives' options).
   OBJECTIVES=$(simlm pretrain --list-objectives | awk -F'\t' '!seen[$1]++ { print $1 }')
 fi
 mkdir -p "$OUT"/{idx,runs,models,train}
-metrics=(--metric ndcg@10 --metric mrr@10 --metric recall@100 --metric recall@1000)
-dry=${DRY[@]+"${DRY[@]}"}
 began=$(date +%s)
+first_seed=${SEEDS%% *}
+train_flags=(--pooling "$POOLING" --passage-format concat --query-max-length 32 --passage-max-length 144
+             --negatives $NEG --temperature $TEMP --lr $LR --batch-size 16 --epochs $EPOCHS)
 
-stage_start() { t0=$(date +%s); echo "== $1" >&2; }
-stage_end() { echo $(( $(date +%s) - t0 )) > "$OUT/$1.json.time"; }
-retriever1() {  # retriever1 NAME MODEL: fine-tune on the BM25 negatives, index, search test, evaluate
-  simlm train --model "$2" --train-file "$OUT/train/bm25.jsonl" --corpus $C --output "$OUT/models/$1" \
-    --pooling cls --passage-format pair --query-max-length 32 --passage-max-length 144 \
-    --negatives $NEG --epochs $EPOCHS $dry
-  simlm encode --model "$OUT/models/$1" --corpus $C $dry | simlm index --output "$OUT/idx/$1"
-  simlm search --index "$OUT/idx/$1" --queries $Q --qrels $D/qrels/test.tsv --output "$OUT/runs/$1.trec" $dry
-  simlm evaluate --qrels $D/qrels/test.tsv --run "$OUT/runs/$1.trec" "${metrics[@]}" --json > "$OUT/$1.json"
+seeds_of() {  # seeds_of ROW: every seed for the rows named in --seeded, else the first
+  case " $SEEDED " in *" $1 "*) echo "$SEEDS" ;; *) echo "$first_seed" ;; esac
+}
+row_name() {  # row_name OBJECTIVE SEED: the table's label (a seed only where the row has several)
+  local label=$1
+  if [ "$1" = none ]; then label="no pretraining"; fi
+  case " $SEEDED " in *" $1 "*) label="$label, seed $2" ;; esac
+  echo "$label"
+}
+retriever1() {  # retriever1 NAME MODEL SEED: fine-tune as the improved Retriever1, index, search, evaluate
+  simlm train --model "$2" --train-file "$OUT/train/bm25.jsonl" --corpus "$C" --output "$OUT/models/$1" \
+    "${train_flags[@]}" --seed "$3" $(dry)
+  dense_runs "$1" "$OUT/models/$1"
+  evaluate "$1" "$R/$1.trec"
   python -m simlm_cli.model_card "$OUT/models/$1" "$OUT/$1.json" --name "Retriever1 ($1)" --dataset BeIR/scifact
 }
 
-echo "== BM25 hard negatives for fine-tuning (Pyserini, k1=0.9 b=0.4)" >&2
-simlm index --bm25 --corpus $C --output "$OUT/idx/bm25"
-simlm search --index "$OUT/idx/bm25" --queries $Q --qrels $D/qrels/train.tsv --k 200 \
-  --output "$OUT/runs/bm25.train.trec" $dry
-simlm mine --run "$OUT/runs/bm25.train.trec" --queries $Q --qrels $D/qrels/train.tsv \
-  --output "$OUT/train/bm25.jsonl" $dry
+stage_start "BM25 hard negatives for fine-tuning (Pyserini, k1=0.9 b=0.4)"
+bm25_runs
+mine "$R/bm25.train.trec" "$OUT/train/bm25.jsonl"
+rows=()
 
-stage_start "no pretraining: Retriever1 from $INIT"
-retriever1 none "$INIT"
-stage_end none
-rows=("no pretraining=$OUT/none.json")
-
-for objective in $OBJECTIVES; do
-  stage_start "$objective: pretrain $INIT for $PT_STEPS steps x $PT_BATCH passages, then Retriever1"
-  simlm pretrain --objective "$objective" --model "$INIT" --corpus $C --output "$OUT/models/pretrain-$objective" \
-    --max-steps $PT_STEPS --batch-size $PT_BATCH --lr $PT_LR $dry
-  retriever1 "$objective" "$OUT/models/pretrain-$objective"
-  python -m simlm_cli.model_card "$OUT/models/pretrain-$objective" "$OUT/$objective.json" \
-    --name "Retriever1 fine-tuned from it" --dataset BeIR/scifact
-  stage_end "$objective"
-  rows+=("$objective=$OUT/$objective.json")
+for seed in $(seeds_of none); do
+  stage_start "no pretraining (seed $seed): Retriever1 from $INIT"
+  retriever1 "none-$seed" "$INIT" "$seed"
+  stage_end "none-$seed"
+  rows+=("$(row_name none "$seed")=$OUT/none-$seed.json")
 done
 
-python recipes/report.py --output "$OUT" "${rows[@]}" \
-  --title "SciFact test: Retriever1 after each pretraining objective ($PT_STEPS steps x $PT_BATCH from $(basename "$INIT"))"
-echo "recipe: $(( ($(date +%s) - began) / 60 )) min; results: $OUT/results.md $OUT/results.json $OUT/results.png;" \
-  "models: $OUT/models; runs: $OUT/runs" >&2
+for objective in $OBJECTIVES; do
+  for seed in $(seeds_of "$objective"); do
+    name=$objective-$seed
+    stage_start "$objective (seed $seed): pretrain $INIT for $PT_STEPS steps x $PT_BATCH passages, then Retriever1"
+    simlm pretrain --objective "$objective" --model "$INIT" --corpus "$C" --output "$OUT/models/pretrain-$name" \
+      --max-steps $PT_STEPS --batch-size $PT_BATCH --lr $PT_LR --seed "$seed" --log-steps 5 $(dry)
+    retriever1 "$name" "$OUT/models/pretrain-$name" "$seed"
+    python -m simlm_cli.model_card "$OUT/models/pretrain-$name" "$OUT/$name.json" \
+      --name "Retriever1 fine-tuned from it" --dataset BeIR/scifact
+    stage_end "$name"
+    rows+=("$(row_name "$objective" "$seed")=$OUT/$name.json")
+    if [ "$objective" = rlm ] && [ "$seed" = "$first_seed" ]; then
+      stage_start "rlm (seed $seed) zero-shot, before fine-tuning"
+      dense_runs "zeroshot-$name" "$OUT/models/pretrain-$name"
+      evaluate "zeroshot-$name" "$R/zeroshot-$name.trec"
+      stage_end "zeroshot-$name"
+      rows+=("rlm, seed $seed, zero-shot (no fine-tuning)=$OUT/zeroshot-$name.json")
+    fi
+  done
+done
+
+title="SciFact test: Retriever1 ($POOLING pooling) after each pretraining objective"
+title="$title ($PT_STEPS steps x $PT_BATCH passages from $(basename "$INIT"))"
+python recipes/report.py --output "$OUT" "${rows[@]}" --title "$title"
+python recipes/plot_losses.py --output "$OUT/losses.png" "$OUT"/models/pretrain-*/train_log.jsonl
+echo "recipe: $(( ($(date +%s) - began) / 60 )) min; results: $OUT/results.md $OUT/results.json $OUT/results.png" \
+  "$OUT/losses.png; models: $OUT/models; runs: $OUT/runs" >&2

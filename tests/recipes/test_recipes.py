@@ -133,12 +133,17 @@ def test_pretrain_ablation_dry_run(tmp_path: Path) -> None:
     # Two objectives keep the test to a few minutes (all six take ~10 min of CLI processes on a 2-core CPU);
     # tests/pretrain covers each objective. rlm is the paper's; condenser's head reads an early layer.
     out = tmp_path / "ablation"
-    objectives = ["rlm", "condenser"]
-    run_recipe("pretrain_ablation.sh", out, "--objectives", " ".join(objectives))
-    rows = check_results(out, ["no pretraining", *objectives])
+    run_recipe("pretrain_ablation.sh", out, "--objectives", "rlm condenser", "--seeds", "1 2", "--seeded", "rlm")
+    rows = check_results(
+        out, ["no pretraining", "rlm, seed 1", "rlm, seed 1, zero-shot (no fine-tuning)", "rlm, seed 2", "condenser"]
+    )
     assert all(isinstance(row[m], float) for row in rows for m in REPORT_METRICS)
-    for objective in objectives:
-        assert (out / "models" / f"pretrain-{objective}" / "config.json").is_file()
+    for name in ["rlm-1", "rlm-2", "condenser-1"]:
+        assert (out / "models" / f"pretrain-{name}" / "config.json").is_file()
+    # Each seed is its own pretraining: the two rlm runs start from different draws.
+    logs = [(out / "models" / f"pretrain-rlm-{seed}" / "train_log.jsonl").read_text() for seed in (1, 2)]
+    assert logs[0] != logs[1]
+    assert (out / "losses.png").stat().st_size > 0
 
 
 SCIFACT = ROOT / "simlm_cli" / "data" / "scifact"
