@@ -21,7 +21,7 @@ DEFAULT_CORPUS = Path(__file__).resolve().parents[1] / "simlm_cli" / "data" / "s
 
 def _batches(tokenizer, corpus: str, batch_size: int, max_length: int, count: int) -> list[dict]:
     from simlm_cli.io.corpus import iter_corpus
-    from simlm_cli.training.data import tokenize
+    from simlm_cli.training.pretraining.data import tokenize
 
     texts = [p.joined() for p in itertools.islice(iter_corpus(corpus), batch_size * count)]
     return [dict(tokenize(tokenizer, texts[i : i + batch_size], max_length)) for i in range(0, len(texts), batch_size)]
@@ -38,7 +38,7 @@ def _time(step, batches: list[dict], warmup: int) -> float:
 
 
 def bench_objective(name: str, model_path: str, tokenizer, batches: list[dict], warmup: int) -> float:
-    from simlm_cli.training.registry import load_objective, resolve_options
+    from simlm_cli.training.pretraining.registry import load_objective, resolve_options
     from simlm_cli.training.trainer import build_optimizer
 
     cls = load_objective(name)
@@ -85,9 +85,9 @@ def main() -> None:
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-    from simlm_cli.models.encoder import load_tokenizer
+    from simlm_cli.models.loading import load_tokenizer
     from simlm_cli.models.settings import resolve_model_path
-    from simlm_cli.training.registry import objective_names
+    from simlm_cli.training.pretraining.registry import objective_names
 
     model_path = resolve_model_path(args.model)
     tokenizer = load_tokenizer(model_path)

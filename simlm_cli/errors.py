@@ -21,3 +21,9 @@ class InputError(SimlmError):
         where = self.path if line is None else f"{self.path}:{line}"
         what = message if field is None else f"field '{field}': {message}"
         super().__init__(f"{where}: {what}")
+
+
+def first_line(err: BaseException) -> str:
+    """The first line of an exception's message (its type's name if it has none): errors stay one line."""
+    lines = str(err).strip().splitlines()
+    return lines[0] if lines else type(err).__name__

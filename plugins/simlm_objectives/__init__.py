@@ -1,4 +1,4 @@
 """The built-in pretraining objectives of `simlm pretrain`, one module each, registered as entry points.
 
-See `simlm_cli.training.objective.Objective` for the interface and pyproject.toml's `simlm.objectives` group.
+See `simlm_cli.training.pretraining.objective.Objective` for the interface and pyproject.toml's `simlm.objectives` group.
 """

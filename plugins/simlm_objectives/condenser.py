@@ -7,8 +7,8 @@ from typing import Any
 import torch
 
 from simlm_cli.errors import SimlmError
-from simlm_cli.training.objective import Objective, StepOutput, encoder_layers
-from simlm_cli.training.registry import Option
+from simlm_cli.training.pretraining.objective import Objective, StepOutput, encoder_layers
+from simlm_cli.training.pretraining.registry import Option
 
 HEAD_INITS = ("random", "copy")
 

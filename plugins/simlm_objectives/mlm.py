@@ -6,8 +6,8 @@ from typing import Any
 
 import torch
 
-from simlm_cli.training.objective import Objective, StepOutput
-from simlm_cli.training.registry import Option
+from simlm_cli.training.pretraining.objective import Objective, StepOutput
+from simlm_cli.training.pretraining.registry import Option
 
 
 class MLM(Objective):

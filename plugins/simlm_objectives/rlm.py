@@ -6,7 +6,7 @@ from typing import Any
 
 import torch
 
-from simlm_cli.training.objective import (
+from simlm_cli.training.pretraining.objective import (
     Generator,
     Objective,
     StepOutput,
@@ -14,7 +14,7 @@ from simlm_cli.training.objective import (
     mlm_targets,
     nested_replacement,
 )
-from simlm_cli.training.registry import Option
+from simlm_cli.training.pretraining.registry import Option
 
 
 class RLM(Objective):

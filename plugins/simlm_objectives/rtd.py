@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from simlm_cli.training.objective import (
+from simlm_cli.training.pretraining.objective import (
     Generator,
     Objective,
     StepOutput,
@@ -17,7 +17,7 @@ from simlm_cli.training.objective import (
     mlm_targets,
     nested_replacement,
 )
-from simlm_cli.training.registry import Option
+from simlm_cli.training.pretraining.registry import Option
 
 
 class RTD(Objective):

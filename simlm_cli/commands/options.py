@@ -23,7 +23,7 @@ def complete_metric(incomplete: str) -> list[str]:
 
 
 def complete_objective(incomplete: str) -> list[str]:
-    from simlm_cli.training.registry import objective_names
+    from simlm_cli.training.pretraining.registry import objective_names
 
     return _starting(objective_names(), incomplete)
 

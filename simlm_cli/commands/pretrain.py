@@ -28,7 +28,7 @@ def _objective_help(ctx: typer.Context, value: str | None) -> str | None:
     """Eager: when --objective comes before --help, the help lists that objective's own options."""
     if value and not ctx.resilient_parsing:
         try:
-            from simlm_cli.training.registry import describe_options, load_objective
+            from simlm_cli.training.pretraining.registry import describe_options, load_objective
 
             text = describe_options(load_objective(value))
             lines = text.splitlines()
@@ -43,7 +43,7 @@ def _list_objectives(value: bool) -> None:
         return
     import sys
 
-    from simlm_cli.training.registry import all_objectives
+    from simlm_cli.training.pretraining.registry import all_objectives
 
     objectives = all_objectives()
     if sys.stdout.isatty():
@@ -137,11 +137,12 @@ def pretrain(
     """
     from simlm_cli.console import info
     from simlm_cli.errors import SimlmError
-    from simlm_cli.models.encoder import load_tokenizer
+    from simlm_cli.models.loading import load_tokenizer
     from simlm_cli.models.settings import resolve_model_path
-    from simlm_cli.training.objective import EXTRAS_DIR
-    from simlm_cli.training.registry import load_objective, parse_extra_args, resolve_options
-    from simlm_cli.training.trainer import TrainConfig, Trainer, check_train_output
+    from simlm_cli.training.checkpoints import check_train_output
+    from simlm_cli.training.pretraining.objective import EXTRAS_DIR
+    from simlm_cli.training.pretraining.registry import load_objective, parse_extra_args, resolve_options
+    from simlm_cli.training.trainer import TrainConfig, Trainer
 
     if corpus is None:
         raise SimlmError("--corpus is required")

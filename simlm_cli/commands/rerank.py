@@ -85,7 +85,7 @@ def train(
     """
     from simlm_cli.commands.train import trainer_config
     from simlm_cli.console import info
-    from simlm_cli.pipeline.rerank import train_reranker
+    from simlm_cli.pipeline.train import train_reranker
 
     config = trainer_config(
         "rerank", train_file, corpus, output, model=model, corpus_format=corpus_format, max_length=max_length,
@@ -180,7 +180,7 @@ def score(
     (and counted). The file is streamed and written atomically.
     """
     require(("--model", model), ("--train-file", train_file), ("--corpus", corpus), ("--output", output))
-    from simlm_cli.pipeline.rerank import ScoreConfig, score_train_file
+    from simlm_cli.pipeline.teacher import ScoreConfig, score_train_file
 
     config = ScoreConfig(
         model=model, train_file=str(train_file), corpus=str(corpus), output=str(output), max_negatives=max_negatives,

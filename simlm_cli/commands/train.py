@@ -15,7 +15,8 @@ from simlm_cli.io.corpus import CorpusFormat
 def trainer_config(objective: str, train_file: Path | None, corpus: Path | None, output: Path | None, **kw: Any):
     """The shared trainer's configuration from a command's options (required ones checked here)."""
     from simlm_cli.errors import SimlmError
-    from simlm_cli.training.trainer import TrainConfig, check_train_output
+    from simlm_cli.training.checkpoints import check_train_output
+    from simlm_cli.training.trainer import TrainConfig
 
     for flag, value in (("--train-file", train_file), ("--corpus", corpus), ("--output", output)):
         if value is None:

@@ -152,3 +152,8 @@ def iter_corpus(
         yield passage
     if count == 0:
         raise InputError(path, "empty corpus: no passages")
+
+
+def load_passages(path: str | Path, fmt: CorpusFormat = CorpusFormat.auto) -> dict[str, Passage]:
+    """The whole corpus, id -> passage (re-ranking looks passages up at random)."""
+    return {p.id: p for p in iter_corpus(path, fmt)}

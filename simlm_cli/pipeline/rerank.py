@@ -1,137 +1,34 @@
-"""`simlm rerank`: train the cross-encoder re-ranker, re-rank runs with it, and write its teacher scores.
+"""`simlm rerank`: re-rank a run with a trained cross-encoder (`simlm_cli.models.cross_encoder.Reranker`).
 
-Runs and training files are streamed: a few queries' pairs are scored at a time (length-sorted into batches),
-so memory holds the corpus and the query set, never the whole run.
+Training is `simlm_cli.pipeline.train.train_reranker`, teacher scores `simlm_cli.pipeline.teacher`. Runs are
+streamed: a few queries' pairs are scored at a time (length-sorted into batches), so memory holds the corpus and
+the query set, never the whole run.
 """
 
 from __future__ import annotations
 
 import itertools
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, TypeVar
 
 import numpy as np
 
-from simlm_cli.device import Precision, Runtime, resolve_runtime
+from simlm_cli.console import info, progress
+from simlm_cli.device import Precision, resolve_runtime
 from simlm_cli.errors import InputError, SimlmError
-from simlm_cli.io.corpus import CorpusFormat, Passage, iter_corpus
-from simlm_cli.io.files import atomic_output, check_output_file, count_lines
-from simlm_cli.io.queries import QueriesFormat
+from simlm_cli.io.corpus import CorpusFormat, Passage, load_passages
+from simlm_cli.io.files import check_output_file, count_lines
+from simlm_cli.io.queries import QueriesFormat, read_queries
 from simlm_cli.io.runs import Ranking, RunBlock, RunFormat, format_for_output, iter_run_blocks, write_run
-from simlm_cli.io.train_file import Candidate, TrainExample, iter_train_file, read_train_file, write_example
-from simlm_cli.training.trainer import TrainConfig
+from simlm_cli.models.cross_encoder import Reranker
 
 # Pairs gathered (over whole queries) before scoring: enough for several full batches to length-sort.
 PENDING_BATCHES = 4
 DRY_RUN_QUERIES = 4
 T = TypeVar("T")
-
-
-def load_passages(path: str | Path, fmt: CorpusFormat = CorpusFormat.auto) -> dict[str, Passage]:
-    """The whole corpus, id -> passage (re-ranking looks passages up at random)."""
-    return {p.id: p for p in iter_corpus(path, fmt)}
-
-
-# -- training -----------------------------------------------------------------------------------------------------
-def train_reranker(
-    train_file: str | Path,
-    config: TrainConfig,
-    group_size: int = 8,
-    log: Callable[[str], None] = print,
-    cpu_batch: int = 4,
-) -> Path:
-    """Train a cross-encoder on a training file's groups with the shared trainer; returns the output directory.
-
-    `config.batch_size` counts queries (each brings `group_size` pairs); None: `cpu_batch` on CPU, 16 on GPU.
-    """
-    from simlm_cli.models.encoder import load_tokenizer
-    from simlm_cli.models.settings import resolve_model_path
-    from simlm_cli.training.cross_encoder import CrossEncoder, RerankData, usable_examples
-    from simlm_cli.training.trainer import Trainer
-
-    if group_size < 2:
-        raise SimlmError("--group-size must be at least 2 (one positive and one negative)")
-    if config.batch_size is None:
-        on_cpu = resolve_runtime(config.device, config.precision).device_type == "cpu"
-        config.batch_size = cpu_batch if on_cpu else 16
-    config.objective_options.update(train_file=str(train_file), group_size=group_size)
-    model_path = resolve_model_path(config.model)
-    tokenizer = load_tokenizer(model_path)
-
-    def data(c: TrainConfig) -> RerankData:
-        passages = load_passages(c.corpus, CorpusFormat(c.corpus_format))
-        parsed = read_train_file(train_file, corpus_ids=passages)
-        if skipped := parsed.describe_skipped(0):
-            log(skipped)
-        examples = usable_examples(parsed.examples, train_file, log)
-        if c.dry_run:
-            examples = examples[: c.max_passages]
-        return RerankData(examples, passages, tokenizer, group_size, c.max_length, c.seed)
-
-    def build(path: str, tok: Any, build_log: Callable[[str], None]) -> CrossEncoder:
-        # Logged here, once the data has been read: a bad training file's error is then the only line.
-        build_log(
-            f"re-ranker: cross-encoder from {config.model or path}, groups of 1 positive + {group_size - 1} "
-            f"negatives, listwise loss, pairs of <= {config.max_length} tokens"
-        )
-        return CrossEncoder(path, tok, group_size, config.max_length, build_log)
-
-    return Trainer(config, build, tokenizer, model_path, log=log, data=data).run()
-
-
-# -- scoring ------------------------------------------------------------------------------------------------------
-class Reranker:
-    """A trained cross-encoder for inference: scores (query, passage) pairs in length-sorted batches."""
-
-    def __init__(
-        self,
-        model: str,
-        runtime: Runtime,
-        batch_size: int = 32,
-        max_length: int | None = None,
-        log: Callable[[str], None] = print,
-    ):
-        import torch
-
-        from simlm_cli.models.encoder import load_tokenizer
-        from simlm_cli.models.settings import resolve_model_path
-        from simlm_cli.training.cross_encoder import load_sequence_classifier, reranker_max_length
-
-        if batch_size < 1:
-            raise SimlmError("--batch-size must be at least 1")
-        path = resolve_model_path(model)
-        self.runtime = runtime
-        self.batch_size = batch_size
-        self.max_length = max_length or reranker_max_length(path)
-        self.tokenizer = load_tokenizer(path)
-        self.model = load_sequence_classifier(path, log, require_head=True).to(runtime.device).eval()
-        self._torch = torch
-
-    def score(
-        self, queries: Sequence[str], texts: Sequence[str], on_batch: Callable[[int], None] | None = None
-    ) -> np.ndarray:
-        """One raw logit per (queries[i], texts[i]), in input order."""
-        from simlm_cli.training.cross_encoder import pad_pairs, tokenize_pairs
-
-        torch = self._torch
-        out = np.empty(len(queries), dtype=np.float32)
-        if not len(queries):
-            return out
-        tokens = tokenize_pairs(self.tokenizer, queries, texts, self.max_length)
-        lengths = np.fromiter((len(x) for x in tokens["input_ids"]), dtype=np.int64)
-        order = np.argsort(-lengths, kind="stable")  # similar lengths together: little padding
-        with torch.inference_mode(), self.runtime.autocast():
-            for start in range(0, len(order), self.batch_size):
-                rows = order[start : start + self.batch_size]
-                batch = {k: v.to(self.runtime.device) for k, v in pad_pairs(self.tokenizer, tokens, rows).items()}
-                out[rows] = self.model(**batch).logits[:, 0].float().cpu().numpy()
-                if on_batch is not None:
-                    on_batch(len(rows))
-        return out
 
 
 # -- runs -----------------------------------------------------------------------------------------------------------
@@ -175,7 +72,7 @@ def _checked_blocks(
         yield top, len(block.lines), block.docids[c.depth :] if c.keep_tail else []
 
 
-def _chunks(items: Iterable[T], size: Callable[[T], int], limit: int) -> Iterator[list[T]]:
+def chunks(items: Iterable[T], size: Callable[[T], int], limit: int) -> Iterator[list[T]]:
     """Consecutive items gathered until their sizes (pairs) reach `limit`: whole queries, several batches' worth."""
     chunk: list[T] = []
     total = 0
@@ -197,7 +94,7 @@ def _rerank(
     advance: Callable[[int, int], None],
 ) -> Iterator[Ranking]:
     """Re-scored rankings, scoring the pairs of several queries at once."""
-    for chunk in _chunks(blocks, lambda item: len(item[0].docids), PENDING_BATCHES * reranker.batch_size):
+    for chunk in chunks(blocks, lambda item: len(item[0].docids), PENDING_BATCHES * reranker.batch_size):
         yield from _score_blocks(chunk, reranker, queries, passages, advance)
 
 
@@ -230,9 +127,6 @@ def tail_scores(lowest: float, count: int) -> list[float]:
 
 def rerank_run(c: RerankRunConfig) -> dict[str, Any]:
     """Re-rank the top `depth` documents of each query of a run; returns a summary."""
-    from simlm_cli.console import info, progress
-    from simlm_cli.io.queries import read_queries
-
     if c.depth < 1:
         raise SimlmError("--depth must be at least 1")
     check_output_file(c.output)
@@ -265,87 +159,3 @@ def rerank_run(c: RerankRunConfig) -> dict[str, Any]:
     seconds = time.perf_counter() - started
     info(f"re-ranked {count:,} queries ({pairs:,} pairs) in {seconds:.1f} s -> {c.output} ({fmt.value})")
     return {"queries": count, "pairs": pairs, "seconds": round(seconds, 3), "output": c.output}
-
-
-# -- teacher scores -------------------------------------------------------------------------------------------------
-@dataclass
-class ScoreConfig:
-    model: str
-    train_file: str
-    corpus: str
-    output: str
-    max_negatives: int | None = None
-    batch_size: int = 32
-    corpus_format: CorpusFormat = CorpusFormat.auto
-    device: str = "auto"
-    precision: Precision = Precision.auto
-    dry_run: bool = False  # score only the first DRY_RUN_QUERIES usable queries
-
-
-_EMPTY = object()
-
-
-def _scored(examples: list[TrainExample], reranker: Reranker, passages: dict[str, Passage]) -> Iterator[TrainExample]:
-    groups = [[*e.positives, *e.negatives] for e in examples]
-    queries = [e.query for e, group in zip(examples, groups) for _c in group]
-    texts = [passages[c.docid].joined() for group in groups for c in group]
-    scores = reranker.score(queries, texts)
-    start = 0
-    for example, group in zip(examples, groups):
-        new = [Candidate(c.docid, float(s)) for c, s in zip(group, scores[start : start + len(group)])]
-        start += len(group)
-        split = len(example.positives)
-        yield TrainExample(example.qid, example.query, new[:split], new[split:], example.line)
-
-
-def _pairs(example: TrainExample) -> int:
-    return len(example.positives) + len(example.negatives)
-
-
-def score_train_file(c: ScoreConfig) -> dict[str, Any]:
-    """Rewrite a training file with the re-ranker's raw logit as every positive's and negative's score."""
-    from simlm_cli.console import info, progress
-
-    if c.max_negatives is not None and c.max_negatives < 0:
-        raise SimlmError("--max-negatives must be 0 or more")
-    check_output_file(c.output)
-    runtime = resolve_runtime(c.device, c.precision)
-    passages = load_passages(c.corpus, c.corpus_format)
-    examples = iter_train_file(c.train_file, corpus_ids=passages)
-    # Read the first line before loading the model: a wrong file then fails fast, its error the only line.
-    first = next(examples, _EMPTY)
-    if first is _EMPTY:
-        raise InputError(c.train_file, "no training queries")
-    reranker = Reranker(c.model, runtime, c.batch_size, log=info)
-    info(f"scoring {c.train_file} with {c.model} (pairs of <= {reranker.max_length} tokens); {runtime.describe()}")
-    counts = {"queries": 0, "skipped": 0, "pairs": 0}
-
-    def usable() -> Iterator[TrainExample]:
-        kept = 0
-        for example in itertools.chain([first], examples):
-            if not isinstance(example, TrainExample):  # no positive: nothing to score against
-                counts["skipped"] += 1
-            elif c.dry_run and kept >= DRY_RUN_QUERIES:
-                return
-            else:
-                example.negatives = example.negatives[: c.max_negatives]  # None keeps them all
-                kept += 1
-                yield example
-
-    started = time.perf_counter()
-    with ExitStack() as stack:
-        bar = stack.enter_context(progress())
-        task = bar.add_task("score", total=count_lines(c.train_file) or None, rate="")
-        handle = stack.enter_context(atomic_output(c.output))
-        for chunk in _chunks(usable(), _pairs, PENDING_BATCHES * reranker.batch_size):
-            for example in _scored(chunk, reranker, passages):
-                write_example(handle, example)
-            counts["queries"] += len(chunk)
-            counts["pairs"] += sum(map(_pairs, chunk))
-            rate = counts["pairs"] / (time.perf_counter() - started)
-            bar.update(task, completed=chunk[-1].line, rate=f"{rate:,.1f} pairs/s")
-    seconds = time.perf_counter() - started
-    if counts["skipped"]:
-        info(f"{c.train_file}: left out {counts['skipped']} queries with no positive")
-    info(f"scored {counts['queries']:,} queries ({counts['pairs']:,} pairs) in {seconds:.1f} s -> {c.output}")
-    return {**counts, "seconds": round(seconds, 3), "output": c.output}

@@ -1,12 +1,21 @@
-"""Fine-tune a bi-encoder retriever (`simlm train`, `simlm distill`) with the shared trainer."""
+"""Fine-tune with the shared trainer: a bi-encoder retriever (`simlm train`, `simlm distill`) and the cross-encoder
+re-ranker (`simlm rerank train`)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from simlm_cli.io.corpus import CorpusFormat
+from simlm_cli.device import resolve_runtime
+from simlm_cli.errors import SimlmError
+from simlm_cli.io.corpus import CorpusFormat, load_passages
+from simlm_cli.io.train_file import read_train_file
+from simlm_cli.models.loading import load_tokenizer
+from simlm_cli.models.settings import resolve_model_path, resolve_settings
+from simlm_cli.training.finetuning.biencoder import BiEncoderObjective, GroupData, load_groups
+from simlm_cli.training.finetuning.cross_encoder import CrossEncoderObjective, RerankData, usable_examples
 from simlm_cli.training.trainer import TrainConfig, Trainer
 
 
@@ -28,10 +37,6 @@ class RetrieverSpec:
 
 
 def train_retriever(spec: RetrieverSpec, config: TrainConfig, log: Callable[[str], None] = print) -> Path:
-    from simlm_cli.models.encoder import load_tokenizer
-    from simlm_cli.models.settings import resolve_model_path, resolve_settings
-    from simlm_cli.training.biencoder import BiEncoder, GroupData, load_groups
-
     model_path = resolve_model_path(config.model)
     tokenizer = load_tokenizer(model_path)
     settings = resolve_settings(
@@ -44,8 +49,6 @@ def train_retriever(spec: RetrieverSpec, config: TrainConfig, log: Callable[[str
     )
     distill = spec.alpha is not None
     if spec.negatives < 0:
-        from simlm_cli.errors import SimlmError
-
         raise SimlmError("--negatives must be 0 or more")
 
     def data(c: TrainConfig) -> GroupData:
@@ -74,7 +77,50 @@ def train_retriever(spec: RetrieverSpec, config: TrainConfig, log: Callable[[str
             )
         return GroupData(examples, passages, tokenizer, settings, spec.negatives, c.seed, teacher_scores=distill)
 
-    def build(path: str, tok, _log) -> BiEncoder:
-        return BiEncoder(path, tok, settings, spec.temperature, spec.loss, spec.alpha, spec.teacher_temperature)
+    def build(path: str, tok: Any, _log: Callable[[str], None]) -> BiEncoderObjective:
+        return BiEncoderObjective(
+            path, tok, settings, spec.temperature, spec.loss, spec.alpha, spec.teacher_temperature
+        )
+
+    return Trainer(config, build, tokenizer, model_path, log=log, data=data).run()
+
+
+def train_reranker(
+    train_file: str | Path,
+    config: TrainConfig,
+    group_size: int = 8,
+    log: Callable[[str], None] = print,
+    cpu_batch: int = 4,
+) -> Path:
+    """Train a cross-encoder on a training file's groups with the shared trainer; returns the output directory.
+
+    `config.batch_size` counts queries (each brings `group_size` pairs); None: `cpu_batch` on CPU, 16 on GPU.
+    """
+    if group_size < 2:
+        raise SimlmError("--group-size must be at least 2 (one positive and one negative)")
+    if config.batch_size is None:
+        on_cpu = resolve_runtime(config.device, config.precision).device_type == "cpu"
+        config.batch_size = cpu_batch if on_cpu else 16
+    config.objective_options.update(train_file=str(train_file), group_size=group_size)
+    model_path = resolve_model_path(config.model)
+    tokenizer = load_tokenizer(model_path)
+
+    def data(c: TrainConfig) -> RerankData:
+        passages = load_passages(c.corpus, CorpusFormat(c.corpus_format))
+        parsed = read_train_file(train_file, corpus_ids=passages)
+        if skipped := parsed.describe_skipped(0):
+            log(skipped)
+        examples = usable_examples(parsed.examples, train_file, log)
+        if c.dry_run:
+            examples = examples[: c.max_passages]
+        return RerankData(examples, passages, tokenizer, group_size, c.max_length, c.seed)
+
+    def build(path: str, tok: Any, build_log: Callable[[str], None]) -> CrossEncoderObjective:
+        # Logged here, once the data has been read: a bad training file's error is then the only line.
+        build_log(
+            f"re-ranker: cross-encoder from {config.model or path}, groups of 1 positive + {group_size - 1} "
+            f"negatives, listwise loss, pairs of <= {config.max_length} tokens"
+        )
+        return CrossEncoderObjective(path, tok, group_size, config.max_length, build_log)
 
     return Trainer(config, build, tokenizer, model_path, log=log, data=data).run()

@@ -1,4 +1,4 @@
-"""Pretraining text: a corpus in any `simlm` format, in an order that is a pure function of (seed, epoch)."""
+"""What the trainer draws micro-batches from (`TrainData`), in an order that is a pure function of (seed, epoch)."""
 
 from __future__ import annotations
 
@@ -6,23 +6,6 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 import numpy as np
-
-from simlm_cli.errors import InputError
-from simlm_cli.io.corpus import CorpusFormat, iter_corpus
-
-
-def load_texts(path: str, fmt: CorpusFormat = CorpusFormat.auto, limit: int | None = None) -> list[str]:
-    """Title + text of each passage, skipping empty ones; no usable text at all is a one-line error."""
-    texts: list[str] = []
-    for passage in iter_corpus(path, fmt, check_duplicates=False):
-        text = passage.joined().strip()
-        if text:
-            texts.append(text)
-            if limit is not None and len(texts) >= limit:
-                break
-    if not texts:
-        raise InputError(path, "no usable text: every passage's title and text are empty")
-    return texts
 
 
 @dataclass(frozen=True)
@@ -58,12 +41,6 @@ class DataOrder:
         return order[index * self.batch_size : (index + 1) * self.batch_size]
 
 
-def tokenize(tokenizer: Any, texts: list[str], max_length: int) -> dict[str, Any]:
-    return tokenizer(
-        texts, max_length=max_length, truncation=True, padding=True, return_tensors="pt", return_token_type_ids=False
-    )
-
-
 class TrainData(Protocol):
     """What the trainer draws micro-batches from: `batch(rows, epoch)` must be a pure function of its arguments
     (and the data's own seed), so a resumed run sees exactly the batches an uninterrupted one would."""
@@ -71,18 +48,3 @@ class TrainData(Protocol):
     def __len__(self) -> int: ...
 
     def batch(self, rows: np.ndarray, epoch: int) -> dict[str, Any]: ...
-
-
-class TextData:
-    """Pretraining: passages (title + text) tokenized to `max_length`."""
-
-    def __init__(self, texts: list[str], tokenizer: Any, max_length: int):
-        self.texts = texts
-        self.tokenizer = tokenizer
-        self.max_length = max_length
-
-    def __len__(self) -> int:
-        return len(self.texts)
-
-    def batch(self, rows: np.ndarray, epoch: int) -> dict[str, Any]:
-        return dict(tokenize(self.tokenizer, [self.texts[i] for i in rows], self.max_length))

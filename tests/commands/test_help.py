@@ -108,7 +108,7 @@ def test_install_completion_is_offered() -> None:
 
 def test_an_objectives_own_options_are_whole_at_80_columns() -> None:
     """`simlm pretrain --objective rlm --help` lists rlm's options in the epilog; they are not cut either."""
-    from simlm_cli.training.registry import load_objective
+    from simlm_cli.training.pretraining.registry import load_objective
 
     result = CliRunner().invoke(app, ["pretrain", "--objective", "rlm", "--help"], env={"COLUMNS": "80"})
     assert result.exit_code == 0, result.output

@@ -101,23 +101,3 @@ def test_configuration_files_of_the_wrong_types_are_one_error(tmp_path: Path, na
     model = _damage(st_directory(tmp_path / "m", ["Transformer", "Pooling", "Normalize"]), name, content)
     with pytest.raises(SimlmError, match=message.replace("(", r"\(")):
         resolve_settings(str(model))
-
-
-def test_load_hf_model_takes_safetensors_only(tmp_path: Path, tiny_bert_dir: Path) -> None:
-    """A `.bin` is a pickle: a user-given directory holding only one is refused, and nothing in it runs (issue 10,
-    item 13). The training loaders already passed use_safetensors=True."""
-    import shutil
-
-    import torch
-    from safetensors.torch import load_file
-
-    from simlm_cli.models.encoder import load_hf_model
-
-    model = tmp_path / "bin-only"
-    shutil.copytree(tiny_bert_dir, model)
-    weights = load_file(str(model / "model.safetensors"))
-    (model / "model.safetensors").unlink()
-    torch.save(weights, model / "pytorch_model.bin")
-    with pytest.raises(SimlmError, match="safetensors weights only"):
-        load_hf_model(str(model))
-    assert load_hf_model(str(tiny_bert_dir)) is not None

@@ -88,7 +88,7 @@ def tokenizer(tiny_model):
 
 
 def make_objective(name: str, model_dir: Path, tokenizer, log=None, **options):
-    from simlm_cli.training.registry import load_objective, resolve_options
+    from simlm_cli.training.pretraining.registry import load_objective, resolve_options
 
     cls = load_objective(name)
     values = resolve_options(cls, [(k.replace("_", "-"), str(v)) for k, v in options.items()])
@@ -96,6 +96,6 @@ def make_objective(name: str, model_dir: Path, tokenizer, log=None, **options):
 
 
 def batch_of(tokenizer, texts: list[str]):
-    from simlm_cli.training.data import tokenize
+    from simlm_cli.training.pretraining.data import tokenize
 
     return dict(tokenize(tokenizer, texts, 48))

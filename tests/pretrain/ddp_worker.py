@@ -28,9 +28,9 @@ def main() -> None:
     from safetensors.torch import save_file
     from transformers import AutoTokenizer
 
-    from simlm_cli.training.data import TextData, load_texts
-    from simlm_cli.training.objective import state_without_ties
-    from simlm_cli.training.registry import load_objective, resolve_options
+    from simlm_cli.training.checkpoints import state_without_ties
+    from simlm_cli.training.pretraining.data import TextData, load_texts
+    from simlm_cli.training.pretraining.registry import load_objective, resolve_options
     from simlm_cli.training.trainer import TrainConfig, Trainer
 
     objective, model, corpus, output = sys.argv[1:5]

@@ -6,7 +6,7 @@ import random
 
 import torch
 
-from simlm_cli.training.masking import WordMasker
+from simlm_cli.training.pretraining.masking import WordMasker
 
 from .conftest import batch_of, toy_sentence
 

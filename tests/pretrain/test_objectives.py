@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from simlm_cli.errors import SimlmError
-from simlm_cli.training.objective import mlm_head
-from simlm_cli.training.registry import load_objective, objective_names, parse_extra_args, resolve_options
+from simlm_cli.training.pretraining.objective import mlm_head
+from simlm_cli.training.pretraining.registry import load_objective, objective_names, parse_extra_args, resolve_options
 
 from .conftest import batch_of, make_objective, toy_sentence
 

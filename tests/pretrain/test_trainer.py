@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from simlm_cli.errors import SimlmError
 from simlm_cli.training.data import DataOrder
-from simlm_cli.training.registry import load_objective, resolve_options
+from simlm_cli.training.pretraining.registry import load_objective, resolve_options
 from simlm_cli.training.trainer import TrainConfig, Trainer
 
 from .conftest import write_corpus

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from simlm_cli.training import objective as objective_module
+from simlm_cli.training.pretraining import objective as objective_module
 
 from .conftest import make_objective, toy_sentence
 

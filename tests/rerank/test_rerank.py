@@ -14,7 +14,8 @@ import torch
 from simlm_cli.errors import InputError
 from simlm_cli.io.corpus import iter_corpus
 from simlm_cli.io.train_file import Candidate, TrainExample
-from simlm_cli.training.cross_encoder import CrossEncoder, RerankData, tokenize_pairs, usable_examples
+from simlm_cli.models.cross_encoder import tokenize_pairs
+from simlm_cli.training.finetuning.cross_encoder import CrossEncoderObjective, RerankData, usable_examples
 
 DOCS = [f"d{i}" for i in range(1, 13)]
 POSITIVES = {"q1": ["d1", "d2"], "q2": ["d4"], "q3": ["d9"], "q4": ["d11", "d12"]}
@@ -64,7 +65,7 @@ def _data(tiny_data, passages, tokenizer, group_size: int = 4, seed: int = 7) ->
 # -- in-process ---------------------------------------------------------------------------------------------------
 def test_listwise_loss_matches_hand_computation(tiny_bert_dir, tiny_data, passages, tokenizer):
     messages: list[str] = []
-    model = CrossEncoder(str(tiny_bert_dir), tokenizer, group_size=4, max_length=64, log=messages.append)
+    model = CrossEncoderObjective(str(tiny_bert_dir), tokenizer, group_size=4, max_length=64, log=messages.append)
     assert any("classifier" in m for m in messages), messages  # a plain BERT gets a new head, and says so
     model.eval()  # no dropout: the two forward passes below agree
     batch = _data(tiny_data, passages, tokenizer).batch(np.array([0, 1]), epoch=0)

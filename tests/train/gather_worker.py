@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
-from simlm_cli.training.losses import contrastive_loss
+from simlm_cli.training.finetuning.losses import contrastive_loss
 
 QUERIES, GROUP, DIM, TEMPERATURE = 6, 3, 8, 0.05
 # Passage 10 (rank 1's, a hard negative of query 3) is the same document as passage 0 (rank 0's query 0 positive),

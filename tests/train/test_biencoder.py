@@ -11,7 +11,7 @@ import torch
 
 from simlm_cli.errors import InputError
 from simlm_cli.models.settings import EncoderSettings
-from simlm_cli.training.biencoder import BiEncoder, GroupData, load_groups
+from simlm_cli.training.finetuning.biencoder import BiEncoderObjective, GroupData, load_groups
 
 TRAIN = [
     {"qid": "q1", "query": "how do proteins fold", "positives": [{"docid": "d1", "score": 3.0}, "d2"],
@@ -105,7 +105,7 @@ def test_bad_training_files_name_file_and_line(tmp_path, tiny_data, records, nee
 def test_loss_falls_on_a_toy_task(groups):
     examples, passages, tokenizer, settings = groups
     torch.manual_seed(0)
-    model = BiEncoder(settings.model, tokenizer, settings, temperature=0.05)
+    model = BiEncoderObjective(settings.model, tokenizer, settings, temperature=0.05)
     data = GroupData(examples, passages, tokenizer, settings, negatives=2, seed=0)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
     batch = data.batch(np.arange(len(examples)), 0)
@@ -120,7 +120,7 @@ def test_loss_falls_on_a_toy_task(groups):
 
 
 def test_distillation_adds_alpha_times_contrastive(groups, tmp_path, tiny_data):
-    from simlm_cli.training.losses import contrastive_loss, distill_loss
+    from simlm_cli.training.finetuning.losses import contrastive_loss, distill_loss
 
     _, passages, tokenizer, settings = groups
     examples, _ = load_groups(
@@ -128,7 +128,7 @@ def test_distillation_adds_alpha_times_contrastive(groups, tmp_path, tiny_data):
     )
     data = GroupData(examples, passages, tokenizer, settings, negatives=2, seed=0, teacher_scores=True)
     batch = data.batch(np.arange(3), 0)
-    model = BiEncoder(settings.model, tokenizer, settings, temperature=0.05, alpha=0.2).eval()
+    model = BiEncoderObjective(settings.model, tokenizer, settings, temperature=0.05, alpha=0.2).eval()
     with torch.no_grad():
         out = model(batch)
         q, p = model.embed("q_", batch), model.embed("p_", batch)

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from simlm_cli.training.losses import contrastive_loss, distill_loss, gather_with_grad, listwise_loss
+from simlm_cli.training.finetuning.losses import contrastive_loss, distill_loss, gather_with_grad, listwise_loss
 
 T = 0.1  # a temperature that keeps the hand-computed exponentials moderate
 

@@ -1,7 +1,7 @@
-"""The bi-encoder that `simlm train` and `simlm distill` fine-tune, and the query groups it learns from.
+"""Fine-tuning the bi-encoder (`simlm train`, `simlm distill`): the query groups it learns from and its losses.
 
-One encoder is shared by queries and passages; a text's vector is its [CLS] (or mean) hidden state, L2-normalised,
-and scores are cosines divided by a temperature (0.02, the paper's). `train` minimises the contrastive loss over
+The model is `simlm_cli.models.biencoder.BiEncoder` (one encoder shared by queries and passages, the same
+`embed` as `simlm encode`); scores are cosines divided by a temperature (0.02, the paper's). `train` minimises the contrastive loss over
 each query's group (1 positive + n hard negatives) and every other passage in the batch; `distill` adds
 KL(teacher || student) over the group's re-ranker scores, with the contrastive loss weighted by alpha.
 """
@@ -9,24 +9,20 @@ KL(teacher || student) over the group's re-ranker scores, with the contrastive l
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
-from torch import nn
 
 from simlm_cli.errors import InputError, SimlmError
 from simlm_cli.io.corpus import CorpusFormat, Passage, iter_corpus
 from simlm_cli.io.train_file import TrainExample, read_train_file
-from simlm_cli.models.encoder import tokenize_passages, tokenize_texts
-from simlm_cli.models.settings import EncoderSettings, write_settings
-from simlm_cli.training.objective import StepOutput
-
-LOSS_VARIANTS = ("paper", "full")
+from simlm_cli.models.biencoder import BiEncoder, tokenize_passages, tokenize_texts
+from simlm_cli.models.settings import EncoderSettings
+from simlm_cli.training.finetuning.losses import CONTRASTIVE_VARIANTS, contrastive_loss, distill_loss
+from simlm_cli.training.step import StepOutput
 
 
 # -- data ---------------------------------------------------------------------------------------------------------
@@ -125,25 +121,11 @@ def doc_key(docid: str) -> int:
     return int.from_bytes(hashlib.blake2b(docid.encode("utf-8"), digest_size=8).digest(), "little", signed=True)
 
 
-# -- model --------------------------------------------------------------------------------------------------------
-def load_encoder(model_path: str) -> nn.Module:
-    from transformers import AutoModel
-    from transformers.utils import logging
+# -- the objective -------------------------------------------------------------------------------------------------
+class BiEncoderObjective(BiEncoder):
+    """The bi-encoder with its training loss: contrastive (`train`), or distillation + alpha x contrastive
+    (`distill`). It saves as the plain bi-encoder does."""
 
-    logging.disable_progress_bar()
-    logging.set_verbosity_error()
-    try:
-        model = AutoModel.from_pretrained(model_path, use_safetensors=True)
-    except (OSError, ValueError) as err:
-        lines = str(err).strip().splitlines()
-        raise SimlmError(f"cannot load {model_path!r} (safetensors only): {lines[0] if lines else err}") from None
-    pooler = getattr(model, "pooler", None)
-    if isinstance(pooler, nn.Module):
-        pooler.requires_grad_(False)  # unused by cls/mean pooling; frozen so DDP sees no unused trainable weights
-    return model
-
-
-class BiEncoder(nn.Module):
     def __init__(
         self,
         model_path: str,
@@ -154,33 +136,17 @@ class BiEncoder(nn.Module):
         alpha: float | None = None,
         teacher_temperature: float = 1.0,
     ):
-        super().__init__()
-        if loss not in LOSS_VARIANTS:
-            raise SimlmError(f"--loss {loss}: expected one of {', '.join(LOSS_VARIANTS)}")
+        if loss not in CONTRASTIVE_VARIANTS:
+            raise SimlmError(f"--loss {loss}: expected one of {', '.join(CONTRASTIVE_VARIANTS)}")
         if temperature <= 0:
             raise SimlmError("--temperature must be positive")
-        self.encoder = load_encoder(model_path)
-        self.tokenizer = tokenizer
-        self.settings = settings
+        super().__init__(model_path, tokenizer, settings)
         self.temperature = temperature
         self.loss_variant = loss
         self.alpha = alpha  # None: contrastive only (train); a weight: distillation + alpha x contrastive
         self.teacher_temperature = teacher_temperature
 
-    def embed(self, prefix: str, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        inputs = {k[len(prefix) :]: v for k, v in batch.items() if k.startswith(prefix)}
-        hidden = self.encoder(**inputs).last_hidden_state
-        if self.settings.pooling == "cls":
-            pooled = hidden[:, 0]
-        else:
-            weights = inputs["attention_mask"].unsqueeze(-1).to(hidden.dtype)
-            pooled = (hidden * weights).sum(1) / weights.sum(1).clamp(min=1e-9)
-        pooled = pooled.float()
-        return F.normalize(pooled, dim=-1) if self.settings.normalize else pooled
-
     def forward(self, batch: dict[str, torch.Tensor], rng: torch.Generator | None = None) -> StepOutput:
-        from simlm_cli.training.losses import contrastive_loss, distill_loss
-
         q = self.embed("q_", batch)
         p = self.embed("p_", batch)
         # The losses in fp32 even under bf16/fp16 autocast: at t = 0.02 a bf16 cosine would be off by ~0.2 logits.
@@ -193,38 +159,3 @@ class BiEncoder(nn.Module):
             kl = distill_loss(student, batch["teacher_scores"].float(), self.teacher_temperature)
         loss = kl + self.alpha * contrastive
         return StepOutput(loss, {"kl": kl.detach(), "contrastive": contrastive.detach()})
-
-    def save_pretrained(self, directory: Path) -> None:
-        """An HF encoder directory that `simlm encode`, `AutoModel` and `SentenceTransformer` all load alike."""
-        directory = Path(directory)
-        self.encoder.save_pretrained(directory)
-        self.tokenizer.save_pretrained(directory)
-        write_settings(directory, self.settings)
-        write_sentence_transformers_config(directory, self.settings, int(self.encoder.config.hidden_size))
-
-
-def write_sentence_transformers_config(directory: Path, settings: EncoderSettings, dim: int) -> None:
-    """modules.json + Pooling (+ Normalize) in the long-standing format every sentence-transformers release reads.
-
-    Passages longer than the passage limit are cut the same way (max_seq_length); a "pair" model's passages are
-    given to sentence-transformers as [title, text] pairs, which its Transformer module tokenizes as pairs.
-    """
-    modules = [
-        {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
-        {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
-    ]
-    if settings.normalize:
-        modules.append({"idx": 2, "name": "2", "path": "2_Normalize", "type": "sentence_transformers.models.Normalize"})
-        (directory / "2_Normalize").mkdir(exist_ok=True)
-    pooling = {
-        "word_embedding_dimension": dim,
-        "pooling_mode_cls_token": settings.pooling == "cls",
-        "pooling_mode_mean_tokens": settings.pooling == "mean",
-        "pooling_mode_max_tokens": False,
-        "pooling_mode_mean_sqrt_len_tokens": False,
-    }
-    (directory / "1_Pooling").mkdir(exist_ok=True)
-    (directory / "1_Pooling" / "config.json").write_text(json.dumps(pooling, indent=2) + "\n", encoding="utf-8")
-    (directory / "modules.json").write_text(json.dumps(modules, indent=2) + "\n", encoding="utf-8")
-    st_config = {"max_seq_length": settings.passage_max_length, "do_lower_case": False}
-    (directory / "sentence_bert_config.json").write_text(json.dumps(st_config, indent=2) + "\n", encoding="utf-8")

@@ -9,7 +9,6 @@ from __future__ import annotations
 import copy
 import json
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -18,35 +17,21 @@ import torch.nn.functional as F
 from torch import nn
 
 from simlm_cli.errors import SimlmError
-from simlm_cli.training.masking import WordMasker
-from simlm_cli.training.registry import Option
+from simlm_cli.models.loading import load_pretrained
+from simlm_cli.models.settings import resolve_model_path
+from simlm_cli.training.checkpoints import load_state, save_state
+from simlm_cli.training.pretraining.masking import WordMasker
+from simlm_cli.training.pretraining.registry import Option
+from simlm_cli.training.step import StepOutput
 
 EXTRAS_DIR = "objective"  # beside the encoder in the output directory: decoder, heads, generator
-
-
-@dataclass
-class StepOutput:
-    loss: torch.Tensor
-    parts: dict[str, torch.Tensor] = field(default_factory=dict)  # detached loss components, e.g. enc, dec
-    replace_ratio: torch.Tensor | None = None  # share of masked positions whose token actually changed
-
-
-def _first_line(err: Exception) -> str:
-    lines = str(err).strip().splitlines()
-    return lines[0] if lines else type(err).__name__
 
 
 def load_masked_lm(model_path: str, log: Callable[[str], None]) -> nn.Module:
     """An AutoModelForMaskedLM from safetensors weights; a missing MLM head is initialised, tied, and logged."""
     from transformers import AutoModelForMaskedLM
-    from transformers.utils import logging
 
-    logging.disable_progress_bar()
-    logging.set_verbosity_error()
-    try:
-        model, info = AutoModelForMaskedLM.from_pretrained(model_path, use_safetensors=True, output_loading_info=True)
-    except (OSError, ValueError) as err:
-        raise SimlmError(f"cannot load {model_path!r} as a masked LM (safetensors only): {_first_line(err)}") from None
+    model, info = load_pretrained(model_path, AutoModelForMaskedLM, " as a masked LM", output_loading_info=True)
     missing = [k for k in info.get("missing_keys", []) if not k.startswith(model.base_model_prefix + ".")]
     if missing:
         model.tie_weights()
@@ -121,39 +106,6 @@ def small_generator_config(encoder_config: Any, vocab_size: int) -> Any:
         type_vocab_size=getattr(encoder_config, "type_vocab_size", 2),
         pad_token_id=getattr(encoder_config, "pad_token_id", 0),
     )
-
-
-def state_without_ties(module: nn.Module, skip_prefix: str | None = None) -> dict[str, torch.Tensor]:
-    """A state dict safetensors accepts: tied tensors kept once (loading one fills the other)."""
-    seen: set[tuple[int, int, tuple]] = set()
-    out = {}
-    for key, value in module.state_dict().items():
-        if skip_prefix and key.startswith(skip_prefix):
-            continue
-        ident = (value.untyped_storage().data_ptr(), value.storage_offset(), tuple(value.shape))
-        if ident in seen:
-            continue
-        seen.add(ident)
-        out[key] = value.detach().cpu().contiguous()
-    return out
-
-
-def save_state(module: nn.Module, path: Path, skip_prefix: str | None = None) -> None:
-    from safetensors.torch import save_file
-
-    save_file(state_without_ties(module, skip_prefix), str(path))
-
-
-def load_state(module: nn.Module, path: Path, only_prefix_absent: str | None = None) -> None:
-    from safetensors.torch import load_file
-
-    state = load_file(str(path))
-    expected = state_without_ties(module, only_prefix_absent)
-    missing = sorted(set(expected) - set(state))
-    unexpected = sorted(set(state) - set(expected))
-    if missing or unexpected:
-        raise SimlmError(f"{path}: does not match the model (missing {missing[:3]}, unexpected {unexpected[:3]})")
-    module.load_state_dict(state, strict=False)
 
 
 class Objective(nn.Module):
@@ -300,8 +252,6 @@ class Generator(nn.Module):
     ) -> None:
         super().__init__()
         self.mask_id = int(tokenizer.mask_token_id)
-        from simlm_cli.models.settings import resolve_model_path
-
         self.random_config: dict[str, Any] | None = None
         if spec:
             model = load_masked_lm(resolve_model_path(spec), log)

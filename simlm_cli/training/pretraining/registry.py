@@ -5,7 +5,7 @@ A third party adds one from its own package::
     [project.entry-points."simlm.objectives"]
     my-objective = "my_package.module:MyObjective"
 
-The class subclasses `simlm_cli.training.objective.Objective` and declares its `options`.
+The class subclasses `simlm_cli.training.pretraining.objective.Objective` and declares its `options`.
 """
 
 from __future__ import annotations

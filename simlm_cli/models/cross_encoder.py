@@ -1,0 +1,176 @@
+"""The SimLM re-ranker (Figure 2): a cross-encoder scoring a (query, passage) pair with one logit.
+
+This file is the cross-encoder for training and inference alike: how pairs are tokenized (`tokenize_pairs`,
+`pad_pairs`), how weights are loaded (`load_sequence_classifier`), how a pair becomes a score (`pair_logits`), how a
+trained re-ranker is saved (`CrossEncoder.save_pretrained`, `simlm_reranker.json`) and read back
+(`reranker_max_length`), and `Reranker`, which scores pairs in length-sorted batches for `simlm rerank`. The
+listwise loss is added in `simlm_cli.training.finetuning.cross_encoder`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from simlm_cli.device import Runtime
+from simlm_cli.errors import InputError, SimlmError, first_line
+from simlm_cli.models.loading import load_pretrained, load_tokenizer
+from simlm_cli.models.settings import resolve_model_path
+
+RERANKER_CONFIG = "simlm_reranker.json"
+DEFAULT_MAX_LENGTH = 192  # the paper's re-ranker input length
+# Saved in config.json: sentence-transformers' CrossEncoder then returns raw logits, as simlm does, not sigmoids.
+ST_IDENTITY = {"activation_fn": "torch.nn.modules.linear.Identity"}
+
+
+# -- tokenization -------------------------------------------------------------------------------------------------
+def tokenize_pairs(tokenizer: Any, queries: Sequence[str], passages: Sequence[str], max_length: int) -> dict[str, list]:
+    """Unpadded ids of the pairs (query, passage), cutting only the passage side to fit `max_length`.
+
+    A query that alone fills `max_length` cannot be kept whole; such pairs fall back to cutting both sides.
+    """
+    kwargs = {"max_length": max_length, "padding": False, "return_attention_mask": False}
+    try:
+        return dict(tokenizer(list(queries), list(passages), truncation="only_second", **kwargs))
+    except Exception:  # `tokenizers` raises a bare Exception ("Truncation error") for an over-long query
+        rows = []
+        for query, passage in zip(queries, passages):
+            try:
+                rows.append(tokenizer(query, passage, truncation="only_second", **kwargs))
+            except Exception:
+                rows.append(tokenizer(query, passage, truncation="longest_first", **kwargs))
+        return {key: [row[key] for row in rows] for key in rows[0]}
+
+
+def pad_pairs(tokenizer: Any, tokens: dict[str, list], rows: Sequence[int] | None = None) -> dict[str, torch.Tensor]:
+    """Pad the chosen rows of `tokenize_pairs` output into tensors (with an attention mask)."""
+    if rows is not None:
+        tokens = {key: [values[i] for i in rows] for key, values in tokens.items()}
+    return dict(tokenizer.pad(tokens, return_tensors="pt"))
+
+
+# -- the model ------------------------------------------------------------------------------------------------------
+def load_sequence_classifier(model_path: str, log: Callable[[str], None], require_head: bool = False) -> nn.Module:
+    """AutoModelForSequenceClassification with one output, from safetensors weights.
+
+    A checkpoint without a one-logit head (a plain encoder, or a head of another size) gets a new one; training
+    logs that, inference (`require_head`) refuses, since an untrained head gives random scores.
+    """
+    from transformers import AutoModelForSequenceClassification
+
+    model, info = load_pretrained(
+        model_path, AutoModelForSequenceClassification, " as a cross-encoder",
+        num_labels=1, output_loading_info=True, ignore_mismatched_sizes=True,
+    )  # fmt: skip
+    fresh = [str(k) for k in info.get("missing_keys", [])] + [str(k[0]) for k in info.get("mismatched_keys", [])]
+    if fresh:
+        if require_head:
+            raise SimlmError(f"{model_path}: not a trained re-ranker (no weights for {', '.join(sorted(fresh)[:3])})")
+        log(f"{model_path}: no one-score classification head in the checkpoint; initialised {', '.join(sorted(fresh))}")
+    return model
+
+
+def pair_logits(model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """One raw logit per (query, passage) row of a padded batch, as float32: what training and re-ranking use."""
+    return model(**batch).logits[:, 0].float()
+
+
+class CrossEncoder(nn.Module):
+    """The re-ranker as trained and saved: `scores(batch)` gives each query's group of pair scores."""
+
+    def __init__(
+        self,
+        model_path: str,
+        tokenizer: Any,
+        group_size: int,
+        max_length: int = DEFAULT_MAX_LENGTH,
+        log: Callable[[str], None] = print,
+    ):
+        super().__init__()
+        self.model = load_sequence_classifier(model_path, log)
+        self.model.config.sentence_transformers = dict(ST_IDENTITY)
+        self.tokenizer = tokenizer
+        self.group_size = group_size
+        self.max_length = max_length
+        self.base_model_path = model_path
+
+    def scores(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """One logit per (query, passage) row of the batch, as float32 of shape (queries, group)."""
+        return pair_logits(self.model, batch).view(-1, self.group_size)
+
+    def save_pretrained(self, directory: Path) -> None:
+        """HF model + tokenizer (AutoModelForSequenceClassification and sentence-transformers' CrossEncoder load
+        it alike) and `simlm_reranker.json` with the input length."""
+        directory = Path(directory)
+        self.model.save_pretrained(directory)
+        self.tokenizer.save_pretrained(directory)
+        _set_tokenizer_max_length(directory, self.max_length)
+        meta = {"max_length": self.max_length, "group_size": self.group_size, "base_model": self.base_model_path}
+        (directory / RERANKER_CONFIG).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+
+
+def _set_tokenizer_max_length(directory: Path, max_length: int) -> None:
+    """CrossEncoder(dir) cuts inputs at the tokenizer's model_max_length: make that the trained length."""
+    path = directory / "tokenizer_config.json"
+    if path.is_file():
+        config = json.loads(path.read_text(encoding="utf-8"))
+        config["model_max_length"] = max_length
+        path.write_text(json.dumps(config, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
+def reranker_max_length(model_dir: str | Path, default: int = DEFAULT_MAX_LENGTH) -> int:
+    """The input length a re-ranker was trained with (`simlm_reranker.json`), else `default`."""
+    path = Path(model_dir) / RERANKER_CONFIG
+    if not path.is_file():
+        return default
+    try:
+        return int(json.loads(path.read_text(encoding="utf-8"))["max_length"])
+    except (ValueError, KeyError, TypeError) as err:
+        raise InputError(path, f"unreadable ({first_line(err)})") from None
+
+
+# -- inference ------------------------------------------------------------------------------------------------------
+class Reranker:
+    """A trained cross-encoder for inference: scores (query, passage) pairs in length-sorted batches."""
+
+    def __init__(
+        self,
+        model: str,
+        runtime: Runtime,
+        batch_size: int = 32,
+        max_length: int | None = None,
+        log: Callable[[str], None] = print,
+    ):
+        if batch_size < 1:
+            raise SimlmError("--batch-size must be at least 1")
+        path = resolve_model_path(model)
+        self.runtime = runtime
+        self.batch_size = batch_size
+        self.max_length = max_length or reranker_max_length(path)
+        self.tokenizer = load_tokenizer(path)
+        self.model = load_sequence_classifier(path, log, require_head=True).to(runtime.device).eval()
+
+    def score(
+        self, queries: Sequence[str], texts: Sequence[str], on_batch: Callable[[int], None] | None = None
+    ) -> np.ndarray:
+        """One raw logit per (queries[i], texts[i]), in input order."""
+        out = np.empty(len(queries), dtype=np.float32)
+        if not len(queries):
+            return out
+        tokens = tokenize_pairs(self.tokenizer, queries, texts, self.max_length)
+        lengths = np.fromiter((len(x) for x in tokens["input_ids"]), dtype=np.int64)
+        order = np.argsort(-lengths, kind="stable")  # similar lengths together: little padding
+        with torch.inference_mode(), self.runtime.autocast():
+            for start in range(0, len(order), self.batch_size):
+                rows = order[start : start + self.batch_size]
+                batch = {k: v.to(self.runtime.device) for k, v in pad_pairs(self.tokenizer, tokens, rows).items()}
+                out[rows] = pair_logits(self.model, batch).cpu().numpy()
+                if on_batch is not None:
+                    on_batch(len(rows))
+        return out

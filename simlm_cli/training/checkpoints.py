@@ -1,0 +1,231 @@
+"""Checkpoints and exact resumption.
+
+A checkpoint (`checkpoints/step-N/`) holds the model, optimizer, scheduler, grad scaler and every RNG state
+(python, numpy, torch, CUDA) of every rank; with the data order a pure function of (seed, epoch) and each
+micro-step's generator seeded from (seed, step, micro, rank), a resumed run continues exactly.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import shutil
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from simlm_cli.errors import InputError, SimlmError, first_line
+from simlm_cli.io.files import atomic_directory
+from simlm_cli.training.distributed import Dist, barrier, gather_objects
+from simlm_cli.training.train_log import LOG_FILE
+
+CHECKPOINTS = "checkpoints"
+# Resuming with another value of these would not continue the same run (another data order or batch).
+_FIXED_ON_RESUME = ("batch_size", "grad_accum", "seed", "corpus", "max_length", "max_passages", "objective_options")
+_NOT_COMPARED = ("resume", "stop_at_step", "output")  # differ between the first run and its resumption by design
+
+
+@dataclass
+class TrainState:
+    """What a checkpoint saves and restores besides the RNG states."""
+
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: Any
+    scaler: Any = None  # torch.amp.GradScaler under fp16
+
+
+# -- the output directory ------------------------------------------------------------------------------------------
+def check_train_output(output: str | Path) -> None:
+    """Before any work: `--output` may be new, empty, or a directory an earlier simlm training run wrote (its
+    train_log.jsonl or checkpoints/). Anything else is the user's: a run would overwrite config.json and delete
+    subdirectories (objective/, ...) in it."""
+    output = Path(output)
+    if not output.exists():
+        return
+    if not output.is_dir():
+        raise SimlmError(f"--output {output}: exists and is not a directory")
+    if not any(output.iterdir()) or (output / LOG_FILE).is_file() or (output / CHECKPOINTS).is_dir():
+        return
+    raise SimlmError(
+        f"--output {output}: exists and is not one a simlm training run wrote (no {LOG_FILE} or {CHECKPOINTS}/); "
+        "refusing to write into it - remove it or pick another --output"
+    )
+
+
+def list_checkpoints(output: Path) -> list[Path]:
+    root = output / CHECKPOINTS
+    if not root.is_dir():
+        return []
+    found = [p for p in root.iterdir() if p.is_dir() and p.name.startswith("step-") and (p / "state.json").is_file()]
+    return sorted(found, key=lambda p: int(p.name.split("-")[1]))
+
+
+# -- weights ------------------------------------------------------------------------------------------------------
+def state_without_ties(module: torch.nn.Module, skip_prefix: str | None = None) -> dict[str, torch.Tensor]:
+    """A state dict safetensors accepts: tied tensors kept once (loading one fills the other)."""
+    seen: set[tuple[int, int, tuple]] = set()
+    out = {}
+    for key, value in module.state_dict().items():
+        if skip_prefix and key.startswith(skip_prefix):
+            continue
+        ident = (value.untyped_storage().data_ptr(), value.storage_offset(), tuple(value.shape))
+        if ident in seen:
+            continue
+        seen.add(ident)
+        out[key] = value.detach().cpu().contiguous()
+    return out
+
+
+def save_state(module: torch.nn.Module, path: Path, skip_prefix: str | None = None) -> None:
+    from safetensors.torch import save_file
+
+    save_file(state_without_ties(module, skip_prefix), str(path))
+
+
+def load_state(module: torch.nn.Module, path: Path, only_prefix_absent: str | None = None) -> None:
+    from safetensors.torch import load_file
+
+    state = load_file(str(path))
+    expected = state_without_ties(module, only_prefix_absent)
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    if missing or unexpected:
+        raise SimlmError(f"{path}: does not match the model (missing {missing[:3]}, unexpected {unexpected[:3]})")
+    module.load_state_dict(state, strict=False)
+
+
+# -- RNG state ----------------------------------------------------------------------------------------------------
+def capture_rng() -> dict[str, Any]:
+    state = {
+        "python": random.getstate(),
+        "numpy": np.random.get_state(),
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _rng_to_json(state: dict[str, Any]) -> dict[str, Any]:
+    kind, keys, pos, has_gauss, gauss = state["numpy"]
+    return {
+        "python": [state["python"][0], list(state["python"][1]), state["python"][2]],
+        "numpy": [kind, keys.tolist(), int(pos), int(has_gauss), float(gauss)],
+    }
+
+
+def _restore_rng(json_state: dict[str, Any], tensors: dict[str, Any]) -> None:
+    version, internal, gauss = json_state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    kind, keys, pos, has_gauss, gauss_np = json_state["numpy"]
+    np.random.set_state((kind, np.array(keys, dtype=np.uint32), pos, has_gauss, gauss_np))
+    torch.set_rng_state(tensors["torch"])
+    if "cuda" in tensors and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(tensors["cuda"])
+
+
+# -- saving and restoring ---------------------------------------------------------------------------------------------
+def config_record(config: Any) -> dict[str, Any]:
+    """The run's configuration (a dataclass) as JSON values, as saved in each checkpoint."""
+    return {k: str(v) if not isinstance(v, int | float | bool | None) else v for k, v in asdict(config).items()}
+
+
+def save_checkpoint(config: Any, step: int, state: TrainState, d: Dist) -> None:
+    """`checkpoints/step-N` (written whole or not at all), keeping the newest `config.save_total_limit`."""
+    gathered = gather_objects(d, capture_rng())
+    if d.main:
+        output = Path(config.output)
+        with atomic_directory(output / CHECKPOINTS / f"step-{step}", marker="state.json") as tmp:
+            save_state(state.model, tmp / "model.safetensors")
+            tensors = {
+                "optimizer": state.optimizer.state_dict(),
+                "scheduler": state.scheduler.state_dict(),
+                "scaler": state.scaler.state_dict() if state.scaler is not None else {},
+                "rng": [{k: v for k, v in r.items() if k in ("torch", "cuda")} for r in gathered],
+            }
+            torch.save(tensors, tmp / "trainer.pt")
+            saved = {
+                "step": step,
+                "micro_batches": step * config.grad_accum,
+                "world_size": d.world,
+                "objective": config.objective,
+                "rng": [_rng_to_json(r) for r in gathered],
+                "config": config_record(config),
+            }
+            (tmp / "state.json").write_text(json.dumps(saved) + "\n", encoding="utf-8")
+        for old in list_checkpoints(output)[: -config.save_total_limit]:
+            shutil.rmtree(old, ignore_errors=True)
+    barrier(d)
+
+
+def load_checkpoint(path: Path, config: Any, state: TrainState, d: Dist, log: Callable[[str], None]) -> int:
+    """The checkpoint's step, after restoring everything it holds; a damaged checkpoint is a one-line error."""
+    try:
+        return _restore(path, config, state, d, log)
+    except SimlmError:
+        raise
+    except Exception as err:  # a corrupt state.json, a planted or truncated trainer.pt, bad weights, ...
+        raise InputError(
+            path,
+            f"corrupt checkpoint, cannot resume from it ({type(err).__name__}: {first_line(err)[:200]}); remove it "
+            "to resume from an earlier one",
+        ) from None
+
+
+def _check_resumed_config(path: Path, config: Any, saved: dict[str, Any], log: Callable[[str], None]) -> None:
+    """Options that fix the data order must match the checkpoint's, or the resumed run would not continue the
+    same run; other changed options (lr, steps, ...) are the user's to make, and are logged."""
+    now = config_record(config)
+    changed = {k: (saved[k], now[k]) for k in saved if k in now and saved[k] != now[k] and k not in _NOT_COMPARED}
+    fixed = [k for k in changed if k in _FIXED_ON_RESUME]
+    if fixed:
+        what = ", ".join(f"--{k.replace('_', '-')} {changed[k][1]} (checkpoint: {changed[k][0]})" for k in fixed)
+        raise SimlmError(f"--resume: {path} was trained with other data settings: {what}")
+    if changed:
+        what = ", ".join(f"{k} {old} -> {new}" for k, (old, new) in changed.items())
+        log(f"--resume: options changed since {path}: {what}")
+
+
+def _restore(path: Path, config: Any, state: TrainState, d: Dist, log: Callable[[str], None]) -> int:
+    saved = json.loads((path / "state.json").read_text(encoding="utf-8"))
+    if not isinstance(saved, dict):
+        raise ValueError("state.json is not a JSON object")
+    if saved.get("objective") != config.objective:
+        raise SimlmError(f"--resume: {path} is a {saved.get('objective')} run, not {config.objective}")
+    _check_resumed_config(path, config, saved.get("config", {}), log)
+    load_state(state.model, path / "model.safetensors")
+    # weights_only: a checkpoint directory may come from elsewhere; a planted pickle must not run code.
+    tensors = torch.load(path / "trainer.pt", map_location="cpu", weights_only=True)
+    state.optimizer.load_state_dict(tensors["optimizer"])
+    state.scheduler.load_state_dict(tensors["scheduler"])
+    if state.scaler is not None and tensors["scaler"]:
+        state.scaler.load_state_dict(tensors["scaler"])
+    if saved.get("world_size") == d.world:
+        _restore_rng(saved["rng"][d.rank], tensors["rng"][d.rank])
+    else:
+        log(f"--resume: world size changed ({saved.get('world_size')} -> {d.world}); RNG states reseeded")
+    return int(saved["step"])
+
+
+def start_step(config: Any, state: TrainState, d: Dist, log: Callable[[str], None]) -> int:
+    """Where the run starts: the newest checkpoint's step under --resume (restored), else 0, clearing an earlier
+    run's checkpoints and log (the main process; the others wait)."""
+    output = Path(config.output)
+    start = 0
+    checkpoints = list_checkpoints(output)
+    if config.resume:
+        if not checkpoints:
+            raise SimlmError(f"--resume: no checkpoint under {output / CHECKPOINTS}")
+        start = load_checkpoint(checkpoints[-1], config, state, d, log)
+        log(f"resumed from {checkpoints[-1]} (step {start})")
+    elif d.main and (checkpoints or (output / LOG_FILE).exists()):
+        log(f"{output} holds an earlier run; starting afresh (pass --resume to continue it)")
+        shutil.rmtree(output / CHECKPOINTS, ignore_errors=True)
+        (output / LOG_FILE).unlink(missing_ok=True)
+    barrier(d)
+    return start
