@@ -131,7 +131,7 @@ def test_nq_dry_run(tmp_path: Path, nq_model: Path) -> None:
 
 def test_pretrain_ablation_dry_run(tmp_path: Path) -> None:
     # Two objectives keep the test to a few minutes (all six take ~10 min of CLI processes on a 2-core CPU);
-    # tests/pretrain covers each objective. rlm is the paper's; condenser's head reads an early layer.
+    # tests/training/pretraining covers each objective. rlm is the paper's; condenser's head reads an early layer.
     out = tmp_path / "ablation"
     run_recipe("pretrain_ablation.sh", out, "--objectives", "rlm condenser", "--seeds", "1 2", "--seeded", "rlm")
     rows = check_results(

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-CORPUS = Path(__file__).resolve().parents[2] / "simlm_cli" / "data" / "scifact" / "corpus.jsonl"
+CORPUS = Path(__file__).resolve().parents[3] / "simlm_cli" / "data" / "scifact" / "corpus.jsonl"
 
 
 @pytest.mark.slow

@@ -5,7 +5,7 @@ SIMLM_TRANSFORMERS4 (skipped without it). Such a tree, installed beside the venv
 
     pip install --no-deps --target /tmp/tf4 "transformers==4.57.*" "huggingface-hub>=0.34,<1.0" \
         "tokenizers>=0.22,<=0.23.0"
-    SIMLM_TRANSFORMERS4=/tmp/tf4 pytest tests/pretrain/test_transformers_floor.py
+    SIMLM_TRANSFORMERS4=/tmp/tf4 pytest tests/training/pretraining/test_transformers_floor.py
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from simlm_cli.training.pretraining import objective as objective_module
 
 from .conftest import make_objective, toy_sentence
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 def _batch(tokenizer):
@@ -77,7 +77,7 @@ def test_objectives_at_the_transformers_4_floor():
         env=env, capture_output=True, text=True, check=True,
     ).stdout.strip()  # fmt: skip
     assert version.startswith("4."), version
-    tests = ["tests/pretrain/test_objectives.py", "tests/pretrain/test_transformers_floor.py"]
+    tests = ["tests/training/pretraining/test_objectives.py", "tests/training/pretraining/test_transformers_floor.py"]
     run = subprocess.run(
         [sys.executable, "-m", "pytest", *tests, "-q", "-p", "no:cacheprovider", "-k", "not at_the_transformers_4"],
         cwd=ROOT, env=env, capture_output=True, text=True,

@@ -26,7 +26,7 @@ def build_tiny_model(directory: Path, layers: int = 4, with_head: bool = True) -
     if int(transformers.__version__.split(".")[0]) >= 5:
         # transformers 5's BertTokenizer takes the vocabulary as a dict (vocab_file= is ignored there).
         tokenizer = BertTokenizer(vocab={w: i for i, w in enumerate(vocab)})
-    else:  # 4.x (the pretraining tests also run at the floor, tests/pretrain/test_transformers4.py)
+    else:  # 4.x (the pretraining tests also run at the floor, tests/training/pretraining/test_transformers4.py)
         (directory / "vocab.txt").write_text("\n".join(vocab) + "\n", encoding="utf-8")
         tokenizer = BertTokenizer(vocab_file=str(directory / "vocab.txt"))
     tokenizer.save_pretrained(directory)
