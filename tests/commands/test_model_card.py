@@ -13,7 +13,7 @@ import pytest
 from simlm_cli.model_card import add_metrics, command_line, dataset_of, split_card, training_card
 from simlm_cli.training.trainer import TrainConfig
 from tests.conftest import cli_env, run_cli
-from tests.train.test_biencoder import write_train
+from tests.training.finetuning.test_biencoder import write_train
 
 
 @pytest.fixture(scope="module")

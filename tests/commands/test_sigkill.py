@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import SIMLM, cli_env
-from tests.train.test_biencoder import write_train
+from tests.training.finetuning.test_biencoder import write_train
 
 
 def _start(args: list) -> subprocess.Popen:
