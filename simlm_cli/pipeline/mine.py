@@ -29,18 +29,21 @@ from __future__ import annotations
 import itertools
 import random
 import time
-from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, field, replace
-from pathlib import Path
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
 
+from simlm_cli.console import info
 from simlm_cli.device import Precision
 from simlm_cli.errors import InputError, SimlmError
+from simlm_cli.index.bm25 import BM25Index
+from simlm_cli.index.dense import DenseIndex
 from simlm_cli.io.corpus import CorpusFormat, iter_corpus
 from simlm_cli.io.files import atomic_output, check_output_file
 from simlm_cli.io.qrels import Qrels, QrelsFormat, read_qrels
 from simlm_cli.io.queries import QueriesFormat, read_queries
 from simlm_cli.io.runs import RunBlock, RunFormat, iter_run_blocks
 from simlm_cli.io.train_file import Candidate, TrainExample, write_example
+from simlm_cli.pipeline.indexes import check_qrels_documents, is_dense, query_encoder
 
 DRY_RUN_QUERIES = 8
 INDEX_BATCH = 256  # queries searched together with --index: bounds the results held at once
@@ -247,30 +250,9 @@ def mine_blocks(blocks: Iterable[RunBlock], miner: Miner, run_path: str | None =
 
 
 # -- candidates from an index ---------------------------------------------------------------------------------
-def _is_dense(index: str) -> bool:
-    from simlm_cli.index import DENSE_KIND, META_FILE, read_meta
-
-    return (Path(index) / META_FILE).is_file() and read_meta(index)["kind"] == DENSE_KIND
-
-
 def _batches(items: list, size: int) -> Iterator[list]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
-
-
-def _open_dense(config: MineConfig):
-    from simlm_cli.device import resolve_runtime
-    from simlm_cli.index.dense import DenseIndex
-    from simlm_cli.models.encoder import Encoder
-    from simlm_cli.models.settings import EncoderSettings, validate_settings
-
-    index = DenseIndex(config.index)
-    settings = EncoderSettings.from_json(index.meta["encoder"], f"{index.path / 'meta.json'}: field 'encoder'")
-    if config.model:
-        settings = replace(settings, model=config.model, source="--model")
-    validate_settings(settings)
-    encoder = Encoder(settings, resolve_runtime(config.device, config.precision), batch_size=config.batch_size)
-    return index, encoder
 
 
 def _dense_blocks(index, encoder, queries: list[tuple[str, str]], depth: int) -> Iterator[RunBlock]:
@@ -294,23 +276,19 @@ def _lucene_ids(index) -> list[str]:
     return [doc.docid() for doc in docs if doc is not None]
 
 
-def _warn_unindexed(config: MineConfig, contains, partial: bool = False) -> None:
-    from simlm_cli.pipeline.search import SearchConfig, check_qrels_documents
-
-    search = SearchConfig(index=config.index, queries=config.queries, qrels=config.qrels)
-    check_qrels_documents(search, contains, partial)
+def _warn_unindexed(config: MineConfig, contains: Callable[[str], bool], partial: bool = False) -> None:
+    check_qrels_documents(config.qrels, config.qrels_format, config.index, contains, partial)
 
 
 def index_candidates(config: MineConfig, queries: list[tuple[str, str]]) -> tuple[Iterator[RunBlock], list | None]:
     """(blocks of search results, the index's document ids when random negatives need them)."""
     need_ids = config.random_negatives > 0 and not config.corpus
-    if _is_dense(config.index):
-        index, encoder = _open_dense(config)
+    if is_dense(config.index):
+        index = DenseIndex(config.index)
+        encoder = query_encoder(index, config.model, config.device, config.precision, config.batch_size)
         _warn_unindexed(config, set(index.docids.tolist()).__contains__, index.meta.get("dry_run", False))
         ids = index.docids.tolist() if need_ids else None
         return _dense_blocks(index, encoder, queries, config.depth), ids
-    from simlm_cli.index.bm25 import BM25Index
-
     index = BM25Index(config.index)
     _warn_unindexed(config, index.contains)
     return _bm25_blocks(index, config, queries), _lucene_ids(index) if need_ids else None
@@ -332,8 +310,6 @@ def _corpus_ids(config: MineConfig) -> list[str] | None:
 
 def run_mine(config: MineConfig) -> dict:
     """Mine, write the training file atomically, print the summary; returns the summary."""
-    from simlm_cli.console import info
-
     started = time.perf_counter()
     check_output_file(config.output)
     _check_config(config)

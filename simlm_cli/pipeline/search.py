@@ -6,17 +6,19 @@ import itertools
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, replace
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any
 
+from simlm_cli.console import info, progress
 from simlm_cli.device import Precision
 from simlm_cli.errors import InputError
-from simlm_cli.index import DENSE_KIND, META_FILE, read_meta
+from simlm_cli.index.bm25 import BM25Index
+from simlm_cli.index.dense import DenseIndex
 from simlm_cli.io.files import check_output_file
 from simlm_cli.io.qrels import QrelsFormat, read_qrels
 from simlm_cli.io.queries import QueriesFormat, read_queries
 from simlm_cli.io.runs import RunFormat, write_run
+from simlm_cli.pipeline.indexes import check_qrels_documents, is_dense, query_encoder
 
 DRY_RUN_QUERIES = 8
 QUERY_BLOCK = 4096  # queries encoded together; bounds memory for large query sets
@@ -62,35 +64,13 @@ def select_queries(config: SearchConfig) -> dict[str, str]:
     return queries
 
 
-def check_qrels_documents(config: SearchConfig, contains, partial_index: bool = False) -> None:
-    """Judged documents missing from the index: a warning with a count, an error if none is there at all
-    (unless the index was built from a `--dry-run` encode, which holds a few passages by design)."""
-    from simlm_cli.console import warn
-
-    if not config.qrels:
-        return
-    qrels = read_qrels(config.qrels, config.qrels_format)
-    judged = {d for docs in qrels.judgments.values() for d in docs}
-    missing = sorted((line, d) for (_, d), line in qrels.line_of.items() if not contains(d))
-    missing_docs = {d for _, d in missing}
-    if not missing:
-        return
-    if len(missing_docs) == len(judged) and not partial_index:
-        raise InputError(config.qrels, f"no judged document is in the index {config.index} (wrong corpus?)")
-    line, docid = missing[0]
-    warn(
-        f"{len(missing_docs)} of {len(judged)} judged documents are not in the index (first: {docid!r}, "
-        f"{config.qrels}:{line}); they cannot be retrieved"
-    )
+def _check_qrels(config: SearchConfig, contains: Callable[[str], bool], partial_index: bool = False) -> None:
+    check_qrels_documents(config.qrels, config.qrels_format, config.index, contains, partial_index)
 
 
 def run_search(config: SearchConfig) -> dict:
-    from simlm_cli.console import info, progress
-
     check_output_file(config.output)  # before reading the index or searching
     started = time.perf_counter()
-    index_path = Path(config.index)
-    is_dense = (index_path / META_FILE).is_file() and read_meta(index_path)["kind"] == DENSE_KIND
     queries = select_queries(config)
     with progress() as bar:
         task = bar.add_task("search", total=len(queries), rate="")
@@ -98,7 +78,7 @@ def run_search(config: SearchConfig) -> dict:
         def advance(n: int) -> None:
             bar.update(task, advance=n, rate=f"{bar.tasks[0].completed / (time.perf_counter() - started):,.1f} q/s")
 
-        search = _dense_rankings if is_dense else _bm25_rankings
+        search = _dense_rankings if is_dense(config.index) else _bm25_rankings
         count = write_run(config.output, search(config, queries, advance), config.run_format, config.tag)
     seconds = time.perf_counter() - started
     info(f"searched {count:,} queries (top {config.k}) in {seconds:.1f} s -> {config.output or 'stdout'}")
@@ -106,20 +86,10 @@ def run_search(config: SearchConfig) -> dict:
 
 
 def _dense_rankings(config: SearchConfig, queries: dict[str, str], advance: Callable[[int], None]) -> Iterator[tuple]:
-    from simlm_cli.device import resolve_runtime
-    from simlm_cli.index.dense import DenseIndex
-    from simlm_cli.models.encoder import Encoder
-    from simlm_cli.models.settings import EncoderSettings, validate_settings
-
     index = DenseIndex(config.index, gpu=config.gpu)
     index.set_search_params(ef_search=config.ef_search, nprobe=config.nprobe)
-    check_qrels_documents(config, set(index.docids.tolist()).__contains__, index.meta.get("dry_run", False))
-    settings = EncoderSettings.from_json(index.meta.get("encoder"), f"{index.path / META_FILE}: field 'encoder'")
-    if config.model:
-        settings = replace(settings, model=config.model, source="--model")
-    validate_settings(settings)
-    runtime = resolve_runtime(config.device, config.precision)
-    encoder = Encoder(settings, runtime, batch_size=config.batch_size)
+    _check_qrels(config, set(index.docids.tolist()).__contains__, index.meta.get("dry_run", False))
+    encoder = query_encoder(index, config.model, config.device, config.precision, config.batch_size)
     qids = list(queries)
     for start in range(0, len(qids), QUERY_BLOCK):
         block = qids[start : start + QUERY_BLOCK]
@@ -146,10 +116,8 @@ def search_overlapped(
 
 
 def _bm25_rankings(config: SearchConfig, queries: dict[str, str], advance: Callable[[int], None]) -> Iterator[tuple]:
-    from simlm_cli.index.bm25 import BM25Index
-
     index = BM25Index(config.index)
-    check_qrels_documents(config, index.contains)
+    _check_qrels(config, index.contains)
     qids = list(queries)
     texts = [queries[q] for q in qids]
     yield from index.search(qids, texts, config.k, config.k1, config.b, config.threads, on_queries=advance)
