@@ -7,7 +7,6 @@ from pathlib import Path
 import typer
 
 from simlm_cli.commands import options
-from simlm_cli.commands.train import trainer_config
 from simlm_cli.device import Precision
 from simlm_cli.io.corpus import CorpusFormat
 
@@ -79,7 +78,7 @@ def distill(
         passage_format=passage_format, negatives=negatives, temperature=temperature, loss=loss, alpha=alpha,
         teacher_temperature=teacher_temperature,
     )  # fmt: skip
-    config = trainer_config(
+    config = options.trainer_config(
         "distill", train_file, corpus, output, model=model, corpus_format=corpus_format, max_steps=max_steps,
         epochs=epochs, batch_size=batch_size, grad_accum=grad_accum, lr=lr, weight_decay=weight_decay,
         warmup_steps=warmup_steps, max_grad_norm=max_grad_norm, save_steps=save_steps,

@@ -9,18 +9,10 @@ import typer
 
 from simlm_cli.commands import options
 from simlm_cli.device import Precision
-from simlm_cli.errors import SimlmError
 from simlm_cli.io.corpus import CorpusFormat
 from simlm_cli.io.qrels import QrelsFormat
 from simlm_cli.io.queries import QueriesFormat
 from simlm_cli.io.runs import RunFormat
-
-
-def require(*flags: tuple[str, object]) -> None:
-    """Required options default to None and are checked here: a missing one is one error line, not click's box."""
-    for flag, value in flags:
-        if value is None:
-            raise SimlmError(f"{flag} is required")
 
 
 def mine(
@@ -72,7 +64,7 @@ def mine(
     dry_run: bool = options.DryRun,
 ) -> None:
     """Write one training line per judged query: its positives and hard negatives mined from a run or an index."""
-    require(("--queries", queries), ("--qrels", qrels), ("--output", output))
+    options.require(("--queries", queries), ("--qrels", qrels), ("--output", output))
     from simlm_cli.pipeline.mine import MineConfig, parse_rank_range, run_mine
 
     config = MineConfig(

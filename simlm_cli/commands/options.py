@@ -1,10 +1,15 @@
-"""Options shared by several commands, declared once."""
+"""Options shared by several commands, declared once, and the checks and conversions of them that several
+commands share (`require`, `trainer_config`)."""
 
 from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
 
 import typer
 
 from simlm_cli.device import Precision
+from simlm_cli.errors import SimlmError
 from simlm_cli.io.qrels import QrelsFormat
 from simlm_cli.io.queries import QueriesFormat
 
@@ -120,3 +125,27 @@ def example(command: str, width: int = 74) -> str:
             line = f"{line} {piece}" if line else piece
     lines.append(line)
     return "\b\nExample:\n" + "\n".join("  " + text for text in lines)
+
+
+def require(*flags: tuple[str, object]) -> None:
+    """Required options default to None and are checked here: a missing one is one error line, not click's box."""
+    for flag, value in flags:
+        if value is None:
+            raise SimlmError(f"{flag} is required")
+
+
+def trainer_config(objective: str, train_file: Path | None, corpus: Path | None, output: Path | None, **kw: Any) -> Any:
+    """The shared trainer's configuration (a `TrainConfig`) from a command's options (required ones checked here)."""
+    # torch comes with the trainer: imported when a training command runs, not when the CLI starts.
+    from simlm_cli.training.checkpoints import check_train_output
+    from simlm_cli.training.trainer import TrainConfig
+
+    require(("--train-file", train_file), ("--corpus", corpus), ("--output", output))
+    check_train_output(output)  # before loading a model or reading the data
+    max_steps = kw.pop("max_steps")
+    epochs = kw.pop("epochs")
+    return TrainConfig(
+        objective=objective, corpus=str(corpus), output=str(output), train_file=str(train_file),
+        max_steps=max_steps if max_steps is not None else 10**9, epochs=None if max_steps is not None else epochs,
+        **kw,
+    )  # fmt: skip

@@ -7,7 +7,6 @@ from pathlib import Path
 import typer
 
 from simlm_cli.commands import options
-from simlm_cli.commands.mine import require
 from simlm_cli.device import Precision
 from simlm_cli.io.corpus import CorpusFormat
 from simlm_cli.io.queries import QueriesFormat
@@ -83,11 +82,10 @@ def train(
     Each query's group (1 positive + n-1 hard negatives) is scored pair by pair; the loss is the cross-entropy of
     the group's scores with the positive as the target. Under torchrun each process trains on its share (DDP).
     """
-    from simlm_cli.commands.train import trainer_config
     from simlm_cli.console import info
     from simlm_cli.pipeline.train import train_reranker
 
-    config = trainer_config(
+    config = options.trainer_config(
         "rerank", train_file, corpus, output, model=model, corpus_format=corpus_format, max_length=max_length,
         max_steps=max_steps, epochs=epochs, batch_size=batch_size, grad_accum=grad_accum, lr=lr,
         weight_decay=weight_decay, warmup_steps=warmup_steps, max_grad_norm=max_grad_norm, save_steps=save_steps,
@@ -139,7 +137,9 @@ def run(
 
     The run is streamed one query at a time; the output is written atomically.
     """
-    require(("--model", model), ("--run", run_file), ("--queries", queries), ("--corpus", corpus), ("--output", output))
+    options.require(
+        ("--model", model), ("--run", run_file), ("--queries", queries), ("--corpus", corpus), ("--output", output)
+    )
     from simlm_cli.pipeline.rerank import RerankRunConfig, rerank_run
 
     config = RerankRunConfig(
@@ -179,7 +179,7 @@ def score(
     Every positive's and negative's score becomes the re-ranker's raw logit; queries with no positive are left out
     (and counted). The file is streamed and written atomically.
     """
-    require(("--model", model), ("--train-file", train_file), ("--corpus", corpus), ("--output", output))
+    options.require(("--model", model), ("--train-file", train_file), ("--corpus", corpus), ("--output", output))
     from simlm_cli.pipeline.teacher import ScoreConfig, score_train_file
 
     config = ScoreConfig(

@@ -3,32 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import typer
 
 from simlm_cli.commands import options
 from simlm_cli.device import Precision
 from simlm_cli.io.corpus import CorpusFormat
-
-
-def trainer_config(objective: str, train_file: Path | None, corpus: Path | None, output: Path | None, **kw: Any):
-    """The shared trainer's configuration from a command's options (required ones checked here)."""
-    from simlm_cli.errors import SimlmError
-    from simlm_cli.training.checkpoints import check_train_output
-    from simlm_cli.training.trainer import TrainConfig
-
-    for flag, value in (("--train-file", train_file), ("--corpus", corpus), ("--output", output)):
-        if value is None:
-            raise SimlmError(f"{flag} is required")
-    check_train_output(output)  # before loading a model or reading the data
-    max_steps = kw.pop("max_steps")
-    epochs = kw.pop("epochs")
-    return TrainConfig(
-        objective=objective, corpus=str(corpus), output=str(output), train_file=str(train_file),
-        max_steps=max_steps if max_steps is not None else 10**9, epochs=None if max_steps is not None else epochs,
-        **kw,
-    )  # fmt: skip
 
 
 def train(
@@ -86,7 +66,7 @@ def train(
         normalize=normalize, query_max_length=query_max_length, passage_max_length=passage_max_length,
         passage_format=passage_format, negatives=negatives, temperature=temperature, loss=loss,
     )  # fmt: skip
-    config = trainer_config(
+    config = options.trainer_config(
         "train", train_file, corpus, output, model=model, corpus_format=corpus_format, max_steps=max_steps,
         epochs=epochs, batch_size=batch_size, grad_accum=grad_accum, lr=lr, weight_decay=weight_decay,
         warmup_steps=warmup_steps, max_grad_norm=max_grad_norm, save_steps=save_steps,
