@@ -66,10 +66,8 @@ for f in corpus.jsonl queries.jsonl qrels/train.tsv qrels/test.tsv; do
 done
 case "$R2_INIT" in r1|init) ;; *) echo "beir.sh: error: --r2-init $R2_INIT: expected r1 or init" >&2; exit 2 ;; esac
 OUT=${OUT:-out/beir-$(basename "$DATA")}
-bash scripts/setup.sh
-. .venv/bin/activate
-export HF_HUB_OFFLINE=1
 . recipes/lib.sh
+recipe_env offline
 card() {  # card MODEL STAGE NAME: add a stage's test figures to the model's card (README.md)
   python -m simlm_cli.model_card "$OUT/models/$1" "$OUT/$2.json" --name "$3" --dataset "BeIR/$(basename "$DATA")"
 }

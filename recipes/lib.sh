@@ -1,9 +1,24 @@
-# Stage functions the BEIR recipes share (sourced, not run). The caller sets:
+# Stage functions the recipes share (sourced, not run). The caller sets:
 #   OUT (output directory), C (corpus), Q (queries), TEST_QRELS, TRAIN_QRELS, DRY (array: (--dry-run) or ()),
 #   METRICS (array of --metric flags).
 # Every stage writes OUT/NAME.json (`simlm evaluate --json` on the test qrels) and OUT/NAME.json.time (seconds).
 
 dry() { echo ${DRY[@]+"${DRY[@]}"}; }
+
+recipe_env() {  # recipe_env [offline]: install or update .venv (scripts/setup.sh) and enter it; offline: the
+  # recipe reads only embedded or local models, so the hub is never asked (the paper recipes take hub names)
+  bash scripts/setup.sh
+  . .venv/bin/activate
+  if [ "${1:-}" = offline ]; then export HF_HUB_OFFLINE=1; fi
+}
+
+scifact_data() {  # scifact_data: the shipped SciFact files (D, C, Q, TEST_QRELS, TRAIN_QRELS)
+  D=simlm_cli/data/scifact
+  C=$D/corpus.jsonl
+  Q=$D/queries.jsonl
+  TEST_QRELS=$D/qrels/test.tsv
+  TRAIN_QRELS=$D/qrels/train.tsv
+}
 
 stage_start() { t0=$(date +%s); echo "== $1" >&2; }
 stage_end() { echo $(( $(date +%s) - t0 )) > "$OUT/$1.json.time"; }

@@ -63,15 +63,9 @@ while [ $# -gt 0 ]; do
     *) usage ;;
   esac
 done
-bash scripts/setup.sh
-. .venv/bin/activate
-export HF_HUB_OFFLINE=1
 . recipes/lib.sh
-D=simlm_cli/data/scifact
-C=$D/corpus.jsonl
-Q=$D/queries.jsonl
-TEST_QRELS=$D/qrels/test.tsv
-TRAIN_QRELS=$D/qrels/train.tsv
+recipe_env offline
+scifact_data
 METRICS=(--metric ndcg@10 --metric mrr@10 --metric recall@100 --metric recall@1000)
 R=$OUT/runs
 if [ -z "$OBJECTIVES" ]; then

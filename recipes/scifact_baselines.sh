@@ -13,21 +13,18 @@ while [ $# -gt 0 ]; do
     *) echo "usage: $0 [--output DIR] [--dry-run]" >&2; exit 2 ;;
   esac
 done
-bash scripts/setup.sh
-. .venv/bin/activate
-export HF_HUB_OFFLINE=1
-D=simlm_cli/data/scifact
-mkdir -p "$OUT"
-metrics=(--metric ndcg@10 --metric mrr@10 --metric recall@50 --metric recall@100 --metric recall@1000)
+. recipes/lib.sh
+recipe_env offline
+scifact_data
+METRICS=(--metric ndcg@10 --metric mrr@10 --metric recall@50 --metric recall@100 --metric recall@1000)
+mkdir -p "$OUT"/{idx,runs}
 
-simlm index --bm25 --corpus $D/corpus.jsonl --output "$OUT/idx/bm25"
-simlm search --index "$OUT/idx/bm25" --queries $D/queries.jsonl --qrels $D/qrels/test.tsv \
-  --output "$OUT/runs/bm25.trec" ${DRY[@]+"${DRY[@]}"}
-simlm evaluate --qrels $D/qrels/test.tsv --run "$OUT/runs/bm25.trec" "${metrics[@]}" --json > "$OUT/bm25.json"
+simlm index --bm25 --corpus "$C" --output "$OUT/idx/bm25"
+simlm search --index "$OUT/idx/bm25" --queries "$Q" --qrels "$TEST_QRELS" --output "$OUT/runs/bm25.trec" $(dry)
+evaluate bm25 "$OUT/runs/bm25.trec"
 
-simlm encode --corpus $D/corpus.jsonl ${DRY[@]+"${DRY[@]}"} | simlm index --output "$OUT/idx/minilm"
-simlm search --index "$OUT/idx/minilm" --queries $D/queries.jsonl --qrels $D/qrels/test.tsv \
-  --output "$OUT/runs/minilm.trec" ${DRY[@]+"${DRY[@]}"}
-simlm evaluate --qrels $D/qrels/test.tsv --run "$OUT/runs/minilm.trec" "${metrics[@]}" --json > "$OUT/minilm.json"
+simlm encode --corpus "$C" $(dry) | simlm index --output "$OUT/idx/minilm"
+simlm search --index "$OUT/idx/minilm" --queries "$Q" --qrels "$TEST_QRELS" --output "$OUT/runs/minilm.trec" $(dry)
+evaluate minilm "$OUT/runs/minilm.trec"
 
 echo "results: $OUT/bm25.json $OUT/minilm.json (runs in $OUT/runs, indexes in $OUT/idx)" >&2
