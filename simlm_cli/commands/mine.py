@@ -43,7 +43,7 @@ def mine(
         0, "--random-negatives", min=0, help="Add K random corpus passages per query (score null)."
     ),
     corpus: Path = typer.Option(None, "--corpus", "-c", help="Corpus whose ids random negatives come from."),
-    corpus_format: CorpusFormat = typer.Option(CorpusFormat.auto, "--corpus-format", help="Force the corpus format."),
+    corpus_format: CorpusFormat = options.CorpusFormatOpt,
     seed: int = typer.Option(42, "--seed", help="Random negatives are a function of the seed and the query id."),
     teacher: bool = typer.Option(
         False,
@@ -56,9 +56,9 @@ def mine(
     batch_size: int = typer.Option(None, "--batch-size", min=1, help="--index (dense): queries per forward pass."),
     device: str = options.Device,
     precision: Precision = options.PrecisionOpt,
-    k1: float = typer.Option(0.9, "--k1", min=0.0, help="--index (BM25): k1."),
-    b: float = typer.Option(0.4, "--b", min=0.0, max=1.0, help="--index (BM25): b."),
-    threads: int = typer.Option(2, "--threads", min=1, help="--index (BM25): search threads."),
+    k1: float = options.k1_option("--index (BM25): k1."),
+    b: float = options.b_option("--index (BM25): b."),
+    threads: int = options.threads_option("--index (BM25): search threads."),
     queries_format: QueriesFormat = options.QueriesFormatOpt,
     qrels_format: QrelsFormat = options.QrelsFormatOpt,
     dry_run: bool = options.DryRun,
@@ -80,11 +80,8 @@ def mine(
         typer.echo(json.dumps(summary))
 
 
-def register(app: typer.Typer) -> None:
-    app.command(
-        "mine",
-        short_help="Run + qrels -> training file of hard negatives.",
-        epilog=options.example(
-            "simlm mine --run bm25.trec --qrels qrels/train.tsv --queries queries.jsonl --output train.jsonl"
-        ),
-    )(mine)
+register = options.registrar(
+    mine,
+    "Run + qrels -> training file of hard negatives.",
+    options.example("simlm mine --run bm25.trec --qrels qrels/train.tsv --queries queries.jsonl --output train.jsonl"),
+)

@@ -30,9 +30,9 @@ def search(
     gpu: bool = typer.Option(False, "--gpu", help="Dense: search on the GPU with faiss-gpu; fails if none is present."),
     nprobe: int = typer.Option(None, "--nprobe", min=1, help="IVF-PQ: lists probed (default: as built)."),
     ef_search: int = typer.Option(None, "--ef-search", min=1, help="HNSW: search breadth (default: as built)."),
-    k1: float = typer.Option(0.9, "--k1", min=0.0, help="BM25 k1 (Anserini's BEIR default 0.9)."),
-    b: float = typer.Option(0.4, "--b", min=0.0, max=1.0, help="BM25 b (Anserini's BEIR default 0.4)."),
-    threads: int = typer.Option(2, "--threads", min=1, help="BM25: search threads."),
+    k1: float = options.k1_option("BM25 k1 (Anserini's BEIR default 0.9)."),
+    b: float = options.b_option("BM25 b (Anserini's BEIR default 0.4)."),
+    threads: int = options.threads_option("BM25: search threads."),
     queries_format: QueriesFormat = options.QueriesFormatOpt,
     qrels_format: QrelsFormat = options.QrelsFormatOpt,
     dry_run: bool = options.DryRun,
@@ -49,9 +49,8 @@ def search(
     run_search(config)
 
 
-def register(app: typer.Typer) -> None:
-    app.command(
-        "search",
-        short_help="Queries -> run (TREC or MS MARCO), dense or BM25.",
-        epilog=options.example("simlm search --index idx --queries queries.jsonl --output run.trec"),
-    )(search)
+register = options.registrar(
+    search,
+    "Queries -> run (TREC or MS MARCO), dense or BM25.",
+    options.example("simlm search --index idx --queries queries.jsonl --output run.trec"),
+)

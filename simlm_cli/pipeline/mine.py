@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from simlm_cli.console import info
 from simlm_cli.device import Precision
 from simlm_cli.errors import InputError, SimlmError
+from simlm_cli.index import DEFAULT_B, DEFAULT_K1, DEFAULT_THREADS
 from simlm_cli.index.bm25 import BM25Index
 from simlm_cli.index.dense import DenseIndex
 from simlm_cli.io.corpus import CorpusFormat, iter_corpus
@@ -74,10 +75,10 @@ class MineConfig:
     device: str = "auto"
     precision: Precision = Precision.auto
     batch_size: int | None = None
-    k1: float = 0.9
-    b: float = 0.4
+    k1: float = DEFAULT_K1
+    b: float = DEFAULT_B
     teacher: bool = False  # every candidate gets a score (a teacher for `simlm distill`): see Miner.mine
-    threads: int = 2
+    threads: int = DEFAULT_THREADS
 
 
 @dataclass

@@ -12,6 +12,7 @@ from typing import Any
 from simlm_cli.console import info, progress
 from simlm_cli.device import Precision
 from simlm_cli.errors import InputError
+from simlm_cli.index import DEFAULT_B, DEFAULT_K1, DEFAULT_THREADS
 from simlm_cli.index.bm25 import BM25Index
 from simlm_cli.index.dense import DenseIndex
 from simlm_cli.io.files import check_output_file
@@ -42,9 +43,9 @@ class SearchConfig:
     gpu: bool = False
     nprobe: int | None = None
     ef_search: int | None = None
-    k1: float = 0.9
-    b: float = 0.4
-    threads: int = 2
+    k1: float = DEFAULT_K1
+    b: float = DEFAULT_B
+    threads: int = DEFAULT_THREADS
     dry_run: bool = False
     queries_format: QueriesFormat = QueriesFormat.auto
     qrels_format: QrelsFormat = QrelsFormat.auto
