@@ -11,6 +11,7 @@ from typing import Any
 
 import typer
 
+from simlm_cli import dry_run
 from simlm_cli.device import Precision
 from simlm_cli.errors import SimlmError
 from simlm_cli.index import DEFAULT_B, DEFAULT_K1, DEFAULT_THREADS
@@ -73,20 +74,18 @@ def corpus_format_option(help: str = "Force the corpus format.") -> Any:
     return typer.Option(CorpusFormat.auto, "--corpus-format", help=help)
 
 
-def k1_option(help: str) -> Any:
-    return typer.Option(DEFAULT_K1, "--k1", min=0.0, help=help)
-
-
-def b_option(help: str) -> Any:
-    return typer.Option(DEFAULT_B, "--b", min=0.0, max=1.0, help=help)
-
-
 def threads_option(help: str) -> Any:
     return typer.Option(DEFAULT_THREADS, "--threads", min=1, help=help)
 
 
 CorpusFormatOpt = corpus_format_option()
-DryRun = typer.Option(False, "--dry-run", help="Shrink the work to a few items, for smoke tests.")
+
+
+def dry_run_option(help: str) -> Any:
+    return typer.Option(False, "--dry-run", help=help)
+
+
+DryRun = dry_run_option("Shrink the work to a few items, for smoke tests.")
 Model = typer.Option(
     None,
     "--model",
@@ -129,7 +128,9 @@ SaveTotalLimit = typer.Option(2, "--save-total-limit", min=1, help="Checkpoints 
 LogSteps = typer.Option(10, "--log-steps", help="Log (stderr and train_log.jsonl) every N steps.")
 Seed = typer.Option(42, "--seed", help="Seeds initialisation, data order and negative sampling.")
 Resume = typer.Option(False, "--resume", help="Continue exactly from the newest checkpoint in --output/checkpoints.")
-TrainDryRun = typer.Option(False, "--dry-run", help="3 steps on a few queries with batch 2, for smoke tests.")
+TrainDryRun = dry_run_option(
+    f"{dry_run.TRAIN_STEPS} steps on a few queries with batch {dry_run.TRAIN_BATCH}, for smoke tests."
+)
 Lr = typer.Option(2e-5, "--lr", help="Peak AdamW learning rate.")
 
 
@@ -149,7 +150,8 @@ def option_group(into: str, group: dict[str, tuple[type, Any]]) -> Callable[[Cal
 
         @functools.wraps(command)
         def wrapper(**values: Any) -> None:
-            command(**values, **{into: {name: values.pop(name) for name in group}})
+            grouped = {name: values.pop(name) for name in group}  # before `values` is passed on without them
+            command(**values, **{into: grouped})
 
         params = [*own, *added]
         wrapper.__signature__ = signature.replace(parameters=params)  # type: ignore[attr-defined]
@@ -180,15 +182,73 @@ TRAINER_OPTIONS: dict[str, tuple[type, Any]] = {
 }
 trainer_options = option_group("trainer", TRAINER_OPTIONS)
 
+
+def bm25_options(k1_help: str, b_help: str, threads_help: str) -> Callable[[Callable[..., None]], Callable[..., None]]:
+    """Adds BM25's search flags (--k1, --b, --threads) to a command, their values handed over as `bm25`."""
+    return option_group(
+        "bm25",
+        {
+            "k1": (float, typer.Option(DEFAULT_K1, "--k1", min=0.0, help=k1_help)),
+            "b": (float, typer.Option(DEFAULT_B, "--b", min=0.0, max=1.0, help=b_help)),
+            "threads": (int, threads_option(threads_help)),
+        },
+    )
+
+
 # -- the bi-encoder fine-tuning commands' options (train, distill), added by `retriever_options` -----------------
-RETRIEVER_OPTIONS: dict[str, tuple[type, Any]] = {
-    "normalize": (bool, typer.Option(True, "--normalize/--no-normalize", help="Cosine (L2-normalised) scores.")),
-    "query_max_length": (int, typer.Option(32, "--query-max-length", help="Query tokens.")),
-    "passage_max_length": (int, typer.Option(144, "--passage-max-length", help="Passage tokens (title + text).")),
-    "passage_format": (str, PassageFormat),
-}
-retriever_options = option_group("retriever", RETRIEVER_OPTIONS)
 RetrieverBatchSize = typer.Option(None, "--batch-size", help="Queries per process per micro-step. Default 16 on CPU.")
+
+
+def retriever_options(
+    pooling: tuple[str, str], negatives: tuple[int, str], temperature_help: str, loss_help: str
+) -> Callable[[Callable[..., None]], Callable[..., None]]:
+    """Adds train's and distill's bi-encoder flags to a command, their values handed over as `retriever`; the
+    defaults and help that differ between the two commands, (default, help) pairs and helps, are passed in."""
+    return option_group(
+        "retriever",
+        {
+            "corpus_format": (CorpusFormat, CorpusFormatOpt),
+            "pooling": (
+                str,
+                typer.Option(pooling[0], "--pooling", autocompletion=complete_trainer_pooling, help=pooling[1]),
+            ),
+            "normalize": (
+                bool,
+                typer.Option(True, "--normalize/--no-normalize", help="Cosine (L2-normalised) scores."),
+            ),
+            "query_max_length": (int, typer.Option(32, "--query-max-length", help="Query tokens.")),
+            "passage_max_length": (
+                int,
+                typer.Option(144, "--passage-max-length", help="Passage tokens (title + text)."),
+            ),
+            "passage_format": (str, PassageFormat),
+            "negatives": (int, typer.Option(negatives[0], "--negatives", "-n", help=negatives[1])),
+            "temperature": (float, typer.Option(0.02, "--temperature", help=temperature_help)),
+            "loss": (str, typer.Option("paper", "--loss", autocompletion=complete_loss, help=loss_help)),
+            "batch_size": (int, RetrieverBatchSize),
+        },
+    )
+
+
+def retriever_training(
+    objective: str, paths: tuple[Path | None, Path | None, Path | None], model: str | None, **values: Any
+) -> tuple[Any, Any]:
+    """train's and distill's `RetrieverSpec` and `TrainConfig` from their options: `paths` (--train-file, --corpus,
+    --output), --model, the `retriever` and `trainer` groups, and the command's own spec values (distill's --alpha)."""
+    from simlm_cli.pipeline.train import RetrieverSpec
+
+    train_file, corpus, output = paths
+    trainer = values.pop("trainer")
+    spec_values = values.pop("retriever") | values
+    # the trainer's, not the spec's: they say how to read and batch the data
+    loading = {name: spec_values.pop(name) for name in ("corpus_format", "batch_size")}
+    pooling = spec_values.pop("pooling")
+    spec = RetrieverSpec(
+        train_file=str(train_file) if train_file else "",
+        pooling=None if pooling == "model" else pooling,  # model: the model's own
+        **spec_values,
+    )
+    return spec, trainer_config(objective, train_file, corpus, output, trainer, model=model, **loading)
 
 
 def example(command: str, width: int = 74) -> str:

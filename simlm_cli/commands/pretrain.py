@@ -118,9 +118,7 @@ def pretrain(
     device: str = options.Device,
     precision: Precision = options.PrecisionOpt,
     resume: bool = options.Resume,
-    dry_run: bool = typer.Option(
-        False, "--dry-run", help="A few steps on a tiny batch of the first passages, for smoke tests."
-    ),
+    dry_run: bool = options.dry_run_option("A few steps on a tiny batch of the first passages, for smoke tests."),
     list_objectives: bool = typer.Option(
         False,
         "--list-objectives",

@@ -9,6 +9,7 @@ import typer
 
 from simlm_cli.commands import options
 from simlm_cli.device import Precision
+from simlm_cli.dry_run import RERANK_QUERIES
 from simlm_cli.io.corpus import CorpusFormat
 from simlm_cli.io.queries import QueriesFormat
 from simlm_cli.io.runs import RunFormat
@@ -123,7 +124,7 @@ def run(
     device: str = options.Device,
     precision: Precision = options.PrecisionOpt,
     queries_format: QueriesFormat = options.QueriesFormatOpt,
-    dry_run: bool = typer.Option(False, "--dry-run", help="Re-rank only the run's first 4 queries."),
+    dry_run: bool = options.dry_run_option(f"Re-rank only the run's first {RERANK_QUERIES} queries."),
 ) -> None:
     """Re-rank a run: re-score each query's top --depth documents with the cross-encoder, best first.
 
@@ -164,7 +165,7 @@ def score(
     corpus_format: CorpusFormat = options.CorpusFormatOpt,
     device: str = options.Device,
     precision: Precision = options.PrecisionOpt,
-    dry_run: bool = typer.Option(False, "--dry-run", help="Score only the file's first 4 usable queries."),
+    dry_run: bool = options.dry_run_option(f"Score only the file's first {RERANK_QUERIES} usable queries."),
 ) -> None:
     """Write the teacher scores for `simlm distill` into a copy of a training file.
 

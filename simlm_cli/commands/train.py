@@ -5,36 +5,22 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import typer
-
 from simlm_cli.commands import options
-from simlm_cli.io.corpus import CorpusFormat
 
 
 @options.trainer_options
-@options.retriever_options
+@options.retriever_options(
+    pooling=("cls", "cls (the paper's), mean, or model (the model's own)."),
+    negatives=(15, "Hard negatives per query (re-sampled each epoch)."),
+    temperature_help="Scores are cosine / temperature.",
+    loss_help="paper: Eq. 3 (in-batch + hard negatives, positive-passage-vs-negatives terms); full: also the "
+    "query-query terms, as the reference implementation.",
+)
 def train(
     train_file: Path = options.TrainFile,
     corpus: Path = options.Corpus,
     output: Path = options.OutputDir,
     model: str = options.Model,
-    corpus_format: CorpusFormat = options.CorpusFormatOpt,
-    pooling: str = typer.Option(
-        "cls",
-        "--pooling",
-        autocompletion=options.complete_trainer_pooling,
-        help="cls (the paper's), mean, or model (the model's own).",
-    ),
-    negatives: int = typer.Option(15, "--negatives", "-n", help="Hard negatives per query (re-sampled each epoch)."),
-    temperature: float = typer.Option(0.02, "--temperature", help="Scores are cosine / temperature."),
-    loss: str = typer.Option(
-        "paper",
-        "--loss",
-        autocompletion=options.complete_loss,
-        help="paper: Eq. 3 (in-batch + hard negatives, positive-passage-vs-negatives terms); full: also the "
-        "query-query terms, as the reference implementation.",
-    ),
-    batch_size: int = options.RetrieverBatchSize,
     *,
     retriever: dict[str, Any],
     trainer: dict[str, Any],
@@ -45,18 +31,10 @@ def train(
     The output loads in `simlm encode --model DIR` and as `SentenceTransformer(DIR)`, with the same vectors.
     """
     from simlm_cli.console import info
-    from simlm_cli.pipeline.train import RetrieverSpec, train_retriever
+    from simlm_cli.pipeline.train import train_retriever
 
-    spec = RetrieverSpec(
-        train_file=str(train_file) if train_file else "",
-        pooling=None if pooling == "model" else pooling,
-        negatives=negatives,
-        temperature=temperature,
-        loss=loss,
-        **retriever,
-    )
-    config = options.trainer_config(
-        "train", train_file, corpus, output, trainer, model=model, corpus_format=corpus_format, batch_size=batch_size
+    spec, config = options.retriever_training(
+        "train", (train_file, corpus, output), model, retriever=retriever, trainer=trainer
     )
     train_retriever(spec, config, log=info)
 

@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 
 from simlm_cli.console import info
 from simlm_cli.device import Precision
+from simlm_cli.dry_run import QUERIES as DRY_RUN_QUERIES
 from simlm_cli.errors import InputError, SimlmError
 from simlm_cli.index import DEFAULT_B, DEFAULT_K1, DEFAULT_THREADS
 from simlm_cli.index.bm25 import BM25Index
@@ -46,7 +47,6 @@ from simlm_cli.io.runs import RunBlock, RunFormat, iter_run_blocks
 from simlm_cli.io.train_file import Candidate, TrainExample, write_example
 from simlm_cli.pipeline.indexes import check_qrels_documents, is_dense, query_encoder
 
-DRY_RUN_QUERIES = 8
 INDEX_BATCH = 256  # queries searched together with --index: bounds the results held at once
 
 

@@ -11,6 +11,7 @@ from typing import Any
 
 from simlm_cli.console import info, progress
 from simlm_cli.device import Precision
+from simlm_cli.dry_run import QUERIES as DRY_RUN_QUERIES
 from simlm_cli.errors import InputError
 from simlm_cli.index import DEFAULT_B, DEFAULT_K1, DEFAULT_THREADS
 from simlm_cli.index.bm25 import BM25Index
@@ -21,7 +22,6 @@ from simlm_cli.io.queries import QueriesFormat, read_queries
 from simlm_cli.io.runs import RunFormat, write_run
 from simlm_cli.pipeline.indexes import check_qrels_documents, is_dense, query_encoder
 
-DRY_RUN_QUERIES = 8
 QUERY_BLOCK = 4096  # queries encoded together; bounds memory for large query sets
 # Queries per faiss call: writing one block overlaps searching the next; smaller blocks cost GEMM speed.
 SEARCH_BLOCK = 1024
