@@ -22,7 +22,7 @@ def encode(
         help="Stream file (or directory for shards). Default: stdout, which must be a pipe.",
     ),
     model: str = options.Model,
-    corpus_format: CorpusFormat = typer.Option(CorpusFormat.auto, "--corpus-format", help="Force the corpus format."),
+    corpus_format: CorpusFormat = options.CorpusFormatOpt,
     pooling: str = options.Pooling,
     normalize: bool = options.Normalize,
     query_max_length: int = options.QueryMaxLength,
@@ -59,9 +59,8 @@ def encode(
     encode_corpus(config)
 
 
-def register(app: typer.Typer) -> None:
-    app.command(
-        "encode",
-        short_help="Corpus -> embedding stream (file, or stdout to a pipe).",
-        epilog=options.example("simlm encode --model DIR --corpus corpus.jsonl | simlm index --output idx"),
-    )(encode)
+register = options.registrar(
+    encode,
+    "Corpus -> embedding stream (file, or stdout to a pipe).",
+    options.example("simlm encode --model DIR --corpus corpus.jsonl | simlm index --output idx"),
+)

@@ -20,9 +20,6 @@ def env(
     typer.echo(json.dumps(info, indent=2) if json_out else render(info))
 
 
-def register(app: typer.Typer) -> None:
-    app.command(
-        "env",
-        short_help="Versions, CPU features, GPUs, Java: for bug reports.",
-        epilog=options.example("simlm env --json"),
-    )(env)
+register = options.registrar(
+    env, "Versions, CPU features, GPUs, Java: for bug reports.", options.example("simlm env --json")
+)

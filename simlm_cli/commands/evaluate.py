@@ -56,9 +56,8 @@ def evaluate(
         typer.echo(json.dumps({name: round(value, 6) for name, value in means.items()}))
 
 
-def register(app: typer.Typer) -> None:
-    app.command(
-        "evaluate",
-        short_help="Run + qrels -> nDCG, MRR, recall... (pytrec_eval).",
-        epilog=options.example("simlm evaluate --qrels qrels/test.tsv --run run.trec -M ndcg@10 -M recall@100"),
-    )(evaluate)
+register = options.registrar(
+    evaluate,
+    "Run + qrels -> nDCG, MRR, recall... (pytrec_eval).",
+    options.example("simlm evaluate --qrels qrels/test.tsv --run run.trec -M ndcg@10 -M recall@100"),
+)

@@ -68,9 +68,8 @@ def fuse(
     run_fuse(config)
 
 
-def register(app: typer.Typer) -> None:
-    app.command(
-        "fuse",
-        short_help="2+ runs -> one run (RRF or score interpolation).",
-        epilog=options.example("simlm fuse bm25.trec dense.trec --output fused.trec"),
-    )(fuse)
+register = options.registrar(
+    fuse,
+    "2+ runs -> one run (RRF or score interpolation).",
+    options.example("simlm fuse bm25.trec dense.trec --output fused.trec"),
+)

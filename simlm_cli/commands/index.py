@@ -38,9 +38,7 @@ def index(
     output: Path = typer.Option(..., "--output", "-o", help="Index directory to write (replaced atomically)."),
     bm25: bool = typer.Option(False, "--bm25", help="Build a Pyserini/Lucene BM25 index of --corpus instead."),
     corpus: Path = typer.Option(None, "--corpus", "-c", help="With --bm25: the corpus to index."),
-    corpus_format: CorpusFormat = typer.Option(
-        CorpusFormat.auto, "--corpus-format", help="With --bm25: force the format."
-    ),
+    corpus_format: CorpusFormat = options.corpus_format_option("With --bm25: force the format."),
     index_type: IndexType = typer.Option(
         IndexType.flat, "--type", help="flat: exact inner product (the paper's); hnsw; ivfpq."
     ),
@@ -53,7 +51,7 @@ def index(
     pq_m: int = typer.Option(0, "--pq-m", min=0, help="PQ sub-quantizers; must divide dim (0: auto)."),
     nprobe: int = typer.Option(32, "--nprobe", min=1, help="IVF lists probed (stored; `search` can override)."),
     gpu: bool = typer.Option(False, "--gpu", help="Build on the GPU with faiss-gpu; fails if none is present."),
-    threads: int = typer.Option(2, "--threads", min=1, help="With --bm25: indexing threads."),
+    threads: int = options.threads_option("With --bm25: indexing threads."),
 ) -> None:
     """Build an index directory that `simlm search` reads."""
     from simlm_cli.console import info
@@ -83,9 +81,8 @@ def index(
     build_index_from_streams(_stream_paths(inputs or []), output, opts)
 
 
-def register(app: typer.Typer) -> None:
-    app.command(
-        "index",
-        short_help="Embedding streams -> faiss index; --bm25: Lucene index.",
-        epilog=options.example("simlm index corpus.emb --output idx --type hnsw"),
-    )(index)
+register = options.registrar(
+    index,
+    "Embedding streams -> faiss index; --bm25: Lucene index.",
+    options.example("simlm index corpus.emb --output idx --type hnsw"),
+)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -15,6 +16,7 @@ from simlm_cli.io.queries import QueriesFormat
 from simlm_cli.io.runs import RunFormat
 
 
+@options.bm25_options("--index (BM25): k1.", "--index (BM25): b.", "--index (BM25): search threads.")
 def mine(
     queries: Path = typer.Option(
         None, "--queries", "-q", help="(required) Training queries: BEIR queries.jsonl or TSV (.gz ok)."
@@ -43,7 +45,7 @@ def mine(
         0, "--random-negatives", min=0, help="Add K random corpus passages per query (score null)."
     ),
     corpus: Path = typer.Option(None, "--corpus", "-c", help="Corpus whose ids random negatives come from."),
-    corpus_format: CorpusFormat = typer.Option(CorpusFormat.auto, "--corpus-format", help="Force the corpus format."),
+    corpus_format: CorpusFormat = options.CorpusFormatOpt,
     seed: int = typer.Option(42, "--seed", help="Random negatives are a function of the seed and the query id."),
     teacher: bool = typer.Option(
         False,
@@ -56,12 +58,11 @@ def mine(
     batch_size: int = typer.Option(None, "--batch-size", min=1, help="--index (dense): queries per forward pass."),
     device: str = options.Device,
     precision: Precision = options.PrecisionOpt,
-    k1: float = typer.Option(0.9, "--k1", min=0.0, help="--index (BM25): k1."),
-    b: float = typer.Option(0.4, "--b", min=0.0, max=1.0, help="--index (BM25): b."),
-    threads: int = typer.Option(2, "--threads", min=1, help="--index (BM25): search threads."),
     queries_format: QueriesFormat = options.QueriesFormatOpt,
     qrels_format: QrelsFormat = options.QrelsFormatOpt,
     dry_run: bool = options.DryRun,
+    *,
+    bm25: dict[str, Any],
 ) -> None:
     """Write one training line per judged query: its positives and hard negatives mined from a run or an index."""
     options.require(("--queries", queries), ("--qrels", qrels), ("--output", output))
@@ -73,18 +74,15 @@ def mine(
         rank_range=parse_rank_range(rank_range), score_margin=score_margin, max_negatives=max_negatives,
         random_negatives=random_negatives, corpus=str(corpus) if corpus else None, corpus_format=corpus_format,
         seed=seed, dry_run=dry_run, model=model, device=device, precision=precision, batch_size=batch_size,
-        k1=k1, b=b, threads=threads, queries_format=queries_format, qrels_format=qrels_format, teacher=teacher,
+        **bm25, queries_format=queries_format, qrels_format=qrels_format, teacher=teacher,
     )  # fmt: skip
     summary = run_mine(config)
     if json_out:
         typer.echo(json.dumps(summary))
 
 
-def register(app: typer.Typer) -> None:
-    app.command(
-        "mine",
-        short_help="Run + qrels -> training file of hard negatives.",
-        epilog=options.example(
-            "simlm mine --run bm25.trec --qrels qrels/train.tsv --queries queries.jsonl --output train.jsonl"
-        ),
-    )(mine)
+register = options.registrar(
+    mine,
+    "Run + qrels -> training file of hard negatives.",
+    options.example("simlm mine --run bm25.trec --qrels qrels/train.tsv --queries queries.jsonl --output train.jsonl"),
+)

@@ -3,13 +3,19 @@ commands share (`require`, `trainer_config`)."""
 
 from __future__ import annotations
 
+import functools
+import inspect
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import typer
 
+from simlm_cli import dry_run
 from simlm_cli.device import Precision
 from simlm_cli.errors import SimlmError
+from simlm_cli.index import DEFAULT_B, DEFAULT_K1, DEFAULT_THREADS
+from simlm_cli.io.corpus import CorpusFormat
 from simlm_cli.io.qrels import QrelsFormat
 from simlm_cli.io.queries import QueriesFormat
 
@@ -61,7 +67,25 @@ QueriesFormatOpt = typer.Option(
 QrelsFormatOpt = typer.Option(
     QrelsFormat.auto, "--qrels-format", help="Force the qrels format: beir (3 columns, header) or trec (4)."
 )
-DryRun = typer.Option(False, "--dry-run", help="Shrink the work to a few items, for smoke tests.")
+
+
+# Flags whose help says which mode of its command it applies to: declared once here, the help passed in.
+def corpus_format_option(help: str = "Force the corpus format.") -> Any:
+    return typer.Option(CorpusFormat.auto, "--corpus-format", help=help)
+
+
+def threads_option(help: str) -> Any:
+    return typer.Option(DEFAULT_THREADS, "--threads", min=1, help=help)
+
+
+CorpusFormatOpt = corpus_format_option()
+
+
+def dry_run_option(help: str) -> Any:
+    return typer.Option(False, "--dry-run", help=help)
+
+
+DryRun = dry_run_option("Shrink the work to a few items, for smoke tests.")
 Model = typer.Option(
     None,
     "--model",
@@ -104,7 +128,127 @@ SaveTotalLimit = typer.Option(2, "--save-total-limit", min=1, help="Checkpoints 
 LogSteps = typer.Option(10, "--log-steps", help="Log (stderr and train_log.jsonl) every N steps.")
 Seed = typer.Option(42, "--seed", help="Seeds initialisation, data order and negative sampling.")
 Resume = typer.Option(False, "--resume", help="Continue exactly from the newest checkpoint in --output/checkpoints.")
-TrainDryRun = typer.Option(False, "--dry-run", help="3 steps on a few queries with batch 2, for smoke tests.")
+TrainDryRun = dry_run_option(
+    f"{dry_run.TRAIN_STEPS} steps on a few queries with batch {dry_run.TRAIN_BATCH}, for smoke tests."
+)
+Lr = typer.Option(2e-5, "--lr", help="Peak AdamW learning rate.")
+
+
+def option_group(into: str, group: dict[str, tuple[type, Any]]) -> Callable[[Callable[..., None]], Callable[..., None]]:
+    """A decorator: a command taking the keyword `into` (a dict) gets `group`'s flags after its own parameters,
+    and their values in that dict.
+
+    Typer reads a command's flags from its signature and type hints, so the wrapper shows both, extended."""
+
+    def decorate(command: Callable[..., None]) -> Callable[..., None]:
+        signature = inspect.signature(command, eval_str=True)
+        own = [param for param in signature.parameters.values() if param.name != into]
+        added = [
+            inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=option, annotation=kind)
+            for name, (kind, option) in group.items()
+        ]
+
+        @functools.wraps(command)
+        def wrapper(**values: Any) -> None:
+            grouped = {name: values.pop(name) for name in group}  # before `values` is passed on without them
+            command(**values, **{into: grouped})
+
+        params = [*own, *added]
+        wrapper.__signature__ = signature.replace(parameters=params)  # type: ignore[attr-defined]
+        wrapper.__annotations__ = {param.name: param.annotation for param in params} | {"return": None}
+        return wrapper
+
+    return decorate
+
+
+# The options every fine-tuning command (train, distill, rerank train) shares, name -> (type, option), each
+# written once: `trainer_options` adds them to a command and hands their values over as `trainer`.
+TRAINER_OPTIONS: dict[str, tuple[type, Any]] = {
+    "max_steps": (int, MaxSteps),
+    "epochs": (float, Epochs),
+    "grad_accum": (int, GradAccum),
+    "lr": (float, Lr),
+    "weight_decay": (float, WeightDecay),
+    "warmup_steps": (int, WarmupSteps),
+    "max_grad_norm": (float, MaxGradNorm),
+    "save_steps": (int, SaveSteps),
+    "save_total_limit": (int, SaveTotalLimit),
+    "log_steps": (int, LogSteps),
+    "seed": (int, Seed),
+    "device": (str, Device),
+    "precision": (Precision, PrecisionOpt),
+    "resume": (bool, Resume),
+    "dry_run": (bool, TrainDryRun),
+}
+trainer_options = option_group("trainer", TRAINER_OPTIONS)
+
+
+def bm25_options(k1_help: str, b_help: str, threads_help: str) -> Callable[[Callable[..., None]], Callable[..., None]]:
+    """Adds BM25's search flags (--k1, --b, --threads) to a command, their values handed over as `bm25`."""
+    return option_group(
+        "bm25",
+        {
+            "k1": (float, typer.Option(DEFAULT_K1, "--k1", min=0.0, help=k1_help)),
+            "b": (float, typer.Option(DEFAULT_B, "--b", min=0.0, max=1.0, help=b_help)),
+            "threads": (int, threads_option(threads_help)),
+        },
+    )
+
+
+# -- the bi-encoder fine-tuning commands' options (train, distill), added by `retriever_options` -----------------
+RetrieverBatchSize = typer.Option(None, "--batch-size", help="Queries per process per micro-step. Default 16 on CPU.")
+
+
+def retriever_options(
+    pooling: tuple[str, str], negatives: tuple[int, str], temperature_help: str, loss_help: str
+) -> Callable[[Callable[..., None]], Callable[..., None]]:
+    """Adds train's and distill's bi-encoder flags to a command, their values handed over as `retriever`; the
+    defaults and help that differ between the two commands, (default, help) pairs and helps, are passed in."""
+    return option_group(
+        "retriever",
+        {
+            "corpus_format": (CorpusFormat, CorpusFormatOpt),
+            "pooling": (
+                str,
+                typer.Option(pooling[0], "--pooling", autocompletion=complete_trainer_pooling, help=pooling[1]),
+            ),
+            "normalize": (
+                bool,
+                typer.Option(True, "--normalize/--no-normalize", help="Cosine (L2-normalised) scores."),
+            ),
+            "query_max_length": (int, typer.Option(32, "--query-max-length", help="Query tokens.")),
+            "passage_max_length": (
+                int,
+                typer.Option(144, "--passage-max-length", help="Passage tokens (title + text)."),
+            ),
+            "passage_format": (str, PassageFormat),
+            "negatives": (int, typer.Option(negatives[0], "--negatives", "-n", help=negatives[1])),
+            "temperature": (float, typer.Option(0.02, "--temperature", help=temperature_help)),
+            "loss": (str, typer.Option("paper", "--loss", autocompletion=complete_loss, help=loss_help)),
+            "batch_size": (int, RetrieverBatchSize),
+        },
+    )
+
+
+def retriever_training(
+    objective: str, paths: tuple[Path | None, Path | None, Path | None], model: str | None, **values: Any
+) -> tuple[Any, Any]:
+    """train's and distill's `RetrieverSpec` and `TrainConfig` from their options: `paths` (--train-file, --corpus,
+    --output), --model, the `retriever` and `trainer` groups, and the command's own spec values (distill's --alpha)."""
+    from simlm_cli.pipeline.train import RetrieverSpec
+
+    train_file, corpus, output = paths
+    trainer = values.pop("trainer")
+    spec_values = values.pop("retriever") | values
+    # the trainer's, not the spec's: they say how to read and batch the data
+    loading = {name: spec_values.pop(name) for name in ("corpus_format", "batch_size")}
+    pooling = spec_values.pop("pooling")
+    spec = RetrieverSpec(
+        train_file=str(train_file) if train_file else "",
+        pooling=None if pooling == "model" else pooling,  # model: the model's own
+        **spec_values,
+    )
+    return spec, trainer_config(objective, train_file, corpus, output, trainer, model=model, **loading)
 
 
 def example(command: str, width: int = 74) -> str:
@@ -127,6 +271,18 @@ def example(command: str, width: int = 74) -> str:
     return "\b\nExample:\n" + "\n".join("  " + text for text in lines)
 
 
+def registrar(
+    command: Callable[..., None], short_help: str, epilog: str, **settings: Any
+) -> Callable[[typer.Typer], None]:
+    """A command module's `register(app)`: `command` under its function's name, with its one-line help and its
+    epilog (`example`); `settings` go to `app.command` as they are."""
+
+    def register(app: typer.Typer) -> None:
+        app.command(command.__name__, short_help=short_help, epilog=epilog, **settings)(command)
+
+    return register
+
+
 def require(*flags: tuple[str, object]) -> None:
     """Required options default to None and are checked here: a missing one is one error line, not click's box."""
     for flag, value in flags:
@@ -134,16 +290,25 @@ def require(*flags: tuple[str, object]) -> None:
             raise SimlmError(f"{flag} is required")
 
 
-def trainer_config(objective: str, train_file: Path | None, corpus: Path | None, output: Path | None, **kw: Any) -> Any:
-    """The shared trainer's configuration (a `TrainConfig`) from a command's options (required ones checked here)."""
+def trainer_config(
+    objective: str,
+    train_file: Path | None,
+    corpus: Path | None,
+    output: Path | None,
+    trainer: dict[str, Any],
+    **kw: Any,
+) -> Any:
+    """The shared trainer's configuration (a `TrainConfig`) from a command's options: `trainer` (from
+    `trainer_options`) and the command's own in `kw` (required ones checked here)."""
     # torch comes with the trainer: imported when a training command runs, not when the CLI starts.
     from simlm_cli.training.checkpoints import check_train_output
     from simlm_cli.training.trainer import TrainConfig
 
     require(("--train-file", train_file), ("--corpus", corpus), ("--output", output))
     check_train_output(output)  # before loading a model or reading the data
-    max_steps = kw.pop("max_steps")
-    epochs = kw.pop("epochs")
+    kw |= trainer
+    # --max-steps, when given, overrides --epochs: the trainer then counts steps, not passes
+    max_steps, epochs = kw.pop("max_steps"), kw.pop("epochs")
     return TrainConfig(
         objective=objective, corpus=str(corpus), output=str(output), train_file=str(train_file),
         max_steps=max_steps if max_steps is not None else 10**9, epochs=None if max_steps is not None else epochs,

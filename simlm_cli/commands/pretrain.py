@@ -88,7 +88,7 @@ def pretrain(
         "train_log.jsonl and loss.png.",
     ),
     model: str = options.Model,
-    corpus_format: CorpusFormat = typer.Option(CorpusFormat.auto, "--corpus-format", help="Force the corpus format."),
+    corpus_format: CorpusFormat = options.CorpusFormatOpt,
     option: list[str] = typer.Option(
         None, "--option", "-O", help="An objective option as name=value (repeatable); same as --name value."
     ),
@@ -99,7 +99,7 @@ def pretrain(
         help="Passages per process per micro-step. Default: 16 on CPU, 64 on GPU (the paper: 64 per GPU x 8 GPUs x "
         "--grad-accum 4 = 2,048 a step).",
     ),
-    grad_accum: int = typer.Option(1, "--grad-accum", help="Micro-steps accumulated per optimizer step."),
+    grad_accum: int = options.GradAccum,
     lr: float = typer.Option(
         1e-4, "--lr", help="Peak AdamW learning rate (CPU-sized default; the paper: 3e-4 at 2,048 passages a step)."
     ),
@@ -109,20 +109,16 @@ def pretrain(
     warmup_steps: int = typer.Option(
         None, "--warmup-steps", help="Linear warmup steps. Default: 10% of --max-steps (the paper: 4,000 of 80,000)."
     ),
-    max_grad_norm: float = typer.Option(1.0, "--max-grad-norm", help="Gradient clipping norm."),
+    max_grad_norm: float = options.MaxGradNorm,
     max_length: int = typer.Option(144, "--max-length", help="Tokens per passage (title + text)."),
-    save_steps: int = typer.Option(1000, "--save-steps", help="Checkpoint every N steps (and at the end)."),
-    save_total_limit: int = typer.Option(2, "--save-total-limit", min=1, help="Checkpoints kept (the newest)."),
-    log_steps: int = typer.Option(10, "--log-steps", help="Log (stderr and train_log.jsonl) every N steps."),
+    save_steps: int = options.SaveSteps,
+    save_total_limit: int = options.SaveTotalLimit,
+    log_steps: int = options.LogSteps,
     seed: int = typer.Option(42, "--seed", help="Seeds initialisation, data order and masking."),
     device: str = options.Device,
     precision: Precision = options.PrecisionOpt,
-    resume: bool = typer.Option(
-        False, "--resume", help="Continue exactly from the newest checkpoint in --output/checkpoints."
-    ),
-    dry_run: bool = typer.Option(
-        False, "--dry-run", help="A few steps on a tiny batch of the first passages, for smoke tests."
-    ),
+    resume: bool = options.Resume,
+    dry_run: bool = options.dry_run_option("A few steps on a tiny batch of the first passages, for smoke tests."),
     list_objectives: bool = typer.Option(
         False,
         "--list-objectives",
@@ -144,10 +140,7 @@ def pretrain(
     from simlm_cli.training.pretraining.registry import load_objective, parse_extra_args, resolve_options
     from simlm_cli.training.trainer import TrainConfig, Trainer
 
-    if corpus is None:
-        raise SimlmError("--corpus is required")
-    if output is None:
-        raise SimlmError("--output is required")
+    options.require(("--corpus", corpus), ("--output", output))
     check_train_output(output)  # before loading a model or reading the corpus
     cls = load_objective(objective)
     pairs = parse_extra_args(list(ctx.args))
@@ -176,10 +169,9 @@ def pretrain(
     Trainer(config, build, tokenizer, model_path, log=info).run()
 
 
-def register(app: typer.Typer) -> None:
-    app.command(
-        "pretrain",
-        short_help="Corpus -> pretrained encoder (rlm, mlm, ... objectives).",
-        context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
-        epilog=EPILOG,
-    )(pretrain)
+register = options.registrar(
+    pretrain,
+    "Corpus -> pretrained encoder (rlm, mlm, ... objectives).",
+    EPILOG,
+    context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+)

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import typer
 
 from simlm_cli.commands import options
 from simlm_cli.device import Precision
+from simlm_cli.dry_run import RERANK_QUERIES
 from simlm_cli.io.corpus import CorpusFormat
 from simlm_cli.io.queries import QueriesFormat
 from simlm_cli.io.runs import RunFormat
@@ -17,7 +19,6 @@ app = typer.Typer(
     no_args_is_help=True,
 )
 
-CorpusFormatOpt = typer.Option(CorpusFormat.auto, "--corpus-format", help="Force the corpus format.")
 InferenceBatch = typer.Option(32, "--batch-size", min=1, help="(query, passage) pairs per forward pass.")
 RerankerModel = typer.Option(None, "--model", "-m", help="(required) Re-ranker directory (from `simlm rerank train`).")
 
@@ -27,6 +28,7 @@ RerankerModel = typer.Option(None, "--model", "-m", help="(required) Re-ranker d
     short_help="Training file -> listwise cross-encoder re-ranker.",
     epilog=options.example("simlm rerank train -t train.jsonl -c corpus.jsonl --model DIR --output reranker"),
 )
+@options.trainer_options
 def train(
     train_file: Path = options.TrainFile,
     corpus: Path = options.Corpus,
@@ -44,7 +46,7 @@ def train(
         help="HF encoder directory or hub name to start from (a one-score head is added if absent). "
         "Default: sentence-transformers/all-MiniLM-L6-v2 (embedded weights).",
     ),
-    corpus_format: CorpusFormat = CorpusFormatOpt,
+    corpus_format: CorpusFormat = options.CorpusFormatOpt,
     group_size: int = typer.Option(
         8,
         "--group-size",
@@ -56,26 +58,13 @@ def train(
     max_length: int = typer.Option(
         192, "--max-length", help="Tokens per (query, passage) pair; only passages are cut."
     ),
-    max_steps: int = options.MaxSteps,
-    epochs: float = options.Epochs,
     batch_size: int = typer.Option(
         None,
         "--batch-size",
         help="Queries per process per micro-step (each brings --group-size pairs). Default: 4 on CPU, 16 on GPU.",
-    ),  # fmt: skip
-    grad_accum: int = options.GradAccum,
-    lr: float = typer.Option(2e-5, "--lr", help="Peak AdamW learning rate."),
-    weight_decay: float = options.WeightDecay,
-    warmup_steps: int = options.WarmupSteps,
-    max_grad_norm: float = options.MaxGradNorm,
-    save_steps: int = options.SaveSteps,
-    save_total_limit: int = options.SaveTotalLimit,
-    log_steps: int = options.LogSteps,
-    seed: int = options.Seed,
-    device: str = options.Device,
-    precision: Precision = options.PrecisionOpt,
-    resume: bool = options.Resume,
-    dry_run: bool = options.TrainDryRun,
+    ),
+    *,
+    trainer: dict[str, Any],
 ) -> None:
     """Train a cross-encoder re-ranker with the listwise loss on a training file from `simlm mine`.
 
@@ -86,12 +75,16 @@ def train(
     from simlm_cli.pipeline.train import train_reranker
 
     config = options.trainer_config(
-        "rerank", train_file, corpus, output, model=model, corpus_format=corpus_format, max_length=max_length,
-        max_steps=max_steps, epochs=epochs, batch_size=batch_size, grad_accum=grad_accum, lr=lr,
-        weight_decay=weight_decay, warmup_steps=warmup_steps, max_grad_norm=max_grad_norm, save_steps=save_steps,
-        save_total_limit=save_total_limit, log_steps=log_steps, seed=seed, device=device, precision=precision,
-        resume=resume, dry_run=dry_run,
-    )  # fmt: skip
+        "rerank",
+        train_file,
+        corpus,
+        output,
+        trainer,
+        model=model,
+        corpus_format=corpus_format,
+        max_length=max_length,
+        batch_size=batch_size,
+    )
     train_reranker(train_file, config, group_size, log=info)
 
 
@@ -126,12 +119,12 @@ def run(
     output_format: RunFormat = typer.Option(
         RunFormat.auto, "--output-format", help="trec (with the new scores), msmarco, or auto (by extension)."
     ),
-    corpus_format: CorpusFormat = CorpusFormatOpt,
+    corpus_format: CorpusFormat = options.CorpusFormatOpt,
     tag: str = typer.Option("simlm-rerank", "--tag", help="Run tag (TREC column 6)."),
     device: str = options.Device,
     precision: Precision = options.PrecisionOpt,
     queries_format: QueriesFormat = options.QueriesFormatOpt,
-    dry_run: bool = typer.Option(False, "--dry-run", help="Re-rank only the run's first 4 queries."),
+    dry_run: bool = options.dry_run_option(f"Re-rank only the run's first {RERANK_QUERIES} queries."),
 ) -> None:
     """Re-rank a run: re-score each query's top --depth documents with the cross-encoder, best first.
 
@@ -169,10 +162,10 @@ def score(
         None, "--max-negatives", min=0, help="Keep only each query's first N negatives. Default: all."
     ),
     batch_size: int = InferenceBatch,
-    corpus_format: CorpusFormat = CorpusFormatOpt,
+    corpus_format: CorpusFormat = options.CorpusFormatOpt,
     device: str = options.Device,
     precision: Precision = options.PrecisionOpt,
-    dry_run: bool = typer.Option(False, "--dry-run", help="Score only the file's first 4 usable queries."),
+    dry_run: bool = options.dry_run_option(f"Score only the file's first {RERANK_QUERIES} usable queries."),
 ) -> None:
     """Write the teacher scores for `simlm distill` into a copy of a training file.
 

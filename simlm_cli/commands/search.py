@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -13,6 +14,9 @@ from simlm_cli.io.queries import QueriesFormat
 from simlm_cli.io.runs import RunFormat
 
 
+@options.bm25_options(
+    "BM25 k1 (Anserini's BEIR default 0.9).", "BM25 b (Anserini's BEIR default 0.4).", "BM25: search threads."
+)
 def search(
     index: Path = typer.Option(..., "--index", "-i", help="Index directory from `simlm index` (dense or --bm25)."),
     queries: Path = typer.Option(..., "--queries", "-q", help="BEIR queries.jsonl or TSV qid<TAB>text (.gz ok)."),
@@ -30,12 +34,11 @@ def search(
     gpu: bool = typer.Option(False, "--gpu", help="Dense: search on the GPU with faiss-gpu; fails if none is present."),
     nprobe: int = typer.Option(None, "--nprobe", min=1, help="IVF-PQ: lists probed (default: as built)."),
     ef_search: int = typer.Option(None, "--ef-search", min=1, help="HNSW: search breadth (default: as built)."),
-    k1: float = typer.Option(0.9, "--k1", min=0.0, help="BM25 k1 (Anserini's BEIR default 0.9)."),
-    b: float = typer.Option(0.4, "--b", min=0.0, max=1.0, help="BM25 b (Anserini's BEIR default 0.4)."),
-    threads: int = typer.Option(2, "--threads", min=1, help="BM25: search threads."),
     queries_format: QueriesFormat = options.QueriesFormatOpt,
     qrels_format: QrelsFormat = options.QrelsFormatOpt,
     dry_run: bool = options.DryRun,
+    *,
+    bm25: dict[str, Any],
 ) -> None:
     """Retrieve the top-k documents for each query and write a TREC or MS MARCO run."""
     from simlm_cli.pipeline.search import SearchConfig, run_search
@@ -43,15 +46,14 @@ def search(
     config = SearchConfig(
         index=str(index), queries=str(queries), output=output, qrels=str(qrels) if qrels else None, k=k,
         run_format=run_format, tag=tag, model=model, device=device, precision=precision, batch_size=batch_size,
-        gpu=gpu, nprobe=nprobe, ef_search=ef_search, k1=k1, b=b, threads=threads, dry_run=dry_run,
-        queries_format=queries_format, qrels_format=qrels_format,
+        gpu=gpu, nprobe=nprobe, ef_search=ef_search, **bm25, dry_run=dry_run, queries_format=queries_format,
+        qrels_format=qrels_format,
     )  # fmt: skip
     run_search(config)
 
 
-def register(app: typer.Typer) -> None:
-    app.command(
-        "search",
-        short_help="Queries -> run (TREC or MS MARCO), dense or BM25.",
-        epilog=options.example("simlm search --index idx --queries queries.jsonl --output run.trec"),
-    )(search)
+register = options.registrar(
+    search,
+    "Queries -> run (TREC or MS MARCO), dense or BM25.",
+    options.example("simlm search --index idx --queries queries.jsonl --output run.trec"),
+)

@@ -11,6 +11,11 @@ from simlm_cli.errors import InputError
 META_FILE = "meta.json"
 DENSE_KIND = "simlm-dense-index"
 BM25_KIND = "simlm-bm25-index"
+# BM25's defaults, here (not in bm25.py, which brings Lucene) so that the commands' flags and the pipelines'
+# configurations name the same values without loading Lucene: Anserini's, used for the BEIR reference figures.
+DEFAULT_K1 = 0.9
+DEFAULT_B = 0.4
+DEFAULT_THREADS = 2  # Lucene's indexing and search threads
 
 
 def read_meta(index_dir: str | Path) -> dict[str, Any]:

@@ -23,15 +23,13 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from simlm_cli.errors import InputError, SimlmError
-from simlm_cli.index import BM25_KIND, META_FILE, is_index_dir, read_meta, write_meta
+from simlm_cli.index import BM25_KIND, DEFAULT_B, DEFAULT_K1, META_FILE, is_index_dir, read_meta, write_meta
 from simlm_cli.io.corpus import CorpusFormat, iter_corpus
 from simlm_cli.io.files import atomic_directory
 
 T = TypeVar("T")
 SEARCH_BLOCK = 1024  # queries per Lucene batch_search call (the progress bar moves per block)
 LUCENE_DIR = "lucene"
-DEFAULT_K1 = 0.9  # Anserini's defaults, used for the BEIR reference figures
-DEFAULT_B = 0.4
 _KEEP_ALIVE: list[Any] = []
 
 

@@ -12,13 +12,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from simlm_cli.device import Precision, Runtime, resolve_runtime
+from simlm_cli.dry_run import PASSAGES as DRY_RUN_PASSAGES
 from simlm_cli.errors import SimlmError
 from simlm_cli.io.corpus import CorpusFormat, Passage, iter_corpus
 from simlm_cli.io.embeddings import EmbeddingWriter, StreamHeader
 from simlm_cli.io.files import atomic_output, check_output_file, count_lines
 from simlm_cli.models.settings import EncoderSettings
-
-DRY_RUN_PASSAGES = 64
 
 
 @dataclass

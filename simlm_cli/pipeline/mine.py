@@ -34,7 +34,9 @@ from dataclasses import dataclass, field
 
 from simlm_cli.console import info
 from simlm_cli.device import Precision
+from simlm_cli.dry_run import QUERIES as DRY_RUN_QUERIES
 from simlm_cli.errors import InputError, SimlmError
+from simlm_cli.index import DEFAULT_B, DEFAULT_K1, DEFAULT_THREADS
 from simlm_cli.index.bm25 import BM25Index
 from simlm_cli.index.dense import DenseIndex
 from simlm_cli.io.corpus import CorpusFormat, iter_corpus
@@ -45,7 +47,6 @@ from simlm_cli.io.runs import RunBlock, RunFormat, iter_run_blocks
 from simlm_cli.io.train_file import Candidate, TrainExample, write_example
 from simlm_cli.pipeline.indexes import check_qrels_documents, is_dense, query_encoder
 
-DRY_RUN_QUERIES = 8
 INDEX_BATCH = 256  # queries searched together with --index: bounds the results held at once
 
 
@@ -74,10 +75,10 @@ class MineConfig:
     device: str = "auto"
     precision: Precision = Precision.auto
     batch_size: int | None = None
-    k1: float = 0.9
-    b: float = 0.4
+    k1: float = DEFAULT_K1
+    b: float = DEFAULT_B
     teacher: bool = False  # every candidate gets a score (a teacher for `simlm distill`): see Miner.mine
-    threads: int = 2
+    threads: int = DEFAULT_THREADS
 
 
 @dataclass

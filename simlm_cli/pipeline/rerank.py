@@ -18,6 +18,7 @@ import numpy as np
 
 from simlm_cli.console import info, progress
 from simlm_cli.device import Precision, resolve_runtime
+from simlm_cli.dry_run import RERANK_QUERIES as DRY_RUN_QUERIES
 from simlm_cli.errors import InputError, SimlmError
 from simlm_cli.io.corpus import CorpusFormat, Passage, load_passages
 from simlm_cli.io.files import check_output_file, count_lines
@@ -27,7 +28,6 @@ from simlm_cli.models.cross_encoder import Reranker
 
 # Pairs gathered (over whole queries) before scoring: enough for several full batches to length-sort.
 PENDING_BATCHES = 4
-DRY_RUN_QUERIES = 4
 T = TypeVar("T")
 
 

@@ -11,7 +11,9 @@ from typing import Any
 
 from simlm_cli.console import info, progress
 from simlm_cli.device import Precision
+from simlm_cli.dry_run import QUERIES as DRY_RUN_QUERIES
 from simlm_cli.errors import InputError
+from simlm_cli.index import DEFAULT_B, DEFAULT_K1, DEFAULT_THREADS
 from simlm_cli.index.bm25 import BM25Index
 from simlm_cli.index.dense import DenseIndex
 from simlm_cli.io.files import check_output_file
@@ -20,7 +22,6 @@ from simlm_cli.io.queries import QueriesFormat, read_queries
 from simlm_cli.io.runs import RunFormat, write_run
 from simlm_cli.pipeline.indexes import check_qrels_documents, is_dense, query_encoder
 
-DRY_RUN_QUERIES = 8
 QUERY_BLOCK = 4096  # queries encoded together; bounds memory for large query sets
 # Queries per faiss call: writing one block overlaps searching the next; smaller blocks cost GEMM speed.
 SEARCH_BLOCK = 1024
@@ -42,9 +43,9 @@ class SearchConfig:
     gpu: bool = False
     nprobe: int | None = None
     ef_search: int | None = None
-    k1: float = 0.9
-    b: float = 0.4
-    threads: int = 2
+    k1: float = DEFAULT_K1
+    b: float = DEFAULT_B
+    threads: int = DEFAULT_THREADS
     dry_run: bool = False
     queries_format: QueriesFormat = QueriesFormat.auto
     qrels_format: QrelsFormat = QrelsFormat.auto

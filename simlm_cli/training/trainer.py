@@ -22,6 +22,9 @@ import numpy as np
 import torch
 
 from simlm_cli.device import Precision, Runtime, resolve_runtime
+from simlm_cli.dry_run import PASSAGES as DRY_RUN_PASSAGES
+from simlm_cli.dry_run import TRAIN_BATCH as DRY_RUN_BATCH
+from simlm_cli.dry_run import TRAIN_STEPS as DRY_RUN_STEPS
 from simlm_cli.errors import SimlmError
 from simlm_cli.io.corpus import CorpusFormat
 from simlm_cli.model_card import write_training_card
@@ -54,10 +57,6 @@ from simlm_cli.training.train_log import (
     read_log,
     reduce_record,
 )
-
-DRY_RUN_STEPS = 3
-DRY_RUN_BATCH = 2
-DRY_RUN_PASSAGES = 64
 
 
 @dataclass
