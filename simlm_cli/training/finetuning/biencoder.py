@@ -21,6 +21,7 @@ from simlm_cli.io.corpus import CorpusFormat, Passage, iter_corpus
 from simlm_cli.io.train_file import TrainExample, read_train_file
 from simlm_cli.models.biencoder import BiEncoder, tokenize_passages, tokenize_texts
 from simlm_cli.models.settings import EncoderSettings
+from simlm_cli.training.finetuning.groups import draw_group
 from simlm_cli.training.finetuning.losses import CONTRASTIVE_VARIANTS, contrastive_loss, distill_loss
 from simlm_cli.training.step import StepOutput
 
@@ -84,13 +85,8 @@ class GroupData:
         """(query, [positive, negative...], scores of the same) for one example in one epoch."""
         example = self.examples[row]
         rng = np.random.default_rng([self.seed, epoch, int(row)])
-        positive = example.positives[int(rng.integers(len(example.positives)))]
-        chosen = [positive]
-        if self.negatives:
-            pool = example.negatives
-            replace = len(pool) < self.negatives  # too few: some repeat, as the reference implementation does
-            picks = rng.choice(len(pool), size=self.negatives, replace=replace)
-            chosen += [pool[int(i)] for i in picks]
+        positive, negatives = draw_group(rng, example.positives, example.negatives, self.negatives)
+        chosen = [positive, *negatives]
         return example.query, [c.docid for c in chosen], [c.score if c.score is not None else 0.0 for c in chosen]
 
     def batch(self, rows: np.ndarray, epoch: int) -> dict[str, Any]:

@@ -24,6 +24,7 @@ from simlm_cli.errors import InputError, SimlmError
 from simlm_cli.io.corpus import Passage
 from simlm_cli.io.train_file import TrainExample
 from simlm_cli.models.cross_encoder import CrossEncoder, pad_pairs, tokenize_pairs
+from simlm_cli.training.finetuning.groups import draw_group
 from simlm_cli.training.finetuning.losses import listwise_loss
 from simlm_cli.training.step import StepOutput
 
@@ -80,11 +81,8 @@ class RerankData:
         """(query, [positive, negative, ...]) of one example in one epoch."""
         example, pool = self.examples[row], self.pools[row]
         rng = np.random.default_rng([self.seed, epoch, int(row)])
-        positive = example.positives[int(rng.integers(len(example.positives)))].docid
-        wanted = self.group_size - 1
-        # Too few negatives: some repeat, so every group has the same size (as the reference implementation).
-        picks = rng.choice(len(pool), size=wanted, replace=len(pool) < wanted)
-        return example.query, [positive, *(pool[int(i)] for i in picks)]
+        positive, negatives = draw_group(rng, example.positives, pool, self.group_size - 1)
+        return example.query, [positive.docid, *negatives]
 
     def batch(self, rows: np.ndarray, epoch: int) -> dict[str, Any]:
         queries: list[str] = []
