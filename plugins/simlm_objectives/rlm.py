@@ -10,11 +10,10 @@ from simlm_cli.training.pretraining.objective import (
     Generator,
     Objective,
     StepOutput,
-    generator_options,
     mlm_targets,
     nested_replacement,
+    replacement_options,
 )
-from simlm_cli.training.pretraining.registry import Option
 
 
 class RLM(Objective):
@@ -29,12 +28,7 @@ class RLM(Objective):
 
     name = "rlm"
     summary = "SimLM replaced language modelling: generator-corrupted encoder/decoder, [CLS] bottleneck"
-    options = (
-        Option("encoder-mask-rate", float, 0.30, "Share of words replaced in the encoder's input."),
-        Option("decoder-mask-rate", float, 0.50, "Share of words replaced in the decoder's input (superset)."),
-        Option("decoder-layers", int, 2, "Decoder depth; its layers start as copies of the encoder's last ones."),
-        *generator_options(),
-    )
+    options = replacement_options()
 
     def __init__(self, model_path: str, tokenizer: Any, opts: dict[str, Any], log=print):
         super().__init__(model_path, tokenizer, opts, log)

@@ -13,11 +13,10 @@ from simlm_cli.training.pretraining.objective import (
     Objective,
     StepOutput,
     freeze_unshared,
-    generator_options,
     mlm_targets,
     nested_replacement,
+    replacement_options,
 )
-from simlm_cli.training.pretraining.registry import Option
 
 
 class RTD(Objective):
@@ -26,12 +25,7 @@ class RTD(Objective):
 
     name = "rtd"
     summary = "RLM architecture with binary replaced-or-original heads on the encoder and the decoder"
-    options = (
-        Option("encoder-mask-rate", float, 0.30, "Share of words replaced in the encoder's input."),
-        Option("decoder-mask-rate", float, 0.50, "Share of words replaced in the decoder's input (superset)."),
-        Option("decoder-layers", int, 2, "Decoder depth; its layers start as copies of the encoder's last ones."),
-        *generator_options(),
-    )
+    options = replacement_options()
 
     def __init__(self, model_path: str, tokenizer: Any, opts: dict[str, Any], log=print):
         super().__init__(model_path, tokenizer, opts, log)

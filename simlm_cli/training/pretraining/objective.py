@@ -330,6 +330,17 @@ def mlm_targets(masker: Any, input_ids: torch.Tensor, attention_mask: torch.Tens
     return masker.maskable(input_ids, attention_mask)
 
 
+def replacement_options() -> tuple[Option, ...]:
+    """The options of the objectives that corrupt both inputs with generator samples (rlm, and rtd, which keeps
+    rlm's corruption so that the ablation changes only the loss)."""
+    return (
+        Option("encoder-mask-rate", float, 0.30, "Share of words replaced in the encoder's input."),
+        Option("decoder-mask-rate", float, 0.50, "Share of words replaced in the decoder's input (superset)."),
+        Option("decoder-layers", int, 2, "Decoder depth; its layers start as copies of the encoder's last ones."),
+        *generator_options(),
+    )
+
+
 def generator_options() -> tuple[Option, ...]:
     return (
         Option(
