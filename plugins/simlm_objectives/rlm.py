@@ -9,14 +9,14 @@ import torch
 from simlm_cli.training.pretraining.objective import (
     Generator,
     Objective,
+    ReplacedInputs,
     StepOutput,
     mlm_targets,
-    nested_replacement,
     replacement_options,
 )
 
 
-class RLM(Objective):
+class RLM(ReplacedInputs, Objective):
     """Encoder and decoder inputs are corrupted by a generator's samples; both predict the original at every
     position but the special tokens ([CLS], [SEP], padding).
 
@@ -34,16 +34,6 @@ class RLM(Objective):
         super().__init__(model_path, tokenizer, opts, log)
         self.decoder = self.copy_last_layers(int(opts["decoder_layers"]))
         self.generator = Generator(opts["generator"], tokenizer, self.mlm.config, bool(opts["train_generator"]), log)
-
-    def extra_config(self) -> dict[str, Any]:
-        return {"generator_config": self.generator.random_config}
-
-    def corrupt(
-        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, rng: torch.Generator
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
-        """(encoder ids, decoder ids, encoder mask, decoder mask, generator loss)."""
-        rates = (self.opts["encoder_mask_rate"], self.opts["decoder_mask_rate"])
-        return nested_replacement(self.masker, self.generator, input_ids, attention_mask, rates, rng)
 
     def forward(self, batch: dict[str, torch.Tensor], rng: torch.Generator) -> StepOutput:
         input_ids, attention_mask = batch["input_ids"], batch["attention_mask"]

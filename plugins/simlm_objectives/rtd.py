@@ -11,15 +11,15 @@ from torch import nn
 from simlm_cli.training.pretraining.objective import (
     Generator,
     Objective,
+    ReplacedInputs,
     StepOutput,
     freeze_unshared,
     mlm_targets,
-    nested_replacement,
     replacement_options,
 )
 
 
-class RTD(Objective):
+class RTD(ReplacedInputs, Objective):
     """Each input is corrupted as RLM's (two independent generator draws, one per input's own masked view) so that
     the ablation changes only the loss; each head then labels every non-special token replaced or original."""
 
@@ -35,16 +35,6 @@ class RTD(Objective):
         self.enc_rtd = nn.Linear(hidden, 1)
         self.dec_rtd = nn.Linear(hidden, 1)
         self.generator = Generator(opts["generator"], tokenizer, self.mlm.config, bool(opts["train_generator"]), log)
-
-    def extra_config(self) -> dict[str, Any]:
-        return {"generator_config": self.generator.random_config}
-
-    def corrupt(
-        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, rng: torch.Generator
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
-        """(encoder ids, decoder ids, encoder mask, decoder mask, generator loss), as RLM's."""
-        rates = (self.opts["encoder_mask_rate"], self.opts["decoder_mask_rate"])
-        return nested_replacement(self.masker, self.generator, input_ids, attention_mask, rates, rng)
 
     @staticmethod
     def _rtd_loss(head: nn.Module, hidden: torch.Tensor, replaced: torch.Tensor, where: torch.Tensor) -> torch.Tensor:

@@ -330,6 +330,26 @@ def mlm_targets(masker: Any, input_ids: torch.Tensor, attention_mask: torch.Tens
     return masker.maskable(input_ids, attention_mask)
 
 
+class ReplacedInputs:
+    """The corruption of rlm (and of rtd, which keeps it so that the ablation changes only the loss): a generator
+    replaces the encoder's and the decoder's inputs separately, each from that input's own masked view. The class
+    using it has `masker`, `generator` and `opts` with replacement_options()."""
+
+    masker: Any
+    generator: Any
+    opts: dict[str, Any]
+
+    def extra_config(self) -> dict[str, Any]:
+        return {"generator_config": self.generator.random_config}
+
+    def corrupt(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, rng: torch.Generator
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """(encoder ids, decoder ids, encoder mask, decoder mask, generator loss)."""
+        rates = (self.opts["encoder_mask_rate"], self.opts["decoder_mask_rate"])
+        return nested_replacement(self.masker, self.generator, input_ids, attention_mask, rates, rng)
+
+
 def replacement_options() -> tuple[Option, ...]:
     """The options of the objectives that corrupt both inputs with generator samples (rlm, and rtd, which keeps
     rlm's corruption so that the ablation changes only the loss)."""
