@@ -24,6 +24,10 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "simlm_cli" / "data" / "scifact"
+# Named, never taken from the Precision enum: int8 (dynamic quantisation) is a CPU precision and must not be
+# tried on CUDA. fp16 trains with a GradScaler (loss scaling), bf16 without.
+ENCODE_PRECISIONS = ("fp32", "bf16", "fp16")
+TRAIN_PRECISIONS = ("bf16", "fp16")
 
 
 def simlm(*args: str, env: dict | None = None) -> tuple[int, float, str]:
@@ -36,23 +40,40 @@ def simlm(*args: str, env: dict | None = None) -> tuple[int, float, str]:
     return done.returncode, time.perf_counter() - started, tail
 
 
-def training_file(path: Path, seed: int = 0) -> None:
-    """SciFact train queries with their judged positives and 15 random negatives each."""
+def training_file(path: Path, data: Path = DATA, split: str = "train", seed: int = 0) -> None:
+    """`data`'s judged queries of `split` with their positives and up to 15 random negatives each."""
     queries = {}
-    for line in (DATA / "queries.jsonl").read_text(encoding="utf-8").splitlines():
+    for line in (data / "queries.jsonl").read_text(encoding="utf-8").splitlines():
         record = json.loads(line)
         queries[record["_id"]] = record["text"]
-    ids = [json.loads(line)["_id"] for line in (DATA / "corpus.jsonl").read_text(encoding="utf-8").splitlines()]
+    ids = [json.loads(line)["_id"] for line in (data / "corpus.jsonl").read_text(encoding="utf-8").splitlines()]
     positives: dict[str, list[str]] = {}
-    for line in (DATA / "qrels" / "train.tsv").read_text(encoding="utf-8").splitlines()[1:]:
+    for line in (data / "qrels" / f"{split}.tsv").read_text(encoding="utf-8").splitlines()[1:]:
         qid, docid, _ = line.split("\t")
         positives.setdefault(qid, []).append(docid)
     rng = np.random.default_rng(seed)
     with open(path, "w", encoding="utf-8") as handle:
         for qid, pos in positives.items():
-            negatives = [ids[j] for j in rng.choice(len(ids), 16, replace=False) if ids[j] not in pos][:15]
+            draw = rng.choice(len(ids), min(16, len(ids)), replace=False)
+            negatives = [ids[j] for j in draw if ids[j] not in pos][:15]
             row = {"qid": qid, "query": queries[qid], "positives": pos, "negatives": negatives}
             handle.write(json.dumps(row) + "\n")
+
+
+def train_args(model: str, train_file: Path, corpus: str, out: Path, precision: str, steps: int,
+               device: str = "cuda", batch_size: int = 32) -> list[str]:  # fmt: skip
+    """The `simlm train` command line the check runs (tests run it on the CPU, and check its CUDA refusal)."""
+    return ["train", "--model", model, "--train-file", str(train_file), "--corpus", corpus, "--output", str(out),
+            "--device", device, "--precision", precision, "--max-steps", str(steps), "--batch-size", str(batch_size),
+            "--negatives", "7", "--log-steps", "1"]  # fmt: skip
+
+
+def pretrain_args(model: str, corpus: str, out: Path, precision: str, steps: int, device: str = "cuda",
+                  batch_size: int = 32) -> list[str]:  # fmt: skip
+    """The `simlm pretrain --objective rlm` command line the check runs."""
+    return ["pretrain", "--objective", "rlm", "--model", model, "--corpus", corpus, "--output", str(out),
+            "--device", device, "--precision", precision, "--max-steps", str(steps), "--batch-size", str(batch_size),
+            "--log-steps", "1"]  # fmt: skip
 
 
 def encode_rows(model: str, count: int) -> list[dict]:
@@ -78,7 +99,7 @@ def encode_rows(model: str, count: int) -> list[dict]:
         torch.cuda.synchronize()
         return vectors, len(passages) / (time.perf_counter() - started)
 
-    for precision in ("fp32", "bf16", "fp16"):
+    for precision in ENCODE_PRECISIONS:
         encoder = Encoder(settings, resolve_runtime("cuda", precision))
         vectors, rate = timed(lambda enc=encoder: enc.encode_passages(passages))
         reference = vectors if reference is None else reference
@@ -118,22 +139,14 @@ def training_rows(model: str, work: Path, steps: int) -> list[dict]:
     training_file(train_file)
     corpus = str(DATA / "corpus.jsonl")
     rows = []
-    for precision in ("bf16", "fp16"):
+    for precision in TRAIN_PRECISIONS:
         out = work / f"train-{precision}"
-        code, seconds, tail = simlm(
-            "train", "--model", model, "--train-file", str(train_file), "--corpus", corpus, "--output", str(out),
-            "--device", "cuda", "--precision", precision, "--max-steps", str(steps), "--batch-size", "32",
-            "--negatives", "7", "--log-steps", "1",
-        )  # fmt: skip
+        code, seconds, tail = simlm(*train_args(model, train_file, corpus, out, precision, steps))
         rows.append({"what": f"train {precision} ({steps} steps, 32 x 8 passages)", "exit": code,
                      "seconds": seconds, "note": loss_span(out) if code == 0 else tail})  # fmt: skip
-    for precision in ("bf16", "fp16"):
+    for precision in TRAIN_PRECISIONS:
         out = work / f"rlm-{precision}"
-        code, seconds, tail = simlm(
-            "pretrain", "--objective", "rlm", "--model", model, "--corpus", corpus, "--output", str(out),
-            "--device", "cuda", "--precision", precision, "--max-steps", str(steps), "--batch-size", "32",
-            "--log-steps", "1",
-        )  # fmt: skip
+        code, seconds, tail = simlm(*pretrain_args(model, corpus, out, precision, steps))
         rows.append({"what": f"pretrain rlm {precision} ({steps} steps, batch 32)", "exit": code,
                      "seconds": seconds, "note": loss_span(out) if code == 0 else tail})  # fmt: skip
     return rows

@@ -1,0 +1,167 @@
+"""benchmarks/encode_speed.py (CPU flags, the int8 config it picks, its rows without the bench venv) and the
+CPU-side half of benchmarks/gpu_check.py (its command lines run here on the CPU, and are refused on CUDA)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+from tests.conftest import run_cli
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+def _load(name: str) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", BENCHMARKS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def encode_speed() -> ModuleType:
+    return _load("encode_speed")
+
+
+@pytest.fixture(scope="module")
+def gpu_check() -> ModuleType:
+    return _load("gpu_check")
+
+
+CPUINFO = """processor\t: 0
+vendor_id\t: GenuineIntel
+model name\t: Intel(R) Xeon(R) Platinum 8480+
+flags\t\t: fpu sse2 avx2 avx512f avx512_vnni avx512_bf16 amx_tile amx_bf16 amx_int8
+processor\t: 1
+model name\t: Intel(R) Xeon(R) Platinum 8480+
+flags\t\t: fpu sse2 avx2
+"""
+
+
+def test_cpuinfo_is_read_from_the_first_processor(encode_speed: ModuleType) -> None:
+    cpu = encode_speed.parse_cpuinfo(CPUINFO)
+    assert cpu.model == "Intel(R) Xeon(R) Platinum 8480+"
+    assert {"avx512_vnni", "amx_bf16", "amx_int8"} <= cpu.flags and "fpu" in cpu.flags
+    line = cpu.describe()
+    assert line.startswith("CPU: Intel(R) Xeon(R) Platinum 8480+; flags: avx2 avx512f avx512_vnni")
+    assert "(absent: avx_vnni)" in line and "fpu" not in line  # only the flags that matter here
+
+
+def test_the_int8_config_follows_the_cpu_flags(encode_speed: ModuleType) -> None:
+    parse, choose = encode_speed.parse_cpuinfo, encode_speed.quantization_config
+    assert choose(parse(CPUINFO), "x86_64") == "avx512_vnni"
+    assert choose(parse("model name : AMD EPYC 7B12\nflags : sse2 avx2 avx512f\n"), "x86_64") == "avx2"
+    assert choose(parse("model name : old\nflags : sse2 avx2\n"), "x86_64") == "avx2"
+    assert choose(parse("Features : fp asimd asimddp\n"), "aarch64") == "arm64"
+
+
+def test_the_int8_ratio_skips_st_backends_that_change_the_vectors(encode_speed: ModuleType) -> None:
+    def row(name: str, rate: float, cosine: float) -> dict:
+        return {"row": name, "passages_per_s": rate, "passages_per_cpu_s": rate / 2, "mean_cosine": cosine}
+
+    table = [row("st-torch-fp32", 10, 1.0), row("st-onnx-int8", 40, 0.985), row("st-openvino-fp32", 20, 0.99998),
+             row("simlm-fp32", 12, 1.0), row("simlm-int8", 30, 0.995)]  # fmt: skip
+    found = encode_speed.ratios(table)
+    assert found["fastest_st"] == "st-openvino-fp32"  # st-onnx-int8 is faster but below cosine 0.99
+    assert found["simlm_fp32_over_st_torch_fp32"] == pytest.approx(1.2)
+    assert found["simlm_int8_over_fastest_st"] == pytest.approx(1.5)
+    assert encode_speed.ratios(table, "passages_per_cpu_s")["simlm_int8_over_fastest_st"] == pytest.approx(1.5)
+    assert "simlm_int8_over_fastest_st" not in encode_speed.ratios([r for r in table if r["row"] != "simlm-int8"])
+
+
+def test_encode_speed_without_the_bench_venv(tiny_st_dir: Path, tiny_data, tmp_path: Path) -> None:
+    """The simlm rows and ST's PyTorch row run from simlm's own venv; the missing bench venv is named, with the
+    way to make it."""
+    from simlm_cli.device import Precision, cpu_has_fast_bf16
+
+    missing = tmp_path / "no-venv" / "bin" / "python"
+    out = tmp_path / "speed.json"
+    done = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "encode_speed.py"), "--model", str(tiny_st_dir), "--corpus",
+         str(tiny_data.corpus), "--passages", "8", "--repeats", "1", "--threads", "1", "--st-python", str(missing),
+         "--json", str(out)],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    lines = done.stdout.splitlines()
+    assert lines[0].startswith("CPU: ") and "flags: " in lines[0]
+    assert f"no bench venv at {missing}" in done.stdout and "bash benchmarks/setup_bench_venv.sh" in done.stdout
+    report = json.loads(out.read_text())
+    expected = {"st-torch-fp32", "simlm-fp32"}
+    expected |= {"simlm-bf16"} if cpu_has_fast_bf16() else set()
+    expected |= {"simlm-int8"} if "int8" in Precision.__members__ else set()
+    assert {r["row"] for r in report["rows"]} == expected
+    for name in expected:
+        assert any(line.startswith(f"| {name} |") for line in lines), name
+    if "int8" not in Precision.__members__:
+        assert "simlm int8 skipped: this simlm has no --precision int8" in done.stdout
+    fp32 = next(r for r in report["rows"] if r["row"] == "simlm-fp32")
+    assert fp32["mean_cosine"] > 0.9999 and fp32["passages_per_s"] > 0  # the same model, pooled the same way
+    assert "ratio (wall) simlm-fp32 / st-torch-fp32: " in done.stdout
+    assert "ratio (cpu) simlm-fp32 / st-torch-fp32: " in done.stdout
+    assert report["ratios"]["wall"]["fastest_st"] == "st-torch-fp32"
+
+
+@pytest.mark.slow
+def test_encode_speed_with_the_bench_venv(tiny_st_dir: Path, tiny_data, tmp_path: Path) -> None:
+    """Every ST backend row from the bench venv (skipped where it has not been made)."""
+    python = BENCHMARKS.parent / ".venv-bench" / "bin" / "python"
+    if not python.exists():
+        pytest.skip("no .venv-bench (bash benchmarks/setup_bench_venv.sh)")
+    out = tmp_path / "speed.json"
+    done = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "encode_speed.py"), "--model", str(tiny_st_dir), "--corpus",
+         str(tiny_data.corpus), "--passages", "12", "--repeats", "1", "--threads", "1", "--json", str(out)],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    rows = {r["row"]: r for r in json.loads(out.read_text())["rows"]}
+    assert {"st-onnx-fp32", "st-openvino-fp32", "st-onnx-int8"} <= set(rows), done.stdout
+    assert rows["st-onnx-fp32"]["mean_cosine"] > 0.9999 and rows["st-openvino-fp32"]["mean_cosine"] > 0.999
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# gpu_check: what can be checked without a GPU
+# ----------------------------------------------------------------------------------------------------------------
+def test_gpu_check_never_tries_int8_on_cuda(gpu_check: ModuleType) -> None:
+    assert "int8" not in gpu_check.ENCODE_PRECISIONS and "int8" not in gpu_check.TRAIN_PRECISIONS
+    assert set(gpu_check.TRAIN_PRECISIONS) == {"bf16", "fp16"}  # fp16: the loss-scaled path
+    assert {"bf16", "fp16"} <= set(gpu_check.ENCODE_PRECISIONS)
+
+
+def test_gpu_check_command_lines_run_on_the_cpu_and_are_refused_on_cuda(
+    gpu_check: ModuleType, tiny_bert_dir: Path, tiny_data, tmp_path: Path
+) -> None:
+    """The very argument lists the GPU check runs: one step each on the CPU (so a renamed flag or a training
+    file `train` no longer reads is caught here), and `--device cuda` refused on one line without a GPU."""
+    import torch
+
+    train_file = tmp_path / "train.jsonl"
+    gpu_check.training_file(train_file, tiny_data.dir, "test")
+    corpus, model = str(tiny_data.corpus), str(tiny_bert_dir)
+    on_cpu = [
+        gpu_check.train_args(model, train_file, corpus, tmp_path / "t", "bf16", 1, device="cpu", batch_size=2),
+        gpu_check.pretrain_args(model, corpus, tmp_path / "p", "bf16", 1, device="cpu", batch_size=4),
+    ]
+    for args in on_cpu:
+        done = run_cli(args)
+        assert done.returncode == 0, done.stderr[-2000:]
+    assert (tmp_path / "t" / "train_log.jsonl").is_file() and (tmp_path / "p" / "train_log.jsonl").is_file()
+    assert gpu_check.loss_span(tmp_path / "t").startswith("loss ")
+    if torch.cuda.is_available():
+        return
+    on_cuda = [
+        gpu_check.train_args(model, train_file, corpus, tmp_path / "tc", "fp16", 1, batch_size=2),
+        gpu_check.pretrain_args(model, corpus, tmp_path / "pc", "fp16", 1, batch_size=4),
+    ]
+    for args in on_cuda:
+        done = run_cli(args)
+        assert done.returncode != 0
+        assert done.stderr.strip().splitlines()[-1].endswith("--device cuda:0: no CUDA device is visible to PyTorch")
+        assert "Traceback" not in done.stderr
