@@ -135,9 +135,10 @@ def child_build(args: dict[str, Any]) -> dict[str, Any]:
         options = BuildOptions(index_type=IndexType(args["type"]))
         build_dense_index([EmbeddingReader(handle, args["stream"])], args["output"], options)
     after = _usage()
-    size = sum(p.stat().st_size for p in Path(args["output"]).iterdir())
+    size = sum(p.stat().st_size for p in Path(args["output"]).iterdir())  # index.faiss, docids.txt, meta.json
     return {"cpu_s": after["cpu"] - before["cpu"], "wall_s": after["wall"] - before["wall"],
-            "peak_mb": after["peak_mb"], "disk_mb": size / 2**20}  # fmt: skip
+            "peak_mb": after["peak_mb"], "disk_mb": size / 2**20,
+            "index_mb": (Path(args["output"]) / "index.faiss").stat().st_size / 2**20}  # fmt: skip
 
 
 def child_search(args: dict[str, Any]) -> dict[str, Any]:
@@ -201,7 +202,7 @@ HEADER = (f"{'type':<6} {'N':>9} {'build CPU s':>11} {'build wall s':>12} {'q CP
 def print_row(row: dict, flush: bool = False) -> None:
     print(f"{row['type']:<6} {row['n']:>9,} {row['cpu_s']:>11.1f} {row['wall_s']:>12.1f} {row['search_cpu_ms']:>9.2f} "
           f"{row['search_wall_ms']:>9.2f} {row['peak_mb']:>13,.0f} {row['search_peak_mb']:>14,.0f} "
-          f"{row['disk_mb']:>9,.0f} {row['recall@100_vs_flat']:>10.4f}", flush=flush)  # fmt: skip
+          f"{row['disk_mb']:>9,.1f} {row['recall@100_vs_flat']:>10.4f}", flush=flush)  # fmt: skip
 
 
 # -- extrapolation ---------------------------------------------------------------------------------------------
@@ -292,7 +293,7 @@ def main() -> None:
     parser.add_argument("--json", type=Path, help="write every figure here")
     parser.add_argument("--cache-dir", type=Path, default=REPO / "out" / "scale-cache",
                         help="real SciFact vectors are cached here")  # fmt: skip
-    parser.add_argument("--quick", action="store_true", help="tiny sizes from 300 passages and 20 queries (seconds)")
+    parser.add_argument("--quick", action="store_true", help="tiny sizes from 100 passages and 10 queries (seconds)")
     parser.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
     opts = parser.parse_args()
     if opts.child:
@@ -300,13 +301,13 @@ def main() -> None:
         print(json.dumps((child_build if kind == "build" else child_search)(json.loads(args))))
         return
     if opts.quick:
-        opts.sizes, opts.hnsw_max, opts.ivfpq_max = "2k,4k", "4k", "4k"
+        opts.sizes, opts.hnsw_max, opts.ivfpq_max = "1k,2k", "2k", "2k"
     sizes = sorted(parse_size(s) for s in opts.sizes.split(","))
     hnsw_max, ivfpq_max = parse_size(opts.hnsw_max), parse_size(opts.ivfpq_max)
     machine = cpu_info()
     print(f"CPU: {machine['cpu']} ({machine['cores']} cores), flags: {' '.join(machine['flags'])}")
     print(f"faiss {machine['faiss']} ({machine['faiss_compile']}), {opts.threads} threads")
-    base, queries, opts.model = real_vectors(opts.cache_dir, 300 if opts.quick else 0, 20 if opts.quick else 0)
+    base, queries, opts.model = real_vectors(opts.cache_dir, 100 if opts.quick else 0, 10 if opts.quick else 0)
     print(f"base: {len(base):,} real SciFact vectors x {base.shape[1]}-d ({opts.model}); {len(queries)} real queries")
     rows: list[dict] = []
     opts.cache_dir.mkdir(parents=True, exist_ok=True)
