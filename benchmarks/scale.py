@@ -23,7 +23,7 @@ generate the corpus. Sizes share one generator (seed 0), so a smaller corpus is 
 The extrapolation to 8.8M x 768-d scales the largest measured size of each type under stated cost models (printed
 with the table); recall cannot be extrapolated and is not.
 
-    python benchmarks/scale.py                       # 250k, 500k, 1M (HNSW to 250k), ~20 min on 2 cores
+    python benchmarks/scale.py                       # 100k, 250k, 500k (HNSW to 250k), ~20 min on 2 cores
     python benchmarks/scale.py --quick               # tiny sizes, seconds: a smoke test
     python benchmarks/scale.py --sizes 100k,200k --hnsw-max 100k --json docs/scale-results.json
 """
@@ -120,9 +120,17 @@ def write_stream(path: Path, base: np.ndarray, count: int, model: str) -> None:
 
 
 # -- children: one build or one search per process --------------------------------------------------------------
+def _peak_mb() -> float:
+    """This process's peak RSS. Linux's VmHWM belongs to the process's own memory map, which exec replaces;
+    getrusage's ru_maxrss would carry over the parent's peak (torch and the encoder, ~1.2 GB) into the child."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # not Linux: an upper bound
+
+
 def _usage() -> dict[str, float]:
-    ru = resource.getrusage(resource.RUSAGE_SELF)
-    return {"cpu": time.process_time(), "wall": time.perf_counter(), "peak_mb": ru.ru_maxrss / 1024}
+    return {"cpu": time.process_time(), "wall": time.perf_counter(), "peak_mb": _peak_mb()}
 
 
 def child_build(args: dict[str, Any]) -> dict[str, Any]:
@@ -286,9 +294,9 @@ def parse_size(text: str) -> int:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--sizes", default="250k,500k,1M", help="corpus sizes, e.g. 250k,500k,1M")
+    parser.add_argument("--sizes", default="100k,250k,500k", help="corpus sizes, e.g. 250k,500k,1M")
     parser.add_argument("--hnsw-max", default="250k", help="largest size built as HNSW (its build is the slowest)")
-    parser.add_argument("--ivfpq-max", default="1M", help="largest size built as IVF-PQ")
+    parser.add_argument("--ivfpq-max", default="500k", help="largest size built as IVF-PQ")
     parser.add_argument("--threads", type=int, default=os.cpu_count(), help="faiss threads")
     parser.add_argument("--json", type=Path, help="write every figure here")
     parser.add_argument("--cache-dir", type=Path, default=REPO / "out" / "scale-cache",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import math
 
 import numpy as np
@@ -97,3 +98,12 @@ def test_ivfpq_without_polysemous_training_finds_what_the_default_factory_finds(
     default_scores, default_rows = default.search(queries, 100)
     np.testing.assert_array_equal(rows, default_rows)
     np.testing.assert_allclose(scores, default_scores, rtol=1e-6)
+
+
+@pytest.mark.parametrize("part_of", ["x", [{"corpus": 1}], [{"corpus": "c.jsonl", "num_shards": 2, "shard_ids": [5]}]])
+def test_a_broken_part_of_in_meta_json_is_one_error(tmp_path, part_of) -> None:
+    from simlm_cli.pipeline.indexes import check_complete
+
+    (tmp_path / "meta.json").write_text(json.dumps({"kind": "simlm-dense-index", "part_of": part_of}))
+    with pytest.raises(InputError, match="meta.json: field 'part_of': expected a list"):
+        check_complete([str(tmp_path)])

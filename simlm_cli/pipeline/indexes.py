@@ -36,7 +36,7 @@ def check_complete(indexes: list[str]) -> None:
     parts given together must hold every shard of each such set, each once."""
     sets: dict[tuple[str, int], dict[int, str]] = {}
     for path in indexes:
-        for part in read_meta(path).get("part_of", []):
+        for part in _part_of(path):
             held = sets.setdefault((part["corpus"], part["num_shards"]), {})
             for shard in part["shard_ids"]:
                 if shard in held:
@@ -49,6 +49,19 @@ def check_complete(indexes: list[str]) -> None:
             names = ", ".join(str(i) for i in missing[:5]) + (" ..." if len(missing) > 5 else "")
             raise InputError(next(iter(held.values())), f"is part of a set of {num_shards} shards of {corpus}; "
                              f"shard(s) {names} are in no --index given (give every part: --index A --index B ...)")  # fmt: skip
+
+
+def _part_of(path: str) -> list[dict[str, Any]]:
+    """meta.json's `part_of` (absent: a whole index), checked, so that an edited file fails in one line."""
+    parts = read_meta(path).get("part_of", [])
+    for part in parts if isinstance(parts, list) else [None]:
+        n = part.get("num_shards") if isinstance(part, dict) else None
+        ids = part.get("shard_ids") if isinstance(part, dict) else None
+        if not (isinstance(n, int) and n > 0 and isinstance(part.get("corpus"), str) and isinstance(ids, list)
+                and all(isinstance(i, int) and 0 <= i < n for i in ids)):  # fmt: skip
+            message = f"expected a list of {{corpus, num_shards, shard_ids}} objects, got {parts!r}"
+            raise InputError(Path(path) / META_FILE, message[:300], field="part_of")
+    return parts
 
 
 def open_dense(indexes: list[str], gpu: bool = False) -> DenseIndex | MergedDenseIndex:
