@@ -51,6 +51,12 @@ def index(
     pq_m: int = typer.Option(0, "--pq-m", min=0, help="PQ sub-quantizers; must divide dim (0: auto)."),
     nprobe: int = typer.Option(32, "--nprobe", min=1, help="IVF lists probed (stored; `search` can override)."),
     gpu: bool = typer.Option(False, "--gpu", help="Build on the GPU with faiss-gpu; fails if none is present."),
+    partial: bool = typer.Option(
+        False,
+        "--partial",
+        help="The inputs are some of an encode's shards: build one part of a set (recorded in "
+        "meta.json); `search --index A --index B ...` searches the parts together and refuses an incomplete set.",
+    ),
     threads: int = options.threads_option("With --bm25: indexing threads."),
 ) -> None:
     """Build an index directory that `simlm search` reads."""
@@ -64,6 +70,8 @@ def index(
             raise SimlmError("--bm25 needs --corpus")
         if inputs:
             raise SimlmError("--bm25 indexes --corpus; embedding inputs are for dense indexes")
+        if partial:
+            raise SimlmError("--partial is for dense indexes: BM25 (Lucene) parts are not merged by `search`")
         from simlm_cli.index.bm25 import build_bm25_index
 
         meta = build_bm25_index(corpus, output, corpus_format, threads)
@@ -76,7 +84,7 @@ def index(
 
     opts = BuildOptions(
         index_type=index_type, hnsw_m=hnsw_m, ef_construction=ef_construction, ef_search=ef_search,
-        nlist=nlist, pq_m=pq_m, nprobe=nprobe, gpu=gpu,
+        nlist=nlist, pq_m=pq_m, nprobe=nprobe, gpu=gpu, partial=partial,
     )  # fmt: skip
     build_index_from_streams(_stream_paths(inputs or []), output, opts)
 

@@ -28,7 +28,12 @@ def mine(
     run: Path = typer.Option(
         None, "--run", "-r", help="TREC or MS MARCO run of the training queries, grouped by query (streamed)."
     ),
-    index: Path = typer.Option(None, "--index", "-i", help="Or: an index directory to search (dense or BM25)."),
+    index: list[Path] = typer.Option(
+        None,
+        "--index",
+        "-i",
+        help="Or: an index directory to search (dense or BM25); repeat for a dense index's parts.",
+    ),
     run_format: RunFormat = typer.Option(RunFormat.auto, "--run-format", help="Force the run format."),
     depth: int = typer.Option(200, "--depth", min=1, help="Candidates considered per query (the top of the run)."),
     min_relevance: int = typer.Option(
@@ -70,7 +75,7 @@ def mine(
 
     config = MineConfig(
         queries=str(queries), qrels=str(qrels), output=str(output), run=str(run) if run else None,
-        index=str(index) if index else None, run_format=run_format, depth=depth, min_relevance=min_relevance,
+        index=[str(path) for path in index] if index else None, run_format=run_format, depth=depth, min_relevance=min_relevance,
         rank_range=parse_rank_range(rank_range), score_margin=score_margin, max_negatives=max_negatives,
         random_negatives=random_negatives, corpus=str(corpus) if corpus else None, corpus_format=corpus_format,
         seed=seed, dry_run=dry_run, model=model, device=device, precision=precision, batch_size=batch_size,

@@ -18,7 +18,13 @@ from simlm_cli.io.runs import RunFormat
     "BM25 k1 (Anserini's BEIR default 0.9).", "BM25 b (Anserini's BEIR default 0.4).", "BM25: search threads."
 )
 def search(
-    index: Path = typer.Option(..., "--index", "-i", help="Index directory from `simlm index` (dense or --bm25)."),
+    index: list[Path] = typer.Option(
+        ...,
+        "--index",
+        "-i",
+        help="Index directory from `simlm index` (dense or --bm25). Repeat for the parts of a "
+        "dense index (e.g. built with --partial): searched as one, top-k merged exactly.",
+    ),
     queries: Path = typer.Option(..., "--queries", "-q", help="BEIR queries.jsonl or TSV qid<TAB>text (.gz ok)."),
     output: str = typer.Option(None, "--output", "-o", help="Run file (.tsv: MS MARCO format). Default: stdout."),
     qrels: Path = typer.Option(None, "--qrels", help="Search only the queries judged in these qrels."),
@@ -44,7 +50,7 @@ def search(
     from simlm_cli.pipeline.search import SearchConfig, run_search
 
     config = SearchConfig(
-        index=str(index), queries=str(queries), output=output, qrels=str(qrels) if qrels else None, k=k,
+        index=[str(path) for path in index], queries=str(queries), output=output, qrels=str(qrels) if qrels else None, k=k,
         run_format=run_format, tag=tag, model=model, device=device, precision=precision, batch_size=batch_size,
         gpu=gpu, nprobe=nprobe, ef_search=ef_search, **bm25, dry_run=dry_run, queries_format=queries_format,
         qrels_format=qrels_format,

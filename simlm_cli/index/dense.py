@@ -75,6 +75,7 @@ class BuildOptions:
     pq_m: int = 0  # 0: the largest of dim/4, dim/8, ... that divides dim
     nprobe: int = 32
     gpu: bool = False
+    partial: bool = False  # the streams are some shards of a corpus: record which, so search wants the others
     search_params: dict[str, int] = field(default_factory=dict)
 
 
@@ -117,9 +118,10 @@ def _pq_m(dim: int, asked: int) -> int:
     return dim
 
 
-def check_shards(readers: list[EmbeddingReader]) -> None:
+def check_shards(readers: list[EmbeddingReader], partial: bool = False) -> list[dict[str, Any]]:
     """Streams that are shards of one corpus (`encode --num-shards N`) must all be there, each once: otherwise
-    the index would silently hold part of the corpus. Whole streams (N = 1) stand alone."""
+    the index would silently hold part of the corpus. Whole streams (N = 1) stand alone. With `partial` (an
+    index that is one part of a set) shards may be missing; what is there is returned, for meta.json's `part_of`."""
     shards: dict[tuple[str, int], dict[int, str]] = {}
     for reader in readers:
         h = reader.header
@@ -134,15 +136,19 @@ def check_shards(readers: list[EmbeddingReader]) -> None:
                 reader.name, f"shard {h.shard_id} of {h.num_shards} of {h.corpus} is also in {seen[h.shard_id]}"
             )
         seen[h.shard_id] = reader.name
+    if partial and not shards:
+        raise InputError(readers[0].name, "--partial needs encode shards (`simlm encode --num-shards N --shard-id "
+                         "I`): a whole stream records no set it belongs to")  # fmt: skip
     for (corpus, num_shards), seen in shards.items():
         missing = sorted(set(range(num_shards)) - set(seen))
-        if missing:
+        if missing and not partial:
             names = ", ".join(str(i) for i in missing[:5]) + (" ..." if len(missing) > 5 else "")
             raise InputError(
                 next(iter(seen.values())),
                 f"holds shard {min(seen)} of {num_shards} of {corpus}, but shard(s) {names} are missing from the "
-                "inputs; index every shard together",
+                "inputs; index every shard together (or build one part of a set with --partial)",
             )
+    return [{"corpus": corpus, "num_shards": n, "shard_ids": sorted(seen)} for (corpus, n), seen in shards.items()]
 
 
 def _merge_streams(readers: list[EmbeddingReader]) -> Iterator[tuple[str, list[str], np.ndarray]]:
@@ -163,7 +169,7 @@ def build_dense_index(
 ) -> dict[str, Any]:
     """Read every stream to its end marker, build the index, and write the directory atomically."""
     faiss = faiss_module()
-    check_shards(readers)
+    parts = check_shards(readers, options.partial)
     header = readers[0].header
     dim = header.dim
     docids: list[str] = []
@@ -205,6 +211,8 @@ def build_dense_index(
         "dry_run": any(reader.header.dry_run for reader in readers),
         "build_seconds": round(time.perf_counter() - started, 3),
     }
+    if options.partial:
+        meta["part_of"] = parts
     with atomic_directory(output, marker=META_FILE, owned=is_index_dir) as tmp:
         faiss.write_index(_to_cpu(faiss, index), str(tmp / INDEX_FILE))
         (tmp / DOCIDS_FILE).write_text("".join(f"{d}\n" for d in docids), encoding="utf-8")
@@ -235,7 +243,11 @@ def _build_ivfpq(faiss: Any, vectors: np.ndarray, dim: int, options: BuildOption
     if count < nlist * 39 and options.nlist:
         raise SimlmError(f"--nlist {nlist} needs at least {nlist * 39} vectors to train, got {count}")
     pq_m = _pq_m(dim, options.pq_m)
-    index = faiss.index_factory(dim, f"IVF{nlist},PQ{pq_m}", faiss.METRIC_INNER_PRODUCT)
+    # "np": no polysemous training. faiss's factory otherwise reorders the PQ centroids for Hamming-distance
+    # filtering, which simlm's searches never use; it took 58% of the CPU time of a 30k x 384-d build (264 s
+    # against 110 s, 2 shared cores, faiss's default BLAS threshold) and changed no search result (same ids and
+    # scores); tests/test_dense_index.py checks the latter.
+    index = faiss.index_factory(dim, f"IVF{nlist},PQ{pq_m}np", faiss.METRIC_INNER_PRODUCT)
     if options.gpu:
         index = _to_gpu(faiss, index)
     # A fixed random sample trains the coarse quantizer and the codebooks (faiss asks for 39-256 points per
@@ -260,7 +272,28 @@ def _to_cpu(faiss: Any, index: Any) -> Any:
     )
 
 
-class DenseIndex:
+class _Rankings:
+    """faiss output -> rankings, for anything with `docids` and `docid_bytes` whose rows index them."""
+
+    docids: np.ndarray
+    docid_bytes: np.ndarray | None
+
+    def rankings(self, qids: Iterable[str], scores: np.ndarray, rows: np.ndarray) -> Iterator[tuple]:
+        """Turn faiss output into (qid, docids, scores) rankings for the run writers."""
+        for qid, score_row, id_row in zip(qids, scores, rows):
+            keep = id_row >= 0
+            yield qid, self.docids[id_row[keep]].tolist(), score_row[keep].tolist()
+
+    def ranked_blocks(self, qids: list[str], scores: np.ndarray, rows: np.ndarray) -> Iterator[RankedBlock | tuple]:
+        """The same rankings as one `RankedBlock` (formatted by numpy) where every query got k rows; otherwise
+        (HNSW/IVF can return fewer) one ranking per query."""
+        if (rows < 0).any() or self.docid_bytes is None:
+            yield from self.rankings(qids, scores, rows)
+        else:
+            yield RankedBlock(list(qids), self.docid_bytes[rows], scores)
+
+
+class DenseIndex(_Rankings):
     """A dense index directory, checked for consistency when opened."""
 
     def __init__(self, index_dir: str | Path, gpu: bool = False):
@@ -322,25 +355,59 @@ class DenseIndex:
         k = min(k, self.index.ntotal)
         return self.index.search(np.ascontiguousarray(queries, dtype=np.float32), k)
 
-    def rankings(self, qids: Iterable[str], scores: np.ndarray, rows: np.ndarray) -> Iterator[tuple]:
-        """Turn faiss output into (qid, docids, scores) rankings for the run writers."""
-        for qid, score_row, id_row in zip(qids, scores, rows):
-            keep = id_row >= 0
-            yield qid, self.docids[id_row[keep]].tolist(), score_row[keep].tolist()
-
-    def ranked_blocks(self, qids: list[str], scores: np.ndarray, rows: np.ndarray) -> Iterator[RankedBlock | tuple]:
-        """The same rankings as one `RankedBlock` (formatted by numpy) where every query got k rows; otherwise
-        (HNSW/IVF can return fewer) one ranking per query."""
-        if (rows < 0).any() or self.docid_bytes is None:
-            yield from self.rankings(qids, scores, rows)
-        else:
-            yield RankedBlock(list(qids), self.docid_bytes[rows], scores)
-
     @functools.cached_property
     def docid_bytes(self) -> np.ndarray | None:
         """The document ids as fixed-width UTF-8 bytes, for `RankedBlock`; None if an id holds a NUL byte."""
         raw = (self.path / DOCIDS_FILE).read_bytes()
         return None if b"\x00" in raw else np.array(raw.split(b"\n")[:-1])
+
+
+class MergedDenseIndex(_Rankings):
+    """Several dense indexes (parts of one corpus, e.g. built on several machines) searched as one: each part's
+    top k, merged into the exact top k of their union. Rows number the parts' documents one after the other; equal
+    scores keep that order (an earlier part first), as one index holding the parts in that order would."""
+
+    def __init__(self, parts: list[DenseIndex]):
+        first = parts[0]
+        for part in parts[1:]:
+            if part.meta["dim"] != first.meta["dim"] or part.meta["encoder"] != first.meta["encoder"]:
+                raise InputError(part.path, f"made by a different encoder or dimension than {first.path}; "
+                                 "cannot search them together")  # fmt: skip
+        self.parts = parts
+        self.path = first.path
+        self.offsets = np.cumsum([0] + [len(part.docids) for part in parts])
+        self.meta = {**first.meta, "count": int(self.offsets[-1]), "dry_run": any(p.meta.get("dry_run") for p in parts)}
+        self.docids = np.concatenate([part.docids for part in parts])
+        _check_disjoint(parts)
+
+    def set_search_params(self, ef_search: int | None = None, nprobe: int | None = None, **_: Any) -> None:
+        for part in self.parts:
+            part.set_search_params(ef_search=ef_search, nprobe=nprobe)
+
+    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Top-k (scores, row numbers) over every part; rows are -1 where fewer than k documents were found."""
+        found = [part.search(queries, k) for part in self.parts]
+        scores = np.concatenate([s for s, _ in found], axis=1)
+        rows = np.concatenate([np.where(r >= 0, r + o, -1) for (_, r), o in zip(found, self.offsets)], axis=1)
+        scores = np.where(rows >= 0, scores, -np.inf).astype(np.float32)  # faiss pads missing rows with -FLT_MAX
+        order = np.argsort(-scores, axis=1, kind="stable")[:, : min(k, len(self.docids))]
+        return np.take_along_axis(scores, order, axis=1), np.take_along_axis(rows, order, axis=1)
+
+    @functools.cached_property
+    def docid_bytes(self) -> np.ndarray | None:
+        each = [part.docid_bytes for part in self.parts]
+        return None if any(ids is None for ids in each) else np.concatenate(each)
+
+
+def _check_disjoint(parts: list[DenseIndex]) -> None:
+    """A document in two parts would be ranked twice in one run."""
+    owner: dict[str, Path] = {}
+    for part in parts:
+        ids = part.docids.tolist()
+        if len(owner) + len(ids) != len(owner.keys() | ids):
+            docid = next(d for d in ids if d in owner)
+            raise InputError(part.path, f"document id {docid!r} is also in {owner[docid]}; parts must be disjoint")
+        owner.update(dict.fromkeys(ids, part.path))
 
 
 def _positive_int(value: Any) -> bool:

@@ -9,9 +9,9 @@ from typing import Any
 
 from simlm_cli.console import warn
 from simlm_cli.device import Precision, resolve_runtime
-from simlm_cli.errors import InputError
+from simlm_cli.errors import InputError, SimlmError
 from simlm_cli.index import DENSE_KIND, META_FILE, read_meta
-from simlm_cli.index.dense import DenseIndex
+from simlm_cli.index.dense import DenseIndex, MergedDenseIndex
 from simlm_cli.io.qrels import QrelsFormat, read_qrels
 from simlm_cli.models.settings import EncoderSettings, validate_settings
 
@@ -21,8 +21,58 @@ def is_dense(index: str | Path) -> bool:
     return (Path(index) / META_FILE).is_file() and read_meta(index)["kind"] == DENSE_KIND
 
 
+def is_dense_set(indexes: list[str]) -> bool:
+    """Whether `--index` (given once or more) names dense indexes; several BM25 ones are refused."""
+    dense = [is_dense(path) for path in indexes]
+    if len(indexes) > 1 and not all(dense):
+        bm25 = indexes[dense.index(False)]
+        raise SimlmError(f"--index {bm25} is a BM25 index: several --index are merged only for dense indexes "
+                         "(Lucene indexes are not); give one BM25 index")  # fmt: skip
+    return dense[0]
+
+
+def check_complete(indexes: list[str]) -> None:
+    """Indexes built with `simlm index --partial` record which encode shards of which corpus they hold: the
+    parts given together must hold every shard of each such set, each once."""
+    sets: dict[tuple[str, int], dict[int, str]] = {}
+    for path in indexes:
+        for part in _part_of(path):
+            held = sets.setdefault((part["corpus"], part["num_shards"]), {})
+            for shard in part["shard_ids"]:
+                if shard in held:
+                    raise InputError(path, f"holds shard {shard} of {part['num_shards']} of {part['corpus']}, "
+                                     f"as does {held[shard]}; give each part once")  # fmt: skip
+                held[shard] = path
+    for (corpus, num_shards), held in sets.items():
+        missing = sorted(set(range(num_shards)) - set(held))
+        if missing:
+            names = ", ".join(str(i) for i in missing[:5]) + (" ..." if len(missing) > 5 else "")
+            raise InputError(next(iter(held.values())), f"is part of a set of {num_shards} shards of {corpus}; "
+                             f"shard(s) {names} are in no --index given (give every part: --index A --index B ...)")  # fmt: skip
+
+
+def _part_of(path: str) -> list[dict[str, Any]]:
+    """meta.json's `part_of` (absent: a whole index), checked, so that an edited file fails in one line."""
+    parts = read_meta(path).get("part_of", [])
+    for part in parts if isinstance(parts, list) else [None]:
+        n = part.get("num_shards") if isinstance(part, dict) else None
+        ids = part.get("shard_ids") if isinstance(part, dict) else None
+        if not (isinstance(n, int) and n > 0 and isinstance(part.get("corpus"), str) and isinstance(ids, list)
+                and all(isinstance(i, int) and 0 <= i < n for i in ids)):  # fmt: skip
+            message = f"expected a list of {{corpus, num_shards, shard_ids}} objects, got {parts!r}"
+            raise InputError(Path(path) / META_FILE, message[:300], field="part_of")
+    return parts
+
+
+def open_dense(indexes: list[str], gpu: bool = False) -> DenseIndex | MergedDenseIndex:
+    """One dense index, or several parts of one searched as one, after checking that no part is missing."""
+    check_complete(indexes)
+    parts = [DenseIndex(path, gpu=gpu) for path in indexes]
+    return parts[0] if len(parts) == 1 else MergedDenseIndex(parts)
+
+
 def query_encoder(
-    index: DenseIndex, model: str | None, device: str, precision: Precision, batch_size: int | None
+    index: DenseIndex | MergedDenseIndex, model: str | None, device: str, precision: Precision, batch_size: int | None
 ) -> Any:
     """The encoder the index was built with (its recorded settings; `model` overrides the model only)."""
     from simlm_cli.models.encoder import Encoder  # torch and transformers: loaded only when a dense index is searched

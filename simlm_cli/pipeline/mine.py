@@ -38,14 +38,13 @@ from simlm_cli.dry_run import QUERIES as DRY_RUN_QUERIES
 from simlm_cli.errors import InputError, SimlmError
 from simlm_cli.index import DEFAULT_B, DEFAULT_K1, DEFAULT_THREADS
 from simlm_cli.index.bm25 import BM25Index
-from simlm_cli.index.dense import DenseIndex
 from simlm_cli.io.corpus import CorpusFormat, iter_corpus
 from simlm_cli.io.files import atomic_output, check_output_file
 from simlm_cli.io.qrels import Qrels, QrelsFormat, read_qrels
 from simlm_cli.io.queries import QueriesFormat, read_queries
 from simlm_cli.io.runs import RunBlock, RunFormat, iter_run_blocks
 from simlm_cli.io.train_file import Candidate, TrainExample, write_example
-from simlm_cli.pipeline.indexes import check_qrels_documents, is_dense, query_encoder
+from simlm_cli.pipeline.indexes import check_qrels_documents, is_dense_set, open_dense, query_encoder
 
 INDEX_BATCH = 256  # queries searched together with --index: bounds the results held at once
 
@@ -56,7 +55,7 @@ class MineConfig:
     qrels: str
     output: str
     run: str | None = None
-    index: str | None = None
+    index: list[str] | None = None  # several: dense parts, searched as one index
     run_format: RunFormat = RunFormat.auto
     depth: int = 200
     min_relevance: int = 1
@@ -278,19 +277,19 @@ def _lucene_ids(index) -> list[str]:
 
 
 def _warn_unindexed(config: MineConfig, contains: Callable[[str], bool], partial: bool = False) -> None:
-    check_qrels_documents(config.qrels, config.qrels_format, config.index, contains, partial)
+    check_qrels_documents(config.qrels, config.qrels_format, ", ".join(config.index or []), contains, partial)
 
 
 def index_candidates(config: MineConfig, queries: list[tuple[str, str]]) -> tuple[Iterator[RunBlock], list | None]:
     """(blocks of search results, the index's document ids when random negatives need them)."""
     need_ids = config.random_negatives > 0 and not config.corpus
-    if is_dense(config.index):
-        index = DenseIndex(config.index)
+    if is_dense_set(config.index):
+        index = open_dense(config.index)
         encoder = query_encoder(index, config.model, config.device, config.precision, config.batch_size)
         _warn_unindexed(config, set(index.docids.tolist()).__contains__, index.meta.get("dry_run", False))
         ids = index.docids.tolist() if need_ids else None
         return _dense_blocks(index, encoder, queries, config.depth), ids
-    index = BM25Index(config.index)
+    index = BM25Index(config.index[0])
     _warn_unindexed(config, index.contains)
     return _bm25_blocks(index, config, queries), _lucene_ids(index) if need_ids else None
 

@@ -15,12 +15,11 @@ from simlm_cli.dry_run import QUERIES as DRY_RUN_QUERIES
 from simlm_cli.errors import InputError
 from simlm_cli.index import DEFAULT_B, DEFAULT_K1, DEFAULT_THREADS
 from simlm_cli.index.bm25 import BM25Index
-from simlm_cli.index.dense import DenseIndex
 from simlm_cli.io.files import check_output_file
 from simlm_cli.io.qrels import QrelsFormat, read_qrels
 from simlm_cli.io.queries import QueriesFormat, read_queries
 from simlm_cli.io.runs import RunFormat, write_run
-from simlm_cli.pipeline.indexes import check_qrels_documents, is_dense, query_encoder
+from simlm_cli.pipeline.indexes import check_qrels_documents, is_dense_set, open_dense, query_encoder
 
 QUERY_BLOCK = 4096  # queries encoded together; bounds memory for large query sets
 # Queries per faiss call: writing one block overlaps searching the next; smaller blocks cost GEMM speed.
@@ -29,7 +28,7 @@ SEARCH_BLOCK = 1024
 
 @dataclass
 class SearchConfig:
-    index: str
+    index: list[str]  # several: dense parts, searched as one index
     queries: str
     output: str | None = None  # None: stdout
     qrels: str | None = None
@@ -66,7 +65,8 @@ def select_queries(config: SearchConfig) -> dict[str, str]:
 
 
 def _check_qrels(config: SearchConfig, contains: Callable[[str], bool], partial_index: bool = False) -> None:
-    check_qrels_documents(config.qrels, config.qrels_format, config.index, contains, partial_index)
+    names = ", ".join(config.index)
+    check_qrels_documents(config.qrels, config.qrels_format, names, contains, partial_index)
 
 
 def run_search(config: SearchConfig) -> dict:
@@ -79,7 +79,7 @@ def run_search(config: SearchConfig) -> dict:
         def advance(n: int) -> None:
             bar.update(task, advance=n, rate=f"{bar.tasks[0].completed / (time.perf_counter() - started):,.1f} q/s")
 
-        search = _dense_rankings if is_dense(config.index) else _bm25_rankings
+        search = _dense_rankings if is_dense_set(config.index) else _bm25_rankings
         count = write_run(config.output, search(config, queries, advance), config.run_format, config.tag)
     seconds = time.perf_counter() - started
     info(f"searched {count:,} queries (top {config.k}) in {seconds:.1f} s -> {config.output or 'stdout'}")
@@ -87,7 +87,7 @@ def run_search(config: SearchConfig) -> dict:
 
 
 def _dense_rankings(config: SearchConfig, queries: dict[str, str], advance: Callable[[int], None]) -> Iterator[tuple]:
-    index = DenseIndex(config.index, gpu=config.gpu)
+    index = open_dense(config.index, gpu=config.gpu)
     index.set_search_params(ef_search=config.ef_search, nprobe=config.nprobe)
     _check_qrels(config, set(index.docids.tolist()).__contains__, index.meta.get("dry_run", False))
     encoder = query_encoder(index, config.model, config.device, config.precision, config.batch_size)
@@ -117,7 +117,7 @@ def search_overlapped(
 
 
 def _bm25_rankings(config: SearchConfig, queries: dict[str, str], advance: Callable[[int], None]) -> Iterator[tuple]:
-    index = BM25Index(config.index)
+    index = BM25Index(config.index[0])
     _check_qrels(config, index.contains)
     qids = list(queries)
     texts = [queries[q] for q in qids]
