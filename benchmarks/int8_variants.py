@@ -31,10 +31,10 @@ from simlm_cli.models.settings import resolve_model_path, resolve_settings
 
 DEFAULT_CORPUS = Path(__file__).resolve().parents[1] / "simlm_cli" / "data" / "scifact" / "corpus.jsonl"
 VARIANTS = {
-    "matmul": ExportSettings(head="encoder"),
-    "matmul+attention": ExportSettings(head="encoder", op_types=("MatMul", "Attention")),
-    "matmul reduce_range": ExportSettings(head="encoder", reduce_range=True),
-    "matmul unfused": ExportSettings(head="encoder", fuse=False),
+    "matmul+attention": ExportSettings(head="encoder"),  # simlm's choice
+    "matmul": ExportSettings(head="encoder", op_types=("MatMul",)),
+    "matmul+attention reduce_range": ExportSettings(head="encoder", reduce_range=True),
+    "matmul unfused": ExportSettings(head="encoder", op_types=("MatMul",), fuse=False),
 }
 
 

@@ -110,7 +110,9 @@ PassageFormat = typer.Option(
     help="pair: tokenize (title, text) as the paper does; concat: title + ' ' + text as MTEB does. "
     "Default: concat for sentence-transformers models, else pair.",
 )
-BatchSize = typer.Option(None, "--batch-size", min=1, help="Texts per forward pass. Default: 16 on CPU, 256 on GPU.")
+BatchSize = typer.Option(
+    None, "--batch-size", min=1, help="Texts per forward pass. Default: 16 on CPU (32 at int8), 256 on GPU."
+)
 
 # -- the shared trainer's options (pretrain, train, distill, rerank train) ---------------------------------------
 TrainFile = typer.Option(
