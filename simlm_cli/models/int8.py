@@ -100,24 +100,21 @@ def cache_key(model_dir: Path, settings: ExportSettings) -> str:
 
 
 # -- export, fuse, check, quantise ------------------------------------------------------------------------------
-class _Exportable:
-    """The HF model as a function of positional tensors returning one tensor, which is what the exporter traces."""
+def _exportable(model: Any, head: str, names: list[str]) -> Any:
+    """The HF model as a function of positional tensors returning one tensor: what the exporter traces."""
+    import torch
 
-    @staticmethod
-    def wrap(model: Any, head: str, names: list[str]) -> Any:
-        import torch
+    output = HEADS[head]
 
-        output = HEADS[head]
+    class Exportable(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.model = model
 
-        class Wrapper(torch.nn.Module):
-            def __init__(self) -> None:
-                super().__init__()
-                self.model = model
+        def forward(self, *tensors: torch.Tensor) -> torch.Tensor:
+            return getattr(self.model(**dict(zip(names, tensors))), output)
 
-            def forward(self, *tensors: torch.Tensor) -> torch.Tensor:
-                return getattr(self.model(**dict(zip(names, tensors))), output)
-
-        return Wrapper().eval()
+    return Exportable().eval()
 
 
 def _input_names(model: Any) -> list[str]:
@@ -153,7 +150,7 @@ def _export(model: Any, settings: ExportSettings, path: Path) -> list[str]:
         # which hold for every input simlm feeds) are not the user's business; the fused check below is
         warnings.simplefilter("ignore")
         torch.onnx.export(
-            _Exportable.wrap(model, settings.head, names),
+            _exportable(model, settings.head, names),
             tuple(torch.from_numpy(sample[name]) for name in names),
             str(path),
             input_names=names,
@@ -255,8 +252,11 @@ def int8_model_file(model: str, head: str, load: Any, log: Any = None) -> tuple[
         return final / MODEL_FILE, json.loads((final / INFO_FILE).read_text(encoding="utf-8"))
     if log is not None:
         log(f"--precision int8: converting {model} to int8 ONNX (once; cached in {final})")
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent))
+    try:
+        final.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent))
+    except OSError as err:
+        raise SimlmError(f"{final.parent}: cannot write the int8 cache ({err.strerror}); set {CACHE_ENV}") from None
     try:
         info = build_int8(load(model_dir), settings, tmp, str(model))
         info["model"] = str(model)
@@ -265,7 +265,7 @@ def int8_model_file(model: str, head: str, load: Any, log: Any = None) -> tuple[
             os.rename(tmp, final)
         except OSError:  # another process published the same entry first: theirs is identical
             if not (final / INFO_FILE).is_file():
-                raise
+                raise SimlmError(f"{final}: an incomplete int8 cache entry is in the way; remove it") from None
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return final / MODEL_FILE, info
