@@ -6,7 +6,9 @@
 #   -> re-ranker over Retriever2 + BM25 -> Retriever_distill (taught by Retriever2 + BM25) -> + BM25.
 #
 #   bash recipes/beir.sh --data DIR [--output OUT] [--init MODEL] [--dry-run] [--epochs E] [--lr LR]
-#                        [--negatives N] [--rerank-depth K] [--distill-epochs E]
+#                        [--negatives N] [--rerank-depth K] [--distill-epochs E] [--precision P]
+#
+# --precision P (fp32, bf16, int8, ...) goes to every encode, dense search and rerank run; training keeps its own.
 #
 # Writes OUT/results.{json,md,png} (stage x nDCG@10, MRR@10, R@100, R@1k, with each stage's time) and keeps every
 # model, run, fusion report and training file under OUT. Sized for a 2-core CPU (SciFact: under an hour).
@@ -44,7 +46,8 @@ D_NEG=7           # negatives per query with teacher scores, sampled each epoch 
 D_LR=2e-5
 TEACHER_T=0.05    # the teacher's fused scores lie in [0, 1]: divided by 0.05 they span 20 logits
 DRY=()
-usage="usage: $0 --data DIR [--output OUT] [--init MODEL] [--dry-run] [--epochs E] [--lr LR] [--negatives N] [--rerank-depth K] [--distill-epochs E] [--r2-init r1|init]"
+PRECISION=()      # --precision P: the inference commands' precision (encode, search, rerank run), not training's
+usage="usage: $0 --data DIR [--output OUT] [--init MODEL] [--dry-run] [--epochs E] [--lr LR] [--negatives N] [--rerank-depth K] [--distill-epochs E] [--r2-init r1|init] [--precision P]"
 while [ $# -gt 0 ]; do
   case "$1" in
     --data) DATA=$2; shift 2 ;;
@@ -56,6 +59,7 @@ while [ $# -gt 0 ]; do
     --rerank-depth) RR_DEPTH=$2; shift 2 ;;
     --distill-epochs) D_EPOCHS=$2; shift 2 ;;
     --r2-init) R2_INIT=$2; shift 2 ;;
+    --precision) PRECISION=(--precision "$2"); shift 2 ;;
     --dry-run) DRY=(--dry-run); shift ;;
     *) echo "$usage" >&2; exit 2 ;;
   esac
@@ -135,7 +139,7 @@ for split in "" .dev; do
   first=$R/retriever2_bm25.trec
   if [ -n "$split" ]; then first=$R/first.dev.trec; fi
   simlm rerank run --model "$OUT/models/reranker" --run "$first" --queries "$Q" --corpus "$C" --depth $RR_DEPTH \
-    --output "$R/reranker_alone$split.trec" $(dry)
+    --output "$R/reranker_alone$split.trec" $(precision) $(dry)
 done
 evaluate reranker_alone "$R/reranker_alone.trec"
 card reranker reranker_alone "Re-ranker alone (top $RR_DEPTH)"

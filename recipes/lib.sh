@@ -1,9 +1,11 @@
 # Stage functions the recipes share (sourced, not run). The caller sets:
 #   OUT (output directory), C (corpus), Q (queries), TEST_QRELS, TRAIN_QRELS, DRY (array: (--dry-run) or ()),
-#   METRICS (array of --metric flags).
+#   METRICS (array of --metric flags); optionally PRECISION (array: (--precision P) or ()), handed to every
+#   inference command (encode, dense search, mine --index, rerank run/score), never to training.
 # Every stage writes OUT/NAME.json (`simlm evaluate --json` on the test qrels) and OUT/NAME.json.time (seconds).
 
 dry() { echo ${DRY[@]+"${DRY[@]}"}; }
+precision() { echo ${PRECISION[@]+"${PRECISION[@]}"}; }
 
 recipe_env() {  # recipe_env [offline]: install or update .venv (scripts/setup.sh) and enter it; offline: the
   # recipe reads only embedded or local models, so the hub is never asked (the paper recipes take hub names)
@@ -37,10 +39,11 @@ bm25_runs() {  # bm25_runs: index; test run (depth 1000) and train run (depth 20
 dense_runs() {  # dense_runs NAME MODEL [ENCODE FLAGS...]: index the corpus, search test and train (depth 200)
   local name=$1 model=$2
   shift 2
-  simlm encode --model "$model" --corpus "$C" "$@" $(dry) | simlm index --output "$OUT/idx/$name"
-  simlm search --index "$OUT/idx/$name" --queries "$Q" --qrels "$TEST_QRELS" --output "$OUT/runs/$name.trec" "$@" $(dry)
+  simlm encode --model "$model" --corpus "$C" "$@" $(precision) $(dry) | simlm index --output "$OUT/idx/$name"
+  simlm search --index "$OUT/idx/$name" --queries "$Q" --qrels "$TEST_QRELS" --output "$OUT/runs/$name.trec" "$@" \
+    $(precision) $(dry)
   simlm search --index "$OUT/idx/$name" --queries "$Q" --qrels "$TRAIN_QRELS" --k 200 \
-    --output "$OUT/runs/$name.train.trec" "$@" $(dry)
+    --output "$OUT/runs/$name.train.trec" "$@" $(precision) $(dry)
 }
 
 fuse_tuned() {  # fuse_tuned NAME RUN_A RUN_B [QRELS]: min-max interpolation of RUN_A.trec and RUN_B.trec, the

@@ -1,4 +1,5 @@
-"""Device and precision, chosen per command: `--device auto|cpu|cuda[:N]`, `--precision auto|fp32|bf16|fp16`."""
+"""Device and precision, chosen per command: `--device auto|cpu|cuda[:N]`, `--precision auto|fp32|bf16|fp16`, and
+for the inference commands (encode, search, mine --index, rerank run/score) also `int8` (ONNX Runtime, CPU only)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,18 @@ from simlm_cli.errors import SimlmError
 
 
 class Precision(str, Enum):
+    """Every precision a runtime can have; the inference commands' `--precision` takes all of them."""
+
+    auto = "auto"
+    fp32 = "fp32"
+    bf16 = "bf16"
+    fp16 = "fp16"
+    int8 = "int8"
+
+
+class TrainingPrecision(str, Enum):
+    """The training commands' `--precision`: no int8 (a quantised model cannot be trained), so Typer refuses it."""
+
     auto = "auto"
     fp32 = "fp32"
     bf16 = "bf16"
@@ -42,10 +55,11 @@ class Runtime:
         return self.device.split(":")[0]
 
     def autocast(self) -> contextlib.AbstractContextManager:
-        """Autocast for bf16/fp16; fp32 runs as it is."""
+        """Autocast for bf16/fp16; fp32 runs as it is, and so does int8, whose model is an ONNX Runtime session
+        that PyTorch does not run."""
         import torch
 
-        if self.precision is Precision.fp32:
+        if self.precision in (Precision.fp32, Precision.int8):
             return contextlib.nullcontext()
         dtype = torch.bfloat16 if self.precision is Precision.bf16 else torch.float16
         return torch.autocast(device_type=self.device_type, dtype=dtype)
@@ -63,21 +77,29 @@ def _precision_from_environment() -> Precision | None:
     value = os.environ.get(PRECISION_ENV, "").strip()
     if not value:
         return None
+    if value == Precision.int8.value:
+        # int8 changes the vectors: it is asked for per command, never chosen behind the user's back
+        raise SimlmError(f"{PRECISION_ENV}=int8: int8 is never chosen for `auto`; pass --precision int8 to the command")
     try:
         return Precision(value)
     except ValueError:
-        choices = ", ".join(p.value for p in Precision)
+        choices = ", ".join(p.value for p in TrainingPrecision)
         raise SimlmError(f"{PRECISION_ENV}={value}: expected one of {choices}") from None
 
 
-def resolve_runtime(device: str = "auto", precision: Precision | str = Precision.auto) -> Runtime:
+def resolve_runtime(
+    device: str = "auto", precision: Precision | TrainingPrecision | str = Precision.auto, training: bool = False
+) -> Runtime:
     """Turn the user's `--device`/`--precision` into a concrete pair, failing clearly on what cannot run.
 
-    Under torchrun, `auto` and `cuda` mean this process's own GPU (LOCAL_RANK).
+    Under torchrun, `auto` and `cuda` mean this process's own GPU (LOCAL_RANK). int8 runs on the CPU only:
+    `auto` then means the CPU, an explicit CUDA device is refused, and so is int8 for `training`.
     """
     import torch
 
-    precision = Precision(precision)
+    precision = Precision(getattr(precision, "value", precision))
+    if precision is Precision.int8:
+        return _int8_runtime(device, training)
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     if device == "auto":
         device = f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu"
@@ -103,3 +125,13 @@ def resolve_runtime(device: str = "auto", precision: Precision | str = Precision
     if precision is Precision.fp16 and not on_cuda:
         raise SimlmError("--precision fp16 needs a CUDA device; on the CPU use bf16 or fp32")
     return Runtime(device, precision)
+
+
+def _int8_runtime(device: str, training: bool) -> Runtime:
+    if training:
+        raise SimlmError(
+            "--precision int8 is for inference (encode, search, mine --index, rerank run/score), not training"
+        )
+    if device not in ("auto", "cpu"):
+        raise SimlmError(f"--precision int8 runs on the CPU (ONNX Runtime); --device {device} is not supported with it")
+    return Runtime("cpu", Precision.int8)

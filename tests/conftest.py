@@ -28,6 +28,16 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 # exactly, so it runs fp32 on every machine (tests/test_device.py checks auto itself with this unset).
 os.environ["SIMLM_PRECISION"] = "fp32"
 
+
+@pytest.fixture(scope="session", autouse=True)
+def int8_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """`--precision int8`'s converted models go to a directory of this session (CLI children inherit it), never
+    to the user's ~/.cache/simlm."""
+    directory = tmp_path_factory.mktemp("simlm-cache")
+    os.environ["SIMLM_CACHE_DIR"] = str(directory)
+    return directory
+
+
 SIMLM = [sys.executable, "-m", "simlm_cli"]
 
 # --------------------------------------------------------------------------------------------------------------

@@ -12,7 +12,7 @@ from typing import Any
 import typer
 
 from simlm_cli import dry_run
-from simlm_cli.device import Precision
+from simlm_cli.device import Precision, TrainingPrecision
 from simlm_cli.errors import SimlmError
 from simlm_cli.index import DEFAULT_B, DEFAULT_K1, DEFAULT_THREADS
 from simlm_cli.io.corpus import CorpusFormat
@@ -56,11 +56,14 @@ def complete_passage_format(incomplete: str) -> list[str]:
 
 
 Device = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N (under torchrun: this rank's GPU).")
+_AUTO_HELP = "auto: bf16 on CUDA (fp16 where bf16 is absent) and on CPUs with AMX/AVX512-BF16, else fp32."
+# The inference commands' (encode, search, mine, rerank run/score); training's below has no int8.
 PrecisionOpt = typer.Option(
     Precision.auto,
     "--precision",
-    help="auto: bf16 on CUDA (fp16 where bf16 is absent) and on CPUs with AMX/AVX512-BF16, else fp32.",
+    help=f"{_AUTO_HELP} int8: int8 weights and activations in ONNX Runtime on the CPU (never chosen by auto).",
 )
+TrainingPrecisionOpt = typer.Option(TrainingPrecision.auto, "--precision", help=_AUTO_HELP)
 QueriesFormatOpt = typer.Option(
     QueriesFormat.auto, "--queries-format", help="Force the queries format: beir (JSONL) or tsv. Default: per line."
 )
@@ -107,7 +110,9 @@ PassageFormat = typer.Option(
     help="pair: tokenize (title, text) as the paper does; concat: title + ' ' + text as MTEB does. "
     "Default: concat for sentence-transformers models, else pair.",
 )
-BatchSize = typer.Option(None, "--batch-size", min=1, help="Texts per forward pass. Default: 16 on CPU, 256 on GPU.")
+BatchSize = typer.Option(
+    None, "--batch-size", min=1, help="Texts per forward pass. Default: 16 on CPU (32 at int8), 256 on GPU."
+)
 
 # -- the shared trainer's options (pretrain, train, distill, rerank train) ---------------------------------------
 TrainFile = typer.Option(
@@ -176,7 +181,7 @@ TRAINER_OPTIONS: dict[str, tuple[type, Any]] = {
     "log_steps": (int, LogSteps),
     "seed": (int, Seed),
     "device": (str, Device),
-    "precision": (Precision, PrecisionOpt),
+    "precision": (TrainingPrecision, TrainingPrecisionOpt),
     "resume": (bool, Resume),
     "dry_run": (bool, TrainDryRun),
 }

@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 
 from simlm_cli.commands import options
-from simlm_cli.device import Precision
+from simlm_cli.device import TrainingPrecision
 from simlm_cli.io.corpus import CorpusFormat
 
 GENERIC_FLAGS = (
@@ -116,7 +116,7 @@ def pretrain(
     log_steps: int = options.LogSteps,
     seed: int = typer.Option(42, "--seed", help="Seeds initialisation, data order and masking."),
     device: str = options.Device,
-    precision: Precision = options.PrecisionOpt,
+    precision: TrainingPrecision = options.TrainingPrecisionOpt,
     resume: bool = options.Resume,
     dry_run: bool = options.dry_run_option("A few steps on a tiny batch of the first passages, for smoke tests."),
     list_objectives: bool = typer.Option(

@@ -36,7 +36,12 @@ def search(
     ),
     batch_size: int = typer.Option(None, "--batch-size", min=1, help="Queries per forward pass."),
     device: str = options.Device,
-    precision: Precision = options.PrecisionOpt,
+    precision: Precision = typer.Option(
+        Precision.auto,
+        "--precision",
+        help="Dense: the query encoder's precision (default auto, as below), whatever precision built the index. "
+        + str(options.PrecisionOpt.help),
+    ),
     gpu: bool = typer.Option(False, "--gpu", help="Dense: search on the GPU with faiss-gpu; fails if none is present."),
     nprobe: int = typer.Option(None, "--nprobe", min=1, help="IVF-PQ: lists probed (default: as built)."),
     ef_search: int = typer.Option(None, "--ef-search", min=1, help="HNSW: search breadth (default: as built)."),

@@ -30,6 +30,7 @@ from simlm_cli.errors import InputError
 
 MAGIC = b"SIMLM-EMB\x01\n"
 _DTYPES = {"float32": np.dtype("<f4"), "float16": np.dtype("<f2")}
+PRECISIONS = ("", "fp32", "bf16", "fp16", "int8")
 
 
 @dataclass
@@ -41,6 +42,7 @@ class StreamHeader:
     num_shards: int = 1
     corpus: str = ""
     dry_run: bool = False  # made by `encode --dry-run`: a few passages, not the corpus
+    precision: str = ""  # fp32, bf16, fp16 or int8: what computed the vectors ("" in streams from before it was kept)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -51,6 +53,7 @@ class StreamHeader:
             "num_shards": self.num_shards,
             "corpus": self.corpus,
             "dry_run": self.dry_run,
+            "precision": self.precision,
         }
 
 
@@ -173,6 +176,16 @@ def _check_header(name: str, header: StreamHeader) -> None:
         raise InputError(name, "corrupt stream header: shard_id and num_shards must be integers")
     if not isinstance(header.corpus, str):
         raise InputError(name, "corrupt stream header: corpus must be a string")
+    if header.precision not in PRECISIONS:
+        raise InputError(
+            name, f"corrupt stream header: precision {header.precision!r} is not one of fp32, bf16, fp16, int8"
+        )
+
+
+def streams_precision(readers: list[EmbeddingReader]) -> str:
+    """The precision that computed the vectors of all `readers`, for the index's meta.json: "" where no stream
+    recorded one, the streams' precisions joined with "+" where they differ (shards encoded on different machines)."""
+    return "+".join(sorted({reader.header.precision for reader in readers} - {""}))
 
 
 def open_stream(path: str | Path) -> tuple[IO[bytes], str]:

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from simlm_cli.device import Runtime
+from simlm_cli.device import Precision, Runtime
 from simlm_cli.errors import InputError, SimlmError, first_line
 from simlm_cli.models.loading import load_pretrained, load_tokenizer
 from simlm_cli.models.settings import resolve_model_path
@@ -56,17 +56,20 @@ def pad_pairs(tokenizer: Any, tokens: dict[str, list], rows: Sequence[int] | Non
 
 
 # -- the model ------------------------------------------------------------------------------------------------------
-def load_sequence_classifier(model_path: str, log: Callable[[str], None], require_head: bool = False) -> nn.Module:
+def load_sequence_classifier(
+    model_path: str, log: Callable[[str], None], require_head: bool = False, **kwargs: Any
+) -> nn.Module:
     """AutoModelForSequenceClassification with one output, from safetensors weights.
 
     A checkpoint without a one-logit head (a plain encoder, or a head of another size) gets a new one; training
-    logs that, inference (`require_head`) refuses, since an untrained head gives random scores.
+    logs that, inference (`require_head`) refuses, since an untrained head gives random scores. Extra keyword
+    arguments go to `from_pretrained`.
     """
     from transformers import AutoModelForSequenceClassification
 
     model, info = load_pretrained(
         model_path, AutoModelForSequenceClassification, " as a cross-encoder",
-        num_labels=1, output_loading_info=True, ignore_mismatched_sizes=True,
+        num_labels=1, output_loading_info=True, ignore_mismatched_sizes=True, **kwargs,
     )  # fmt: skip
     fresh = [str(k) for k in info.get("missing_keys", [])] + [str(k[0]) for k in info.get("mismatched_keys", [])]
     if fresh:
@@ -154,7 +157,10 @@ class Reranker:
         self.batch_size = batch_size
         self.max_length = max_length or reranker_max_length(path)
         self.tokenizer = load_tokenizer(path)
-        self.model = load_sequence_classifier(path, log, require_head=True).to(runtime.device).eval()
+        if runtime.precision is Precision.int8:
+            self.model = _int8_classifier(path, log)
+        else:
+            self.model = load_sequence_classifier(path, log, require_head=True).to(runtime.device).eval()
 
     def score(
         self, queries: Sequence[str], texts: Sequence[str], on_batch: Callable[[int], None] | None = None
@@ -174,3 +180,13 @@ class Reranker:
                 if on_batch is not None:
                     on_batch(len(rows))
         return out
+
+
+def _int8_classifier(path: str, log: Callable[[str], None]) -> Any:
+    """The re-ranker as an ONNX Runtime int8 model, called like the HF one (so `pair_logits` serves it too)."""
+    from simlm_cli.models.int8 import load_int8
+
+    def eager(model_dir: Any) -> nn.Module:
+        return load_sequence_classifier(str(model_dir), log, require_head=True, attn_implementation="eager").eval()
+
+    return load_int8(path, "classifier", eager, log)

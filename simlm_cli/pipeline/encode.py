@@ -100,7 +100,7 @@ def encode_corpus(config: EncodeConfig, runtime: Runtime | None = None) -> dict:
     )
     header = StreamHeader(
         dim=encoder.dim, dtype="float32", encoder=s.to_json(), shard_id=shard_id, num_shards=num_shards,
-        corpus=str(config.corpus), dry_run=config.dry_run,
+        corpus=str(config.corpus), dry_run=config.dry_run, precision=runtime.precision.value,
     )  # fmt: skip
     output = None if config.output is None else shard_output_path(config.output, shard_id, num_shards)
     started = time.perf_counter()

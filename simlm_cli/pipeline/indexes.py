@@ -7,7 +7,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from simlm_cli.console import warn
+from simlm_cli.console import info, warn
 from simlm_cli.device import Precision, resolve_runtime
 from simlm_cli.errors import InputError, SimlmError
 from simlm_cli.index import DENSE_KIND, META_FILE, read_meta
@@ -74,14 +74,18 @@ def open_dense(indexes: list[str], gpu: bool = False) -> DenseIndex | MergedDens
 def query_encoder(
     index: DenseIndex | MergedDenseIndex, model: str | None, device: str, precision: Precision, batch_size: int | None
 ) -> Any:
-    """The encoder the index was built with (its recorded settings; `model` overrides the model only)."""
+    """The encoder the index was built with (its recorded settings; `model` overrides the model only), at the
+    precision asked for: an index of int8 passage vectors does not make the queries int8."""
     from simlm_cli.models.encoder import Encoder  # torch and transformers: loaded only when a dense index is searched
 
     settings = EncoderSettings.from_json(index.meta.get("encoder"), f"{index.path / META_FILE}: field 'encoder'")
     if model:
         settings = replace(settings, model=model, source="--model")
     validate_settings(settings)
-    return Encoder(settings, resolve_runtime(device, precision), batch_size=batch_size)
+    runtime = resolve_runtime(device, precision)
+    built = index.meta.get("precision") or "unrecorded"
+    info(f"encoding queries with {settings.model}; {runtime.describe()} (the index's passages: {built})")
+    return Encoder(settings, runtime, batch_size=batch_size)
 
 
 def check_qrels_documents(

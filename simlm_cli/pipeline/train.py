@@ -99,7 +99,7 @@ def train_reranker(
     if group_size < 2:
         raise SimlmError("--group-size must be at least 2 (one positive and one negative)")
     if config.batch_size is None:
-        on_cpu = resolve_runtime(config.device, config.precision).device_type == "cpu"
+        on_cpu = resolve_runtime(config.device, config.precision, training=True).device_type == "cpu"
         config.batch_size = cpu_batch if on_cpu else 16
     config.objective_options.update(train_file=str(train_file), group_size=group_size)
     model_path = resolve_model_path(config.model)

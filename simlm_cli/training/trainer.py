@@ -186,7 +186,7 @@ class Trainer:
     # The loop ------------------------------------------------------------------------------------------------
     def run(self) -> Path:
         c = self.config
-        runtime = resolve_runtime(c.device, c.precision)
+        runtime = resolve_runtime(c.device, c.precision, training=True)
         d = init_distributed(runtime)
         self._settings(runtime)
         output = Path(c.output)

@@ -97,7 +97,8 @@ def test_bash_completion_script_and_what_it_completes() -> None:
     assert "ndcg@10" in complete("evaluate -M ") and complete("evaluate --metric rec") == ["recall@100", "recall@1000"]
     assert {"rlm", "mlm", "condenser"} <= set(complete("pretrain --objective "))
     assert complete("index --type ") == ["flat", "hnsw", "ivfpq"]
-    assert complete("encode --precision ") == ["auto", "fp32", "bf16", "fp16"]
+    assert complete("encode --precision ") == ["auto", "fp32", "bf16", "fp16", "int8"]
+    assert complete("train --precision ") == ["auto", "fp32", "bf16", "fp16"]  # training has no int8
 
 
 def test_install_completion_is_offered() -> None:

@@ -188,7 +188,9 @@ def make_beir_subset(directory: Path) -> Path:
 def test_beir_recipe_on_another_dataset(tmp_path: Path) -> None:
     data = make_beir_subset(tmp_path / "subset")
     out = tmp_path / "out"
-    run_recipe("beir.sh", out, "--data", data)
+    # fp32, not auto's choice (bf16 on CPUs with AVX512-BF16), so the flag's arrival is visible on any machine
+    done = run_recipe("beir.sh", out, "--data", data, "--precision", "fp32")
+    check_precision_reached(out, done.stderr, "fp32")
     rows = check_results(out, BEIR_STAGES)
     assert all(isinstance(row[m], float) for row in rows for m in REPORT_METRICS)
     assert "subset test" in (out / "results.md").read_text()
@@ -197,6 +199,22 @@ def test_beir_recipe_on_another_dataset(tmp_path: Path) -> None:
         report = json.loads((out / f"{name}.fuse.json").read_text())
         assert abs(sum(report["weights"]) - 1.0) < 1e-9, (name, report)
         assert "test.tsv" not in report["tune_on"]
+
+
+def check_precision_reached(out: Path, stderr: str, precision: str) -> None:
+    """--precision reached every encode (the index records it), dense search (2 per index: test and train
+    queries) and rerank run (the test run and the dev run) of the chain."""
+    dense = ["zeroshot", "retriever1", "retriever2", "distill"]
+    for name in dense:
+        assert json.loads((out / "idx" / name / "meta.json").read_text())["precision"] == precision, name
+    assert json.loads((out / "idx" / "bm25" / "meta.json").read_text()).get("precision") is None
+    lines = [ln.removeprefix("simlm: ") for ln in stderr.splitlines()]
+    encodes = [ln for ln in lines if ln.startswith("encoding ") and "(shard " in ln]
+    searches = [ln for ln in lines if ln.startswith("encoding queries with ")]
+    reranks = [ln for ln in lines if ln.startswith("re-ranking the top ")]
+    assert (len(encodes), len(searches), len(reranks)) == (len(dense), 2 * len(dense), 2), stderr[-3000:]
+    assert all(ln.endswith(f"cpu, {precision}") for ln in encodes + reranks), encodes + reranks
+    assert all(f"cpu, {precision} (the index's passages: {precision})" in ln for ln in searches), searches
 
 
 def test_beir_recipe_refuses_a_directory_without_train_qrels(tmp_path: Path) -> None:
