@@ -118,6 +118,12 @@ def _pq_m(dim: int, asked: int) -> int:
     return dim
 
 
+def missing_shards(num_shards: int, held: Iterable[int]) -> str:
+    """The shard ids of a set of `num_shards` that `held` lacks, for an error message ("" when none is)."""
+    missing = sorted(set(range(num_shards)) - set(held))
+    return ", ".join(str(i) for i in missing[:5]) + (" ..." if len(missing) > 5 else "")
+
+
 def check_shards(readers: list[EmbeddingReader], partial: bool = False) -> list[dict[str, Any]]:
     """Streams that are shards of one corpus (`encode --num-shards N`) must all be there, each once: otherwise
     the index would silently hold part of the corpus. Whole streams (N = 1) stand alone. With `partial` (an
@@ -140,9 +146,8 @@ def check_shards(readers: list[EmbeddingReader], partial: bool = False) -> list[
         raise InputError(readers[0].name, "--partial needs encode shards (`simlm encode --num-shards N --shard-id "
                          "I`): a whole stream records no set it belongs to")  # fmt: skip
     for (corpus, num_shards), seen in shards.items():
-        missing = sorted(set(range(num_shards)) - set(seen))
-        if missing and not partial:
-            names = ", ".join(str(i) for i in missing[:5]) + (" ..." if len(missing) > 5 else "")
+        names = missing_shards(num_shards, seen)
+        if names and not partial:
             raise InputError(
                 next(iter(seen.values())),
                 f"holds shard {min(seen)} of {num_shards} of {corpus}, but shard(s) {names} are missing from the "

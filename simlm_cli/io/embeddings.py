@@ -26,11 +26,13 @@ from typing import IO, Any
 
 import numpy as np
 
+from simlm_cli.device import Precision
 from simlm_cli.errors import InputError
 
 MAGIC = b"SIMLM-EMB\x01\n"
 _DTYPES = {"float32": np.dtype("<f4"), "float16": np.dtype("<f2")}
-PRECISIONS = ("", "fp32", "bf16", "fp16", "int8")
+# what computed a stream's vectors; "" in streams from before it was recorded
+PRECISIONS = ("", *(p.value for p in Precision if p is not Precision.auto))
 
 
 @dataclass
@@ -178,7 +180,7 @@ def _check_header(name: str, header: StreamHeader) -> None:
         raise InputError(name, "corrupt stream header: corpus must be a string")
     if header.precision not in PRECISIONS:
         raise InputError(
-            name, f"corrupt stream header: precision {header.precision!r} is not one of fp32, bf16, fp16, int8"
+            name, f"corrupt stream header: precision {header.precision!r} is not one of {', '.join(PRECISIONS[1:])}"
         )
 
 

@@ -241,12 +241,10 @@ def build_int8(model: Any, settings: ExportSettings, directory: Path, model_name
     return {"inputs": names, "output": HEADS[settings.head], "fused_max_abs_diff": diff, **asdict(settings)}
 
 
-def int8_model_file(model: str, head: str, load: Any, log: Any = None) -> tuple[Path, dict[str, Any]]:
-    """The cached int8 ONNX file of `model` (built on first use) and what was recorded about it.
-
-    `load(model_dir)` returns the HF module (eager attention) and is only called when the cache misses."""
+def int8_model_file(model: str, model_dir: Path, head: str, load: Any, log: Any = None) -> tuple[Path, dict[str, Any]]:
+    """The cached int8 ONNX file of `model` (its files in `model_dir`; built on first use) and what was recorded
+    about it. `load(model_dir)` returns the HF module (eager attention) and is only called when the cache misses."""
     settings = ExportSettings(head=head)
-    model_dir = model_directory(model)
     final = cache_root() / "int8" / cache_key(model_dir, settings)
     if (final / INFO_FILE).is_file():
         return final / MODEL_FILE, json.loads((final / INFO_FILE).read_text(encoding="utf-8"))
@@ -313,5 +311,6 @@ def load_int8(model: str, head: str, load: Any, log: Any = None) -> OrtModel:
     """The int8 ONNX Runtime model of `model` (path or hub name), converting and caching it on first use."""
     from transformers import AutoConfig
 
-    path, info = int8_model_file(model, head, load, log)
-    return OrtModel(path, info, AutoConfig.from_pretrained(model_directory(model)))
+    model_dir = model_directory(model)  # a hub name is looked up once, for the cache key and the config alike
+    path, info = int8_model_file(model, model_dir, head, load, log)
+    return OrtModel(path, info, AutoConfig.from_pretrained(model_dir))

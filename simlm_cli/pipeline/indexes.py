@@ -11,7 +11,7 @@ from simlm_cli.console import info, warn
 from simlm_cli.device import Precision, resolve_runtime
 from simlm_cli.errors import InputError, SimlmError
 from simlm_cli.index import DENSE_KIND, META_FILE, read_meta
-from simlm_cli.index.dense import DenseIndex, MergedDenseIndex
+from simlm_cli.index.dense import DenseIndex, MergedDenseIndex, missing_shards
 from simlm_cli.io.qrels import QrelsFormat, read_qrels
 from simlm_cli.models.settings import EncoderSettings, validate_settings
 
@@ -44,9 +44,8 @@ def check_complete(indexes: list[str]) -> None:
                                      f"as does {held[shard]}; give each part once")  # fmt: skip
                 held[shard] = path
     for (corpus, num_shards), held in sets.items():
-        missing = sorted(set(range(num_shards)) - set(held))
-        if missing:
-            names = ", ".join(str(i) for i in missing[:5]) + (" ..." if len(missing) > 5 else "")
+        names = missing_shards(num_shards, held)
+        if names:
             raise InputError(next(iter(held.values())), f"is part of a set of {num_shards} shards of {corpus}; "
                              f"shard(s) {names} are in no --index given (give every part: --index A --index B ...)")  # fmt: skip
 
