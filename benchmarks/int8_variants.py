@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import itertools
 import os
-import platform
 import tempfile
 import time
 from pathlib import Path
@@ -23,6 +22,7 @@ import numpy as np
 import torch
 
 from simlm_cli.device import Precision, Runtime
+from simlm_cli.environment import cpu_info
 from simlm_cli.io.corpus import iter_corpus
 from simlm_cli.models.encoder import Encoder
 from simlm_cli.models.int8 import ExportSettings, OrtModel, build_int8
@@ -36,17 +36,6 @@ VARIANTS = {
     "matmul+attention reduce_range": ExportSettings(head="encoder", reduce_range=True),
     "matmul unfused": ExportSettings(head="encoder", op_types=("MatMul",), fuse=False),
 }
-
-
-def cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as handle:
-            for line in handle:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def timed(encoder: Encoder, tokens: dict) -> tuple[float, float, np.ndarray]:
@@ -74,7 +63,9 @@ def main() -> None:
     settings = resolve_settings(args.model)
     model_dir = resolve_model_path(settings.model)
     passages = list(itertools.islice(iter_corpus(args.corpus), args.passages))
-    print(f"CPU: {cpu_name()}; {args.threads} threads; {len(passages)} passages of {args.corpus}; model {model_dir}")
+    print(
+        f"CPU: {cpu_info()['model']}; {args.threads} threads; {len(passages)} passages of {args.corpus}; model {model_dir}"
+    )
 
     fp32 = Encoder(settings, Runtime("cpu", Precision.fp32))
     tokens = fp32.tokenize_passages(passages)
