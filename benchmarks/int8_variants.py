@@ -1,10 +1,20 @@
-"""simlm's `--precision int8` variants against its fp32 (the baseline) and bf16, same passages, same threads.
+"""simlm's `--precision int8` variants against PyTorch fp32 (the baseline) and OpenVINO's own float compile.
 
-Each int8 variant (which ops are quantised, reduce_range, with or without the attention/LayerNorm fusions) is
-built from the same model into a temporary directory (not the cache), then every encoder is warmed up and timed in
-alternation (`--repeats` each, the best kept), at each `--batch-sizes`. Every int8 variant's vectors are compared
-with fp32's (mean and min cosine), so a speed-up cannot hide a different result. Wall time is what is ranked; CPU
-seconds are printed beside it because the machine may be shared.
+What `simlm_cli/models/int8.py` chose, and what it was chosen over, built from the same model into a temporary
+directory (not the cache) and run through simlm's own `Encoder` (tokenising, batching, pooling as `simlm encode`):
+
+- `ov float`: the converted graph, not quantised, compiled with OpenVINO's default precision (bf16 on CPUs with
+  AVX512-BF16/AMX): what sentence-transformers' `backend="openvino"` runs;
+- `int8 simlm`: simlm's choice, NNCF static int8 calibrated on `simlm_cli/data/int8/calibration.jsonl`, float parts
+  in f32;
+- `int8 corpus-calibrated`: the same, calibrated on `--calibration-passages` passages of `--corpus` taken after the
+  timed ones instead of simlm's texts (what tying the model to a corpus would buy);
+- `int8 bf16 rest`: simlm's choice with the float parts left to OpenVINO's default precision;
+- `int8 weights only`: NNCF int8 weights with float activations quantised on the fly by the CPU plugin.
+
+Every encoder is warmed up, then timed in alternation (`--repeats`, best kept) at each `--batch-sizes`; every row
+prints its cosine to PyTorch fp32, so a speed-up cannot hide a different result. CPU seconds beside wall time
+because the machine may be shared.
 
 python benchmarks/int8_variants.py [--passages 400] [--threads 2] [--batch-sizes 16,32] [--model DIR_OR_NAME]
 """
@@ -13,9 +23,11 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import json
 import os
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -24,18 +36,70 @@ import torch
 from simlm_cli.device import Precision, Runtime
 from simlm_cli.environment import cpu_info
 from simlm_cli.io.corpus import iter_corpus
+from simlm_cli.models import int8
 from simlm_cli.models.encoder import Encoder
-from simlm_cli.models.int8 import ExportSettings, OrtModel, build_int8
-from simlm_cli.models.loading import load_pretrained
+from simlm_cli.models.loading import load_pretrained, load_tokenizer
 from simlm_cli.models.settings import resolve_model_path, resolve_settings
 
 DEFAULT_CORPUS = Path(__file__).resolve().parents[1] / "simlm_cli" / "data" / "scifact" / "corpus.jsonl"
-VARIANTS = {
-    "matmul+attention": ExportSettings(head="encoder"),  # simlm's choice
-    "matmul": ExportSettings(head="encoder", op_types=("MatMul",)),
-    "matmul+attention reduce_range": ExportSettings(head="encoder", reduce_range=True),
-    "matmul unfused": ExportSettings(head="encoder", op_types=("MatMul",), fuse=False),
-}
+SIMLM = int8.ExportSettings.for_head("encoder")
+
+
+class FloatOv(int8.OvModel):
+    """The converted graph, unquantised, compiled at OpenVINO's default precision."""
+
+    def __init__(self, graph, config) -> None:
+        self.request = int8._openvino().Core().compile_model(graph, "CPU", {"PERFORMANCE_HINT": "LATENCY",
+            "INFERENCE_NUM_THREADS": str(torch.get_num_threads())}).create_infer_request()  # fmt: skip
+        self.config, self.output = config, "last_hidden_state"
+        self.inputs = [next(iter(port.get_names())) for port in graph.inputs]
+
+
+def weights_only(eager, directory: Path) -> Path:
+    with int8._quiet_openvino() as nncf:
+        graph = int8._convert(eager, SIMLM, int8._input_names(eager))
+        compressed = nncf.compress_weights(graph, mode=nncf.CompressWeightsMode.INT8_SYM)
+        int8._openvino().save_model(compressed, str(directory / int8.MODEL_FILE), compress_to_fp16=False)
+    return directory / int8.MODEL_FILE
+
+
+def build_variants(settings, eager, corpus: str, offset: int, count: int, tmp: Path) -> dict[str, Encoder]:
+    tokenizer = load_tokenizer(str(resolve_model_path(settings.model)))
+    passages = itertools.islice(iter_corpus(corpus), offset, offset + count)
+    corpus_texts = tmp / "corpus-calibration.jsonl"
+    corpus_texts.write_text("".join(json.dumps({"kind": "passage", "text": p.joined()}) + "\n" for p in passages))
+    encoders: dict[str, Encoder] = {}
+
+    def encoder_over(model) -> Encoder:
+        encoder = Encoder(settings, Runtime("cpu", Precision.fp32))
+        encoder.model = model
+        return encoder
+
+    names = int8._input_names(eager)
+    with int8._quiet_openvino():
+        encoders["ov float"] = encoder_over(FloatOv(int8._convert(eager, SIMLM, names), eager.config))
+    plans = {
+        "int8 simlm": (SIMLM, int8.CALIBRATION_FILE),
+        "int8 corpus-calibrated": (SIMLM, corpus_texts),
+        "int8 bf16 rest": (replace(SIMLM, inference_precision="bf16"), int8.CALIBRATION_FILE),
+    }
+    for name, (export, calibration) in plans.items():
+        directory = tmp / name.replace(" ", "_")
+        directory.mkdir()
+        info = int8.build_int8(eager, tokenizer, export, directory, name, calibration)
+        model = int8.OvModel(directory / int8.MODEL_FILE, info, eager.config)
+        model.request = int8._compiled(int8._openvino().Core().read_model(str(directory / int8.MODEL_FILE)),
+                                       export.inference_precision).create_infer_request()  # fmt: skip
+        encoders[name] = encoder_over(model)
+    directory = tmp / "weights_only"
+    directory.mkdir()
+    path = weights_only(eager, directory)
+    model = int8.OvModel(path, {"head": "encoder", "output": "last_hidden_state", "inputs": names}, eager.config)
+    model.request = int8._openvino().Core().compile_model(str(path), "CPU", {"PERFORMANCE_HINT": "LATENCY",
+        "INFERENCE_NUM_THREADS": str(torch.get_num_threads()), "INFERENCE_PRECISION_HINT": "f32",
+        "DYNAMIC_QUANTIZATION_GROUP_SIZE": "32"}).create_infer_request()  # fmt: skip
+    encoders["int8 weights only"] = encoder_over(model)
+    return encoders
 
 
 def timed(encoder: Encoder, tokens: dict) -> tuple[float, float, np.ndarray]:
@@ -43,45 +107,6 @@ def timed(encoder: Encoder, tokens: dict) -> tuple[float, float, np.ndarray]:
     wall, cpu = time.perf_counter(), time.process_time()
     vectors = encoder.encode_tokens(tokens)
     return time.perf_counter() - wall, time.process_time() - cpu, vectors
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--passages", type=int, default=400)
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--batch-sizes", default="16,32")
-    parser.add_argument("--repeats", type=int, default=2)
-    parser.add_argument("--model", default=None)
-    parser.add_argument("--corpus", default=str(DEFAULT_CORPUS))
-    parser.add_argument(
-        "--variants", default=",".join(VARIANTS), help="Comma-separated names from: " + ", ".join(VARIANTS)
-    )
-    parser.add_argument("--no-bf16", action="store_true", help="Skip torch bf16.")
-    args = parser.parse_args()
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    torch.set_num_threads(args.threads)
-    settings = resolve_settings(args.model)
-    model_dir = resolve_model_path(settings.model)
-    passages = list(itertools.islice(iter_corpus(args.corpus), args.passages))
-    print(
-        f"CPU: {cpu_info()['model']}; {args.threads} threads; {len(passages)} passages of {args.corpus}; model {model_dir}"
-    )
-
-    fp32 = Encoder(settings, Runtime("cpu", Precision.fp32))
-    tokens = fp32.tokenize_passages(passages)
-    encoders: dict[str, Encoder] = {"torch fp32": fp32}
-    if not args.no_bf16:
-        encoders["torch bf16"] = Encoder(settings, Runtime("cpu", Precision.bf16))
-    eager = load_pretrained(model_dir, attn_implementation="eager").eval()
-    with tempfile.TemporaryDirectory() as tmp:
-        for name in args.variants.split(","):
-            directory = Path(tmp) / name.replace(" ", "_").replace("+", "_")
-            directory.mkdir()
-            info = build_int8(eager, VARIANTS[name], directory, model_dir)
-            encoder = Encoder(settings, Runtime("cpu", Precision.fp32))
-            encoder.model = OrtModel(directory / "model.onnx", info, eager.config)
-            encoders[f"int8 {name}"] = encoder
-        report(encoders, tokens, [int(b) for b in args.batch_sizes.split(",")], args.repeats, len(passages))
 
 
 def report(encoders: dict[str, Encoder], tokens: dict, batch_sizes: list[int], repeats: int, count: int) -> None:
@@ -104,9 +129,37 @@ def report(encoders: dict[str, Encoder], tokens: dict, batch_sizes: list[int], r
             )
             rate = count / wall
             print(
-                f"  {name:28s} {rate:7.1f} p/s  cpu {cpu:6.2f} s  x{rate / base:4.2f}  "
+                f"  {name:24s} {rate:7.1f} p/s  cpu {cpu:6.2f} s  x{rate / base:4.2f}  "
                 f"cosine mean {cosine.mean():.4f} min {cosine.min():.4f}"
             )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--passages", type=int, default=400)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--batch-sizes", default="16,32")
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--model", default=None)
+    parser.add_argument("--corpus", default=str(DEFAULT_CORPUS))
+    parser.add_argument("--calibration-passages", type=int, default=64)
+    args = parser.parse_args()
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    torch.set_num_threads(args.threads)
+    settings = resolve_settings(args.model)
+    model_dir = resolve_model_path(settings.model)
+    passages = list(itertools.islice(iter_corpus(args.corpus), args.passages))
+    cpu = cpu_info()
+    print(f"CPU: {cpu['model']}; flags: {' '.join(f for f, has in cpu['flags'].items() if has)}")
+    print(f"{args.threads} threads; {len(passages)} passages of {args.corpus}; model {model_dir}")
+
+    fp32 = Encoder(settings, Runtime("cpu", Precision.fp32))
+    tokens = fp32.tokenize_passages(passages)
+    eager = load_pretrained(str(model_dir), attn_implementation="eager").eval()
+    with tempfile.TemporaryDirectory() as tmp:
+        variants = build_variants(settings, eager, args.corpus, args.passages, args.calibration_passages, Path(tmp))
+        report({"torch fp32": fp32, **variants}, tokens, [int(b) for b in args.batch_sizes.split(",")],
+               args.repeats, len(passages))  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -1,5 +1,5 @@
 """Device and precision, chosen per command: `--device auto|cpu|cuda[:N]`, `--precision auto|fp32|bf16|fp16`, and
-for the inference commands (encode, search, mine --index, rerank run/score) also `int8` (ONNX Runtime, CPU only)."""
+for the inference commands (encode, search, mine --index, rerank run/score) also `int8` (OpenVINO, CPU only)."""
 
 from __future__ import annotations
 
@@ -55,7 +55,7 @@ class Runtime:
         return self.device.split(":")[0]
 
     def autocast(self) -> contextlib.AbstractContextManager:
-        """Autocast for bf16/fp16; fp32 runs as it is, and so does int8, whose model is an ONNX Runtime session
+        """Autocast for bf16/fp16; fp32 runs as it is, and so does int8, whose model is an OpenVINO one
         that PyTorch does not run."""
         import torch
 
@@ -133,5 +133,5 @@ def _int8_runtime(device: str, training: bool) -> Runtime:
             "--precision int8 is for inference (encode, search, mine --index, rerank run/score), not training"
         )
     if device not in ("auto", "cpu"):
-        raise SimlmError(f"--precision int8 runs on the CPU (ONNX Runtime); --device {device} is not supported with it")
+        raise SimlmError(f"--precision int8 runs on the CPU (OpenVINO); --device {device} is not supported with it")
     return Runtime("cpu", Precision.int8)

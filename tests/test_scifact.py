@@ -145,7 +145,7 @@ MINILM_ZERO_SHOT_NDCG10 = 0.6451  # sentence-transformers' own encode of the emb
 def test_int8_minilm_keeps_fp32s_quality(minilm: Path, tmp_path: Path, int8_cache: Path) -> None:
     """`--precision int8` end to end (passages and queries): nDCG@10 within 0.005 of the session's fp32 index
     (the `minilm` fixture, fp32 by the suite's SIMLM_PRECISION) and vectors at mean cosine >= 0.99 to its own.
-    One int8 encode of the corpus (a few minutes on 2 cores; the conversion to int8 adds ~15 s)."""
+    One int8 encode of the corpus (75 s on 2 cores; the conversion to int8 adds ~20 s)."""
     import faiss
 
     from simlm_cli.io.embeddings import EmbeddingReader
@@ -162,8 +162,8 @@ def test_int8_minilm_keeps_fp32s_quality(minilm: Path, tmp_path: Path, int8_cach
     fp32 = evaluate(minilm / "runs" / "minilm.trec", tmp_path)
     int8 = evaluate(tmp_path / "runs" / "int8.trec", tmp_path)
     print("fp32", fp32, "int8", int8)
-    # int8 must not lose more than 0.005; measured it came out 0.0049 *above* fp32 (0.6500 vs 0.6451 on an EPYC
-    # Zen 4): quantisation noise either way, so a gain is bounded more loosely than a loss.
+    # int8 must not lose more than 0.005; measured it came out 0.0052 *above* fp32 (0.6503 vs 0.6451 on an EPYC
+    # Zen 4, OpenVINO + NNCF): quantisation noise either way, so a gain is bounded more loosely than a loss.
     assert fp32["ndcg@10"] - 0.005 <= int8["ndcg@10"] <= fp32["ndcg@10"] + 0.01
     assert json.loads((tmp_path / "idx" / "int8" / "meta.json").read_text())["precision"] == "int8"
 

@@ -61,7 +61,7 @@ _AUTO_HELP = "auto: bf16 on CUDA (fp16 where bf16 is absent) and on CPUs with AM
 PrecisionOpt = typer.Option(
     Precision.auto,
     "--precision",
-    help=f"{_AUTO_HELP} int8: int8 weights and activations in ONNX Runtime on the CPU (never chosen by auto).",
+    help=f"{_AUTO_HELP} int8: int8 weights and activations in OpenVINO on the CPU (never chosen by auto).",
 )
 TrainingPrecisionOpt = typer.Option(TrainingPrecision.auto, "--precision", help=_AUTO_HELP)
 QueriesFormatOpt = typer.Option(
@@ -110,9 +110,7 @@ PassageFormat = typer.Option(
     help="pair: tokenize (title, text) as the paper does; concat: title + ' ' + text as MTEB does. "
     "Default: concat for sentence-transformers models, else pair.",
 )
-BatchSize = typer.Option(
-    None, "--batch-size", min=1, help="Texts per forward pass. Default: 16 on CPU (32 at int8), 256 on GPU."
-)
+BatchSize = typer.Option(None, "--batch-size", min=1, help="Texts per forward pass. Default: 16 on CPU, 256 on GPU.")
 
 # -- the shared trainer's options (pretrain, train, distill, rerank train) ---------------------------------------
 TrainFile = typer.Option(

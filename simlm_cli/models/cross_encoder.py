@@ -183,7 +183,7 @@ class Reranker:
 
 
 def _int8_classifier(path: str, log: Callable[[str], None]) -> Any:
-    """The re-ranker as an ONNX Runtime int8 model, called like the HF one (so `pair_logits` serves it too)."""
+    """The re-ranker as an OpenVINO int8 model, called like the HF one (so `pair_logits` serves it too)."""
     from simlm_cli.models.int8 import load_int8
 
     def eager(model_dir: Any) -> nn.Module:
