@@ -45,22 +45,22 @@ DEFAULT_CORPUS = Path(__file__).resolve().parents[1] / "simlm_cli" / "data" / "s
 SIMLM = int8.ExportSettings.for_head("encoder")
 
 
-class FloatOv(int8.OvModel):
-    """The converted graph, unquantised, compiled at OpenVINO's default precision."""
+class Compiled(int8.OvModel):
+    """An OpenVINO graph compiled with `config` on top of simlm's thread setting, called like `OvModel`: for the
+    rows simlm does not build itself (the unquantised graph; weights-only int8)."""
 
-    def __init__(self, graph, config) -> None:
-        self.request = int8._openvino().Core().compile_model(graph, "CPU", {"PERFORMANCE_HINT": "LATENCY",
-            "INFERENCE_NUM_THREADS": str(torch.get_num_threads())}).create_infer_request()  # fmt: skip
-        self.config, self.output = config, "last_hidden_state"
+    def __init__(self, graph, model_config, config: dict[str, str]) -> None:
+        threads = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": str(torch.get_num_threads())}
+        core = int8._openvino().Core()
+        self.request = core.compile_model(graph, "CPU", {**threads, **config}).create_infer_request()
+        self.config, self.output = model_config, "last_hidden_state"
         self.inputs = [next(iter(port.get_names())) for port in graph.inputs]
 
 
-def weights_only(eager, directory: Path) -> Path:
+def weights_only(graph):
+    """NNCF int8 weights; the CPU plugin quantises the float activations on the fly (groups of 32)."""
     with int8._quiet_openvino() as nncf:
-        graph = int8._convert(eager, SIMLM, int8._input_names(eager))
-        compressed = nncf.compress_weights(graph, mode=nncf.CompressWeightsMode.INT8_SYM)
-        int8._openvino().save_model(compressed, str(directory / int8.MODEL_FILE), compress_to_fp16=False)
-    return directory / int8.MODEL_FILE
+        return nncf.compress_weights(graph, mode=nncf.CompressWeightsMode.INT8_SYM)
 
 
 def build_variants(settings, eager, corpus: str, offset: int, count: int, tmp: Path) -> dict[str, Encoder]:
@@ -75,9 +75,9 @@ def build_variants(settings, eager, corpus: str, offset: int, count: int, tmp: P
         encoder.model = model
         return encoder
 
-    names = int8._input_names(eager)
     with int8._quiet_openvino():
-        encoders["ov float"] = encoder_over(FloatOv(int8._convert(eager, SIMLM, names), eager.config))
+        graph = int8._convert(eager, SIMLM, int8._input_names(eager))
+    encoders["ov float"] = encoder_over(Compiled(graph, eager.config, {}))
     plans = {
         "int8 simlm": (SIMLM, int8.CALIBRATION_FILE),
         "int8 corpus-calibrated": (SIMLM, corpus_texts),
@@ -87,18 +87,10 @@ def build_variants(settings, eager, corpus: str, offset: int, count: int, tmp: P
         directory = tmp / name.replace(" ", "_")
         directory.mkdir()
         info = int8.build_int8(eager, tokenizer, export, directory, name, calibration)
-        model = int8.OvModel(directory / int8.MODEL_FILE, info, eager.config)
-        model.request = int8._compiled(int8._openvino().Core().read_model(str(directory / int8.MODEL_FILE)),
-                                       export.inference_precision).create_infer_request()  # fmt: skip
-        encoders[name] = encoder_over(model)
-    directory = tmp / "weights_only"
-    directory.mkdir()
-    path = weights_only(eager, directory)
-    model = int8.OvModel(path, {"head": "encoder", "output": "last_hidden_state", "inputs": names}, eager.config)
-    model.request = int8._openvino().Core().compile_model(str(path), "CPU", {"PERFORMANCE_HINT": "LATENCY",
-        "INFERENCE_NUM_THREADS": str(torch.get_num_threads()), "INFERENCE_PRECISION_HINT": "f32",
-        "DYNAMIC_QUANTIZATION_GROUP_SIZE": "32"}).create_infer_request()  # fmt: skip
-    encoders["int8 weights only"] = encoder_over(model)
+        encoders[name] = encoder_over(int8.OvModel(directory / int8.MODEL_FILE, info, eager.config))
+    dynamic = {"INFERENCE_PRECISION_HINT": "f32", "DYNAMIC_QUANTIZATION_GROUP_SIZE": "32"}
+    compressed = weights_only(graph.clone())
+    encoders["int8 weights only"] = encoder_over(Compiled(compressed, eager.config, dynamic))
     return encoders
 
 

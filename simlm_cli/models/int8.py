@@ -51,12 +51,12 @@ class ExportSettings:
     """What the cached model depends on besides the weights and the calibration texts; changing any of it gives a
     new cache entry.
 
-    Measured (MiniLM-L6, first 400 SciFact passages and 300 SciFact queries, batch 16, 2 threads, AMD EPYC Zen 4
-    with AVX512-VNNI and AVX512-BF16): calibrated on calibration.jsonl, 76.1 passages/s against OpenVINO's own
-    fp32/bf16 default's 52.1, cosine to PyTorch fp32 mean 0.9965 (min 0.992) for passages, 0.9974 (min 0.990) for
-    queries; calibrated on 64 other SciFact passages instead, 0.9974 / 0.9977: the domain-neutral texts cost
-    0.001 of cosine and tie simlm's int8 to no corpus. Compiling the rest in bf16 (OpenVINO's default on this CPU)
-    was no faster (77.9) for no better cosine, so the float parts stay f32.
+    Measured with benchmarks/int8_variants.py (MiniLM-L6, first 400 SciFact passages, batch 16, 2 threads, AMD
+    EPYC Zen 4 with AVX512-VNNI and AVX512-BF16): calibrated on calibration.jsonl, 78.7 passages/s against
+    OpenVINO's own unquantised default's 53.7, cosine to PyTorch fp32 mean 0.9966 (min 0.9933); calibrated on 64
+    other SciFact passages instead, 77.1 and 0.9973: the domain-neutral texts cost 0.0007 of cosine and tie simlm's
+    int8 to no corpus. Compiling the rest in bf16 (OpenVINO's default on this CPU) was no faster (77.4) for no
+    better cosine (0.9966), so the float parts stay f32. NNCF int8 weights with dynamic activations: 49.7.
     """
 
     head: str  # "encoder" (last_hidden_state) or "classifier" (logits)
@@ -85,7 +85,7 @@ def _quiet_openvino() -> Any:
     """OpenVINO's converter and NNCF send usage telemetry unless the user opted out, and NNCF logs to stdout, where
     `simlm encode` writes its embedding stream. An absent `openvino_telemetry` makes both use their no-op stubs;
     NNCF's log handler and progress bars go to stderr."""
-    sys.modules.setdefault("openvino_telemetry", None)  # type: ignore[arg-type]
+    _openvino()  # before nncf, which imports openvino_telemetry too
     import logging
 
     import nncf
@@ -235,12 +235,11 @@ def _convert(model: Any, settings: ExportSettings, names: list[str]) -> Any:
     openvino = _openvino()
     sample = _sample_inputs(model.config, names)
     with torch.inference_mode():
-        converted = openvino.convert_model(
+        return openvino.convert_model(
             _exportable(model, settings.head),
             example_input={name: torch.from_numpy(sample[name]) for name in names},
             input=[(name, [-1, -1], openvino.Type.i64) for name in names],
         )
-    return converted
 
 
 def _compiled(graph: Any, precision: str) -> Any:
@@ -352,10 +351,8 @@ class OvModel:
     `.logits`) as float32 torch tensors on the CPU."""
 
     def __init__(self, path: Path, info: dict[str, Any], config: Any):
-        settings = ExportSettings.for_head(info["head"])
-        self.request = _compiled(
-            _openvino().Core().read_model(str(path)), settings.inference_precision
-        ).create_infer_request()
+        graph = _openvino().Core().read_model(str(path))
+        self.request = _compiled(graph, info["inference_precision"]).create_infer_request()  # as it was built
         self.config = config
         self.output = info["output"]
         self.inputs = list(info["inputs"])
