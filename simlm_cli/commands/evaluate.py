@@ -75,9 +75,13 @@ def evaluate(
         _write_per_query(per_query, scores, names)
     if len(scores) == 1:
         if json_out:
-            typer.echo(json.dumps({name: round(value, 6) for name, value in means.items()}))
+            typer.echo(json.dumps(_rounded(scores[labels[0]][0])))
         return
     _compare(scores, names, baseline_label, resamples, seed, json_out)
+
+
+def _rounded(means: dict[str, float]) -> dict[str, float]:
+    return {name: round(value, 6) for name, value in means.items()}
 
 
 def _write_per_query(path: Path, scores: dict[str, tuple], names: list[str]) -> None:
@@ -101,7 +105,7 @@ def _compare(
     comparisons = compare_scores(per_query, names, baseline, resamples, seed)
     render_comparisons(comparisons, resamples, seed)
     if json_out:
-        runs = {label: {name: round(value, 6) for name, value in means.items()} for label, (means, _) in scores.items()}
+        runs = {label: _rounded(means) for label, (means, _) in scores.items()}
         typer.echo(json.dumps({"runs": runs, **comparison_json(comparisons, resamples, seed)}))
 
 

@@ -100,7 +100,7 @@ def check_runs(run_paths: list[str], baseline: str | None) -> str:
     seen = set()
     for path in run_paths:
         if path in seen:
-            raise SimlmError(f"--run {path!r} is given twice: each run must be a different file")
+            raise SimlmError(f"--run {path!r} is given twice")
         seen.add(path)
     if baseline is None:
         return run_paths[0]
