@@ -187,11 +187,13 @@ class Trainer:
     # The loop ------------------------------------------------------------------------------------------------
     def run(self) -> Path:
         c = self.config
+        output = Path(c.output)
+        # Every rank checks before the rendezvous in init_distributed; the main one claims the directory after it,
+        # so no rank can find it already claimed by this very run.
+        check_train_output(output, c.resume, c.overwrite)
         runtime = resolve_runtime(c.device, c.precision, training=True)
         d = init_distributed(runtime)
         self._settings(runtime)
-        output = Path(c.output)
-        check_train_output(output, c.resume, c.overwrite)
         data = self.make_data(c)
         self._schedule(len(data), d)
         state = self._build(runtime, d)
