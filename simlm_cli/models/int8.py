@@ -11,7 +11,9 @@ domains, none from an evaluation set), so the quantised model is the same whiche
 `search --precision int8` encodes queries with the very model that encoded the index's passages.
 
 The result is cached under `$SIMLM_CACHE_DIR/int8/<digest>/` (default `~/.cache/simlm`), keyed by the weights,
-config, calibration texts, library versions and these settings, so the conversion runs once per model.
+config, calibration texts, library versions and these settings, so the conversion runs once per model. The
+entry's int8.json records the sha256 of each file written beside it, checked on every load: a changed, truncated or
+missing file (or an unreadable int8.json) gets the entry rebuilt, never used.
 
 `OvModel` is called like the HF model it replaces (keyword tensors in, an object with `last_hidden_state` or
 `logits` out), so `biencoder.embed` (and its `pooling.pool`) and `cross_encoder.pair_logits` serve both paths.

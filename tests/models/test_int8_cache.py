@@ -57,6 +57,7 @@ DAMAGES: dict[str, Callable[[Path], None]] = {
     "flipped-bytes": _flip_bytes,
     "truncated-model-xml": _truncate_xml,
     "empty-int8-json": lambda entry: (entry / int8.INFO_FILE).write_text(""),
+    "missing-int8-json": lambda entry: (entry / int8.INFO_FILE).unlink(),
     "int8-json-not-an-object": lambda entry: (entry / int8.INFO_FILE).write_text("[1, 2]"),
     "missing-model-bin": lambda entry: (entry / "model.bin").unlink(),
     "no-digests-recorded": lambda entry: (entry / int8.INFO_FILE).write_text(
