@@ -178,3 +178,14 @@ def test_a_directory_holding_only_the_marker_counts_as_empty(tmp_path) -> None:
     out.mkdir()
     (out / RUN_MARKER).write_text(json.dumps({"tool": "simlm", "written": ["train_log.jsonl"]}))
     check_train_output(out)  # nothing an earlier run left would be lost
+
+
+def test_the_cli_passes_overwrite_to_the_trainer(tiny_model, toy_corpus, tmp_path, monkeypatch, capfd) -> None:
+    out = tmp_path / "run"
+    args = [*TRAINERS["pretrain"], "--corpus", toy_corpus, "--output", out, "--model", tiny_model, "--dry-run"]
+    assert simlm(monkeypatch, capfd, *args)[0] == 0
+    (out / "notes.txt").write_text("keep")
+    code, err = simlm(monkeypatch, capfd, *args, "--overwrite")
+    assert code == 0, err
+    assert "--overwrite: removed the earlier run's" in err and (out / "notes.txt").read_text() == "keep"
+    assert read_marker(out)["command"][-1] == "--overwrite"
