@@ -107,6 +107,11 @@ def test_evaluate_per_query_over_the_run_or_the_qrels(over, files, tmp_path, mon
             "--per-query", files[over])  # fmt: skip
 
 
+def test_evaluate_per_query_over_the_second_of_several_runs(files, tmp_path, monkeypatch, capfd) -> None:
+    refused(monkeypatch, capfd, tmp_path, "evaluate", "--run", files["rr.trec"], "--run", files["rb.trec"],
+            "--qrels", files["qrels.tsv"], "--per-query", files["rb.trec"])  # fmt: skip
+
+
 def test_encode_output_over_the_corpus(files, tmp_path, monkeypatch, capfd, tiny_bert_dir) -> None:
     refused(monkeypatch, capfd, tmp_path, "encode", "--model", tiny_bert_dir, "--corpus", files["cc.jsonl"],
             "--output", files["cc.jsonl"])  # fmt: skip
