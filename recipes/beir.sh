@@ -82,6 +82,8 @@ TRAIN_QRELS=$DATA/qrels/train.tsv
 METRICS=(--metric ndcg@10 --metric mrr@10 --metric recall@100 --metric recall@1000)
 R=$OUT/runs
 mkdir -p "$OUT"/{idx,runs,models,train}
+# Every trainer below takes --overwrite: run again into the same OUT, the recipe replaces its own earlier models
+# (only the files simlm wrote; a directory simlm did not create is still refused).
 began=$(date +%s)
 train_flags=(--pooling $POOLING --negatives $NEG --temperature $TEMP --lr $LR --batch-size 16)
 
@@ -103,7 +105,7 @@ stage_end zeroshot_bm25
 stage_start "Retriever1: BM25 hard negatives"
 mine "$R/bm25.train.trec" "$OUT/train/bm25.jsonl"
 simlm train --model "$INIT" --train-file "$OUT/train/bm25.jsonl" --corpus "$C" --output "$OUT/models/retriever1" \
-  "${train_flags[@]}" --epochs $EPOCHS $(dry)
+  --overwrite "${train_flags[@]}" --epochs $EPOCHS $(dry)
 dense_runs retriever1 "$OUT/models/retriever1"
 evaluate retriever1 "$R/retriever1.trec"
 card retriever1 retriever1 Retriever1
@@ -114,7 +116,7 @@ mine "$R/retriever1.train.trec" "$OUT/train/retriever1.jsonl"
 r2_from=$INIT
 if [ "$R2_INIT" = r1 ]; then r2_from=$OUT/models/retriever1; fi
 simlm train --model "$r2_from" --train-file "$OUT/train/retriever1.jsonl" --corpus "$C" \
-  --output "$OUT/models/retriever2" "${train_flags[@]}" --epochs $R2_EPOCHS $(dry)
+  --output "$OUT/models/retriever2" --overwrite "${train_flags[@]}" --epochs $R2_EPOCHS $(dry)
 dense_runs retriever2 "$OUT/models/retriever2"
 evaluate retriever2 "$R/retriever2.trec"
 card retriever2 retriever2 Retriever2
@@ -133,7 +135,7 @@ python recipes/split_qrels.py "$TRAIN_QRELS" --dev-fraction 0.25 --fit "$FIT_QRE
 if [ ${#DRY[@]} -gt 0 ]; then DEV_QRELS=$TRAIN_QRELS; FIT_QRELS=$TRAIN_QRELS; fi  # a dry run searches a few queries
 mine "$R/retriever2.train.trec" "$OUT/train/reranker.jsonl" "$FIT_QRELS"
 simlm rerank train --model "$INIT" --train-file "$OUT/train/reranker.jsonl" --corpus "$C" \
-  --output "$OUT/models/reranker" --group-size $RR_GROUP --epochs $RR_EPOCHS --lr $RR_LR $(dry)
+  --output "$OUT/models/reranker" --overwrite --group-size $RR_GROUP --epochs $RR_EPOCHS --lr $RR_LR $(dry)
 subset_run "$R/retriever2_bm25.train.trec" "$DEV_QRELS" "$R/first.dev.trec"
 for split in "" .dev; do
   first=$R/retriever2_bm25.trec
@@ -157,7 +159,7 @@ stage_end reranker
 stage_start "Retriever_distill: KL from Retriever2 + BM25's scores + 0.2 x contrastive"
 mine "$R/retriever2_bm25.train.trec" "$OUT/train/teacher.jsonl" "$TRAIN_QRELS" --teacher
 simlm distill --model "$OUT/models/retriever2" --train-file "$OUT/train/teacher.jsonl" --corpus "$C" \
-  --output "$OUT/models/distill" --pooling $POOLING --negatives $D_NEG --alpha 0.2 --teacher-temperature $TEACHER_T \
+  --output "$OUT/models/distill" --overwrite --pooling $POOLING --negatives $D_NEG --alpha 0.2 --teacher-temperature $TEACHER_T \
   --temperature $TEMP --epochs $D_EPOCHS --lr $D_LR --batch-size 16 $(dry)
 dense_runs distill "$OUT/models/distill"
 evaluate distill "$R/distill.trec"

@@ -45,6 +45,8 @@ done
 recipe_env
 THREADS=$(nproc)
 mkdir -p "$OUT"/{idx,runs,models,train,emb}
+# Every trainer below takes --overwrite: run again into the same OUT, the recipe replaces its own earlier models
+# (only the files simlm wrote; a directory simlm did not create is still refused).
 dry=${DRY[@]+"${DRY[@]}"}
 began=$(date +%s)
 
@@ -83,7 +85,7 @@ mine_train() {  # mine_train RUN OUTPUT: positives from the train qrels, hard ne
   simlm mine --run "$1" --queries "$QT" --qrels "$RT" --depth $MINE_DEPTH --output "$2" $dry
 }
 train_retriever() {  # train_retriever NAME TRAIN_FILE
-  launch train --model "$INIT" --train-file "$2" --corpus "$C" --output "$OUT/models/$1" --pooling cls \
+  launch train --model "$INIT" --train-file "$2" --corpus "$C" --output "$OUT/models/$1" --overwrite --pooling cls \
     --negatives $RET_NEG --temperature $RET_TEMP --lr $RET_LR --batch-size $RET_BATCH "${RET_LENGTH[@]}" \
     --warmup-steps $RET_WARMUP --query-max-length $Q_LEN --passage-max-length $P_LEN $dry
 }
@@ -96,7 +98,7 @@ if [ "$PRETRAIN" = 1 ]; then
   accum=$(( PT_BATCH_TOTAL / (PT_BATCH * GPUS) )); accum=$(( accum > 0 ? accum : 1 ))
   if [ -n "$dry" ]; then accum=1; fi  # --dry-run caps the batch, not the accumulation
   launch pretrain --objective rlm --model "$MODEL" --generator "$GENERATOR" --corpus "$C" \
-    --output "$OUT/models/pretrain" --encoder-mask-rate $PT_ENC_MASK --decoder-mask-rate $PT_DEC_MASK \
+    --output "$OUT/models/pretrain" --overwrite --encoder-mask-rate $PT_ENC_MASK --decoder-mask-rate $PT_DEC_MASK \
     --decoder-layers $PT_DEC_LAYERS --max-steps $PT_STEPS --batch-size $PT_BATCH --grad-accum $accum \
     --lr $PT_LR --warmup-steps $PT_WARMUP --weight-decay $PT_WEIGHT_DECAY --max-length $PT_MAX_LEN $dry
   echo '{}' > "$OUT/pretrain.json"  # no retrieval metrics: the row carries the stage's time
@@ -133,7 +135,7 @@ stage_end retriever2
 stage_start "re-ranker: $RERANKER_MODEL, listwise loss over Retriever2's top $MINE_DEPTH"
 mine_train "$OUT/runs/retriever2.train.trec" "$OUT/train/retriever2.jsonl"
 launch rerank train --model "$RERANKER_MODEL" --train-file "$OUT/train/retriever2.jsonl" --corpus "$C" \
-  --output "$OUT/models/reranker" --group-size $RR_GROUP --max-length $RR_MAX_LEN --lr $RR_LR \
+  --output "$OUT/models/reranker" --overwrite --group-size $RR_GROUP --max-length $RR_MAX_LEN --lr $RR_LR \
   --batch-size $RR_BATCH "${RR_LENGTH[@]}" --warmup-steps $RR_WARMUP $dry
 simlm rerank run --model "$OUT/models/reranker" --run "$OUT/runs/retriever2.trec" --queries "$QD" --corpus "$C" \
   --depth $RR_DEPTH --output "$OUT/runs/reranker.trec" $dry
@@ -145,7 +147,7 @@ stage_start "Retriever_distill: KL from the re-ranker's scores + $KD_ALPHA x con
 simlm rerank score --model "$OUT/models/reranker" --train-file "$OUT/train/retriever2.jsonl" --corpus "$C" \
   --max-negatives $KD_NEG --output "$OUT/train/teacher.jsonl"
 launch distill --model "$INIT" --train-file "$OUT/train/teacher.jsonl" --corpus "$C" --output "$OUT/models/distill" \
-  --pooling cls --negatives $KD_NEG --alpha $KD_ALPHA --temperature $RET_TEMP --lr $KD_LR --batch-size $KD_BATCH \
+  --overwrite --pooling cls --negatives $KD_NEG --alpha $KD_ALPHA --temperature $RET_TEMP --lr $KD_LR --batch-size $KD_BATCH \
   --epochs $KD_EPOCHS --warmup-steps $RET_WARMUP --query-max-length $Q_LEN --passage-max-length $P_LEN $dry
 dense_split_runs distill "$OUT/models/distill"
 stage_end distill

@@ -89,7 +89,7 @@ row_name() {  # row_name OBJECTIVE SEED: the table's label (a seed only where th
 }
 retriever1() {  # retriever1 NAME MODEL SEED: fine-tune as the improved Retriever1, index, search, evaluate
   simlm train --model "$2" --train-file "$OUT/train/bm25.jsonl" --corpus "$C" --output "$OUT/models/$1" \
-    "${train_flags[@]}" --seed "$3" $(dry)
+    --overwrite "${train_flags[@]}" --seed "$3" $(dry)
   dense_runs "$1" "$OUT/models/$1"
   evaluate "$1" "$R/$1.trec"
   python -m simlm_cli.model_card "$OUT/models/$1" "$OUT/$1.json" --name "Retriever1 ($1)" --dataset BeIR/scifact
@@ -112,7 +112,7 @@ for objective in $OBJECTIVES; do
     name=$objective-$seed
     stage_start "$objective (seed $seed): pretrain $INIT for $PT_STEPS steps x $PT_BATCH passages, then Retriever1"
     simlm pretrain --objective "$objective" --model "$INIT" --corpus "$C" --output "$OUT/models/pretrain-$name" \
-      --max-steps $PT_STEPS --batch-size $PT_BATCH --lr $PT_LR --seed "$seed" --log-steps 5 $(dry)
+      --overwrite --max-steps $PT_STEPS --batch-size $PT_BATCH --lr $PT_LR --seed "$seed" --log-steps 5 $(dry)
     retriever1 "$name" "$OUT/models/pretrain-$name" "$seed"
     python -m simlm_cli.model_card "$OUT/models/pretrain-$name" "$OUT/$name.json" \
       --name "Retriever1 fine-tuned from it" --dataset BeIR/scifact

@@ -63,7 +63,7 @@ def evaluate(
 
     labels = [str(path) for path in run]
     baseline_label = check_runs(labels, baseline)
-    check_output_file(per_query)  # before reading the runs
+    check_output_file(per_query, [qrels, *run])  # before reading the runs
     names = metric or PAPER_METRICS
     scores = {}
     for label, (means, per_query_values, counts) in evaluate_runs(

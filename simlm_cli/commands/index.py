@@ -62,9 +62,11 @@ def index(
     """Build an index directory that `simlm search` reads."""
     from simlm_cli.console import info
     from simlm_cli.index import META_FILE, is_index_dir
-    from simlm_cli.io.files import check_replaceable
+    from simlm_cli.io.files import check_not_an_input, check_replaceable
 
-    check_replaceable(output, META_FILE, is_index_dir)  # before any work: never replace a directory simlm did not write
+    # before any work: never replace a directory simlm did not write, nor one holding an input
+    check_replaceable(output, META_FILE, is_index_dir)
+    check_not_an_input(output, [*(inputs or []), corpus], directory=True)
     if bm25:
         if corpus is None:
             raise SimlmError("--bm25 needs --corpus")

@@ -131,6 +131,12 @@ SaveTotalLimit = typer.Option(2, "--save-total-limit", min=1, help="Checkpoints 
 LogSteps = typer.Option(10, "--log-steps", help="Log (stderr and train_log.jsonl) every N steps.")
 Seed = typer.Option(42, "--seed", help="Seeds initialisation, data order and negative sampling.")
 Resume = typer.Option(False, "--resume", help="Continue exactly from the newest checkpoint in --output/checkpoints.")
+Overwrite = typer.Option(
+    False,
+    "--overwrite",
+    help="Replace an earlier simlm run in --output (only the files it wrote, listed in its .simlm-run.json). "
+    "Without it (or --resume) a non-empty --output is refused.",
+)
 TrainDryRun = dry_run_option(
     f"{dry_run.TRAIN_STEPS} steps on a few queries with batch {dry_run.TRAIN_BATCH}, for smoke tests."
 )
@@ -181,6 +187,7 @@ TRAINER_OPTIONS: dict[str, tuple[type, Any]] = {
     "device": (str, Device),
     "precision": (TrainingPrecision, TrainingPrecisionOpt),
     "resume": (bool, Resume),
+    "overwrite": (bool, Overwrite),
     "dry_run": (bool, TrainDryRun),
 }
 trainer_options = option_group("trainer", TRAINER_OPTIONS)
@@ -304,11 +311,12 @@ def trainer_config(
     """The shared trainer's configuration (a `TrainConfig`) from a command's options: `trainer` (from
     `trainer_options`) and the command's own in `kw` (required ones checked here)."""
     # torch comes with the trainer: imported when a training command runs, not when the CLI starts.
-    from simlm_cli.training.checkpoints import check_train_output
+    from simlm_cli.training.run_dir import check_train_output
     from simlm_cli.training.trainer import TrainConfig
 
     require(("--train-file", train_file), ("--corpus", corpus), ("--output", output))
-    check_train_output(output)  # before loading a model or reading the data
+    # before loading a model or reading the data
+    check_train_output(output, trainer["resume"], trainer["overwrite"], [train_file, corpus, kw.get("model")])
     kw |= trainer
     # --max-steps, when given, overrides --epochs: the trainer then counts steps, not passes
     max_steps, epochs = kw.pop("max_steps"), kw.pop("epochs")

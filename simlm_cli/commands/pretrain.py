@@ -13,7 +13,7 @@ from simlm_cli.io.corpus import CorpusFormat
 GENERIC_FLAGS = (
     "--objective", "--corpus", "--output", "--model", "--corpus-format", "--option", "--max-steps", "--batch-size",
     "--grad-accum", "--lr", "--weight-decay", "--warmup-steps", "--max-grad-norm", "--max-length", "--save-steps",
-    "--save-total-limit", "--log-steps", "--seed", "--device", "--precision", "--resume", "--dry-run",
+    "--save-total-limit", "--log-steps", "--seed", "--device", "--precision", "--resume", "--overwrite", "--dry-run",
     "--list-objectives",
 )  # fmt: skip
 
@@ -118,6 +118,7 @@ def pretrain(
     device: str = options.Device,
     precision: TrainingPrecision = options.TrainingPrecisionOpt,
     resume: bool = options.Resume,
+    overwrite: bool = options.Overwrite,
     dry_run: bool = options.dry_run_option("A few steps on a tiny batch of the first passages, for smoke tests."),
     list_objectives: bool = typer.Option(
         False,
@@ -135,13 +136,13 @@ def pretrain(
     from simlm_cli.errors import SimlmError
     from simlm_cli.models.loading import load_tokenizer
     from simlm_cli.models.settings import resolve_model_path
-    from simlm_cli.training.checkpoints import check_train_output
     from simlm_cli.training.pretraining.objective import EXTRAS_DIR
     from simlm_cli.training.pretraining.registry import load_objective, parse_extra_args, resolve_options
+    from simlm_cli.training.run_dir import check_train_output
     from simlm_cli.training.trainer import TrainConfig, Trainer
 
     options.require(("--corpus", corpus), ("--output", output))
-    check_train_output(output)  # before loading a model or reading the corpus
+    check_train_output(output, resume, overwrite, [corpus, model])  # before loading a model or reading the corpus
     cls = load_objective(objective)
     pairs = parse_extra_args(list(ctx.args))
     for item in option or []:
@@ -164,7 +165,7 @@ def pretrain(
         corpus_format=corpus_format, max_steps=max_steps, batch_size=batch_size, grad_accum=grad_accum, lr=lr,
         weight_decay=weight_decay, warmup_steps=warmup_steps, max_grad_norm=max_grad_norm, max_length=max_length,
         save_steps=save_steps, save_total_limit=save_total_limit, log_steps=log_steps, seed=seed, device=device,
-        precision=precision, resume=resume, dry_run=dry_run,
+        precision=precision, resume=resume, overwrite=overwrite, dry_run=dry_run,
     )  # fmt: skip
     Trainer(config, build, tokenizer, model_path, log=info).run()
 

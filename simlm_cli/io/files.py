@@ -11,7 +11,7 @@ import stat
 import sys
 import tempfile
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import IO
 
@@ -128,11 +128,57 @@ def count_lines(path: str | Path) -> int:
     return count
 
 
-def check_output_file(path: str | Path | None) -> None:
+InputPaths = Iterable["str | Path | None"]
+
+
+def _existing(paths: InputPaths) -> list[Path]:
+    """The inputs that are files or directories on disk: stdin (`-`), pipes and FIFOs are read, never replaced,
+    and a hub model name or a missing file is not on disk at all."""
+    return [Path(p) for p in paths if p is not None and str(p) != "-" and os.path.exists(p) and not is_read_once(p)]
+
+
+def _inside(path: Path, directory: Path) -> bool:
+    """`path` is `directory` or lies under it, after resolving symbolic links on both."""
+    path, directory = Path(os.path.realpath(path)), Path(os.path.realpath(directory))
+    return path == directory or directory in path.parents
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    """The same file on disk (st_dev, st_ino): through a symbolic link or a hard link too."""
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def check_not_an_input(output: str | Path | None, inputs: InputPaths, directory: bool = False) -> None:
+    """Before any work: an output must never replace an input, whatever names them (one typo would destroy the
+    user's corpus, queries, qrels or run). Refused: the output is an input file (also through a symbolic or
+    hard link); an output directory (replaced whole) holds an input; an existing output lies inside an input
+    directory (an index, a model), which writing it would change. None, `-` and FIFOs are streams, not files."""
+    if output is None or str(output) == "-" or is_read_once(output):
+        return
+    output = Path(output)
+    for source in _existing(inputs):
+        if _same_file(output, source) or (directory and _inside(source, output)):
+            what = "is" if _same_file(output, source) else "holds"
+            raise SimlmError(
+                f"{output}: {what} the input {source}; refusing to write an output over an input - pick another "
+                "output path"
+            )
+        if source.is_dir() and output.exists() and _inside(output, source):
+            raise SimlmError(
+                f"{output}: lies inside the input directory {source}; refusing to replace it - pick another output path"
+            )
+
+
+def check_output_file(path: str | Path | None, inputs: InputPaths = ()) -> None:
     """Before any work: an output file's place must be writable, so a long search or encode does not fail at its
-    end (and the error names the user's path, not the temporary one). None or `-` is stdout."""
+    end (and the error names the user's path, not the temporary one), and it must not be one of `inputs`
+    (`check_not_an_input`). None or `-` is stdout."""
     if path is None or str(path) == "-":
         return
+    check_not_an_input(path, inputs)
     path = Path(path)
     if path.is_dir():
         raise SimlmError(f"{path}: is a directory; --output names a file")

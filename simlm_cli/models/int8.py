@@ -11,7 +11,9 @@ domains, none from an evaluation set), so the quantised model is the same whiche
 `search --precision int8` encodes queries with the very model that encoded the index's passages.
 
 The result is cached under `$SIMLM_CACHE_DIR/int8/<digest>/` (default `~/.cache/simlm`), keyed by the weights,
-config, calibration texts, library versions and these settings, so the conversion runs once per model.
+config, calibration texts, library versions and these settings, so the conversion runs once per model. The
+entry's int8.json records the sha256 of each file written beside it, checked on every load: a changed, truncated or
+missing file (or an unreadable int8.json) gets the entry rebuilt, never used.
 
 `OvModel` is called like the HF model it replaces (keyword tensors in, an object with `last_hidden_state` or
 `logits` out), so `biencoder.embed` (and its `pooling.pool`) and `cross_encoder.pair_logits` serve both paths.
@@ -315,14 +317,64 @@ def build_int8(
     }
 
 
+# -- the cache entry: every file's digest recorded, checked on each load ---------------------------------------------
+def file_digest(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _damage(entry: Path) -> tuple[dict[str, Any] | None, str | None]:
+    """(the entry's record, None) when every file it lists is there with the digest recorded at build time; else
+    (None, what is wrong). A flipped byte, a truncated model.xml or an emptied int8.json is never loaded."""
+    try:
+        info = json.loads((entry / INFO_FILE).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None, f"no {INFO_FILE}"
+    except (OSError, ValueError, RecursionError) as err:
+        return None, f"{INFO_FILE} unreadable ({type(err).__name__})"
+    files = info.get("files") if isinstance(info, dict) else None
+    if not isinstance(files, dict) or MODEL_FILE not in files or not all(isinstance(d, str) for d in files.values()):
+        return None, f"{INFO_FILE} records no file digests"
+    for name, expected in files.items():
+        path = entry / name
+        if Path(name).name != name or not path.is_file():
+            return None, f"{name} missing"
+        if file_digest(path) != expected:
+            return None, f"{name} does not match its recorded sha256"
+    return info, None
+
+
+def _discard(entry: Path) -> None:
+    """Move a damaged entry out of the way (one rename, so no reader sees it half-removed), then delete it."""
+    aside = Path(tempfile.mkdtemp(prefix=f".{entry.name}.", suffix=".damaged", dir=entry.parent))
+    os.replace(entry, aside / "entry")
+    shutil.rmtree(aside, ignore_errors=True)
+
+
 def int8_model_file(model: str, model_dir: Path, head: str, load: Any, log: Any = None) -> tuple[Path, dict[str, Any]]:
     """The cached int8 OpenVINO model of `model` (its files in `model_dir`; built on first use) and what was
-    recorded about it. `load(model_dir)` returns the HF module (eager attention) and is only called on a miss."""
+    recorded about it. `load(model_dir)` returns the HF module (eager attention) and is only called on a miss.
+    An entry whose files do not match their recorded digests is rebuilt, never used."""
     settings = ExportSettings.for_head(head)
     final = cache_root() / "int8" / cache_key(model_dir, settings)
-    if (final / INFO_FILE).is_file():
-        return final / MODEL_FILE, json.loads((final / INFO_FILE).read_text(encoding="utf-8"))
-    if log is not None:
+    if final.exists():
+        info, damage = _damage(final)
+        if info is not None:
+            return final / MODEL_FILE, info
+        try:
+            _discard(final)
+        except OSError as err:
+            raise SimlmError(
+                f"{final}: damaged int8 cache entry ({damage}) and it cannot be removed ({err.strerror}); remove it "
+                f"or set {CACHE_ENV}"
+            ) from None
+        from simlm_cli.console import warn
+
+        warn(f"--precision int8: the cached model in {final} is damaged ({damage}); rebuilding it")
+    elif log is not None:
         log(f"--precision int8: quantising {model} with OpenVINO/NNCF (once; cached in {final})")
     try:
         final.parent.mkdir(parents=True, exist_ok=True)
@@ -334,11 +386,12 @@ def int8_model_file(model: str, model_dir: Path, head: str, load: Any, log: Any 
 
         info = build_int8(load(model_dir), load_tokenizer(str(model_dir)), settings, tmp, str(model))
         info["model"] = str(model)
+        info["files"] = {path.name: file_digest(path) for path in sorted(tmp.iterdir()) if path.is_file()}
         (tmp / INFO_FILE).write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
         try:
             os.rename(tmp, final)
         except OSError:  # another process published the same entry first: theirs is identical
-            if not (final / INFO_FILE).is_file():
+            if _damage(final)[0] is None:
                 raise SimlmError(f"{final}: an incomplete int8 cache entry is in the way; remove it") from None
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -75,7 +75,8 @@ def encode_corpus(config: EncodeConfig, runtime: Runtime | None = None) -> dict:
 
     shard_id, num_shards = resolve_shard(config.shard_id, config.num_shards)
     if config.output is not None:
-        check_output_file(shard_output_path(config.output, shard_id, num_shards))
+        inputs = [config.corpus, config.settings.model]
+        check_output_file(shard_output_path(config.output, shard_id, num_shards), inputs)
     runtime = runtime or resolve_runtime(config.device, config.precision)
     passages = _shard(iter_corpus(config.corpus, config.corpus_format), shard_id, num_shards)
     if config.dry_run:

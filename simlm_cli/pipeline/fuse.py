@@ -57,6 +57,7 @@ from pathlib import Path
 import numpy as np
 
 from simlm_cli.errors import SimlmError
+from simlm_cli.io.files import check_output_file
 from simlm_cli.io.qrels import QrelsFormat
 from simlm_cli.io.runs import RunBlock, RunFormat, iter_run_blocks
 
@@ -366,6 +367,9 @@ def run_fuse(config: FuseConfig) -> dict:
     from simlm_cli.io.runs import write_run
 
     check_config(config)
+    inputs = [*config.runs, *(config.tune_runs or []), config.tune_on]
+    for output in (config.output, report_path(config)):
+        check_output_file(output, inputs)  # before reading a run
     tuned = None
     if config.tune_on is not None:
         tuned = tune_weights(config)

@@ -311,7 +311,9 @@ def _corpus_ids(config: MineConfig) -> list[str] | None:
 def run_mine(config: MineConfig) -> dict:
     """Mine, write the training file atomically, print the summary; returns the summary."""
     started = time.perf_counter()
-    check_output_file(config.output)
+    check_output_file(
+        config.output, [config.queries, config.qrels, config.run, *(config.index or []), config.corpus, config.model]
+    )
     _check_config(config)
     queries = read_queries(config.queries, config.queries_format)
     qrels = read_qrels(config.qrels, config.qrels_format)

@@ -129,7 +129,7 @@ def rerank_run(c: RerankRunConfig) -> dict[str, Any]:
     """Re-rank the top `depth` documents of each query of a run; returns a summary."""
     if c.depth < 1:
         raise SimlmError("--depth must be at least 1")
-    check_output_file(c.output)
+    check_output_file(c.output, [c.run, c.queries, c.corpus, c.model])
     runtime = resolve_runtime(c.device, c.precision)
     queries = read_queries(c.queries, c.queries_format)
     passages = load_passages(c.corpus, c.corpus_format)

@@ -70,7 +70,8 @@ def _check_qrels(config: SearchConfig, contains: Callable[[str], bool], partial_
 
 
 def run_search(config: SearchConfig) -> dict:
-    check_output_file(config.output)  # before reading the index or searching
+    # before reading the index or searching
+    check_output_file(config.output, [*config.index, config.queries, config.qrels, config.model])
     started = time.perf_counter()
     queries = select_queries(config)
     with progress() as bar:

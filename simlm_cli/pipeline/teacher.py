@@ -60,7 +60,7 @@ def score_train_file(c: ScoreConfig) -> dict[str, Any]:
     """Rewrite a training file with the re-ranker's raw logit as every positive's and negative's score."""
     if c.max_negatives is not None and c.max_negatives < 0:
         raise SimlmError("--max-negatives must be 0 or more")
-    check_output_file(c.output)
+    check_output_file(c.output, [c.train_file, c.corpus, c.model])
     runtime = resolve_runtime(c.device, c.precision)
     passages = load_passages(c.corpus, c.corpus_format)
     examples = iter_train_file(c.train_file, corpus_ids=passages)

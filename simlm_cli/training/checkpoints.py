@@ -21,12 +21,16 @@ import torch
 from simlm_cli.errors import InputError, SimlmError, first_line
 from simlm_cli.io.files import atomic_directory
 from simlm_cli.training.distributed import Dist, barrier, gather_objects
-from simlm_cli.training.train_log import LOG_FILE
+from simlm_cli.training.run_dir import CHECKPOINTS, claim_output
 
-CHECKPOINTS = "checkpoints"
 # Resuming with another value of these would not continue the same run (another data order or batch).
 _FIXED_ON_RESUME = ("batch_size", "grad_accum", "seed", "corpus", "max_length", "max_passages", "objective_options")
-_NOT_COMPARED = ("resume", "stop_at_step", "output")  # differ between the first run and its resumption by design
+_NOT_COMPARED = (
+    "resume",
+    "overwrite",
+    "stop_at_step",
+    "output",
+)  # differ between the first run and its resumption by design
 
 
 @dataclass
@@ -37,24 +41,6 @@ class TrainState:
     optimizer: torch.optim.Optimizer
     scheduler: Any
     scaler: Any = None  # torch.amp.GradScaler under fp16
-
-
-# -- the output directory ------------------------------------------------------------------------------------------
-def check_train_output(output: str | Path) -> None:
-    """Before any work: `--output` may be new, empty, or a directory an earlier simlm training run wrote (its
-    train_log.jsonl or checkpoints/). Anything else is the user's: a run would overwrite config.json and delete
-    subdirectories (objective/, ...) in it."""
-    output = Path(output)
-    if not output.exists():
-        return
-    if not output.is_dir():
-        raise SimlmError(f"--output {output}: exists and is not a directory")
-    if not any(output.iterdir()) or (output / LOG_FILE).is_file() or (output / CHECKPOINTS).is_dir():
-        return
-    raise SimlmError(
-        f"--output {output}: exists and is not one a simlm training run wrote (no {LOG_FILE} or {CHECKPOINTS}/); "
-        "refusing to write into it - remove it or pick another --output"
-    )
 
 
 def list_checkpoints(output: Path) -> list[Path]:
@@ -213,19 +199,18 @@ def _restore(path: Path, config: Any, state: TrainState, d: Dist, log: Callable[
 
 
 def start_step(config: Any, state: TrainState, d: Dist, log: Callable[[str], None]) -> int:
-    """Where the run starts: the newest checkpoint's step under --resume (restored), else 0, clearing an earlier
-    run's checkpoints and log (the main process; the others wait)."""
+    """Where the run starts: the newest checkpoint's step under --resume (restored), else 0. The main process then
+    marks the directory as this run's, an earlier run's entries removed unless resumed (`claim_output`; the
+    command refused a non-empty output without --resume or --overwrite); the others wait."""
     output = Path(config.output)
     start = 0
-    checkpoints = list_checkpoints(output)
     if config.resume:
+        checkpoints = list_checkpoints(output)
         if not checkpoints:
             raise SimlmError(f"--resume: no checkpoint under {output / CHECKPOINTS}")
         start = load_checkpoint(checkpoints[-1], config, state, d, log)
         log(f"resumed from {checkpoints[-1]} (step {start})")
-    elif d.main and (checkpoints or (output / LOG_FILE).exists()):
-        log(f"{output} holds an earlier run; starting afresh (pass --resume to continue it)")
-        shutil.rmtree(output / CHECKPOINTS, ignore_errors=True)
-        (output / LOG_FILE).unlink(missing_ok=True)
+    if d.main:
+        claim_output(output, config.resume, log)
     barrier(d)
     return start

@@ -87,7 +87,7 @@ def read_log(output: Path, upto: int) -> list[dict[str, Any]]:
     path = output / LOG_FILE
     output.mkdir(parents=True, exist_ok=True)
     if not path.exists():
-        path.touch()  # marks the directory as a training run's from the start (`check_train_output`)
+        path.touch()
         return []
     records = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
     records = [r for r in records if r.get("step", 0) <= upto]

@@ -30,7 +30,6 @@ from simlm_cli.io.corpus import CorpusFormat
 from simlm_cli.model_card import write_training_card
 from simlm_cli.training.checkpoints import (
     TrainState,
-    check_train_output,
     list_checkpoints,
     save_checkpoint,
     start_step,
@@ -46,6 +45,7 @@ from simlm_cli.training.distributed import (
     wrap_model,
 )
 from simlm_cli.training.pretraining.data import TextData, load_texts
+from simlm_cli.training.run_dir import check_train_output, record_written
 from simlm_cli.training.train_log import (
     LOG_FILE,
     PLOT_FILE,
@@ -83,6 +83,7 @@ class TrainConfig:
     device: str = "auto"
     precision: Precision = Precision.auto
     resume: bool = False
+    overwrite: bool = False  # replace an earlier run's output (only what it wrote)
     dry_run: bool = False
     max_passages: int | None = None
     stop_at_step: int | None = None  # stop early as if preempted (tests of --resume)
@@ -186,11 +187,13 @@ class Trainer:
     # The loop ------------------------------------------------------------------------------------------------
     def run(self) -> Path:
         c = self.config
+        output = Path(c.output)
+        # Every rank checks before the rendezvous in init_distributed; the main one claims the directory after it,
+        # so no rank can find it already claimed by this very run.
+        check_train_output(output, c.resume, c.overwrite)
         runtime = resolve_runtime(c.device, c.precision, training=True)
         d = init_distributed(runtime)
         self._settings(runtime)
-        output = Path(c.output)
-        check_train_output(output)
         data = self.make_data(c)
         self._schedule(len(data), d)
         state = self._build(runtime, d)
@@ -300,7 +303,9 @@ class Trainer:
             write_training_card(
                 tmp, self.config, records, name=self.config.output
             )  # README.md, after any the model saved
-            for entry in sorted(tmp.iterdir()):
+            entries = sorted(tmp.iterdir())
+            record_written(output, [entry.name for entry in entries])
+            for entry in entries:
                 written.append(entry.name + "/" if entry.is_dir() else entry.name)
                 target = output / entry.name
                 if target.is_dir():

@@ -217,11 +217,11 @@ def test_cli_continues_from_its_own_output(app, tiny_model, toy_corpus, tmp_path
     assert result.exit_code == 0, result.output
 
 
-def test_rerun_into_the_same_directory_starts_afresh(tiny_model, tmp_path):
+def test_rerun_into_the_same_directory_starts_afresh_with_overwrite(tiny_model, tmp_path):
     corpus = write_corpus(tmp_path / "c.jsonl", count=12)
     out = tmp_path / "o"
     _trainer("mlm", tiny_model, corpus, out, max_steps=2, save_steps=1).run()
-    _trainer("mlm", tiny_model, corpus, out, max_steps=2, save_steps=1).run()
+    _trainer("mlm", tiny_model, corpus, out, max_steps=2, save_steps=1, overwrite=True).run()
     assert [r["step"] for r in _log(out)] == [1, 2]
 
 
@@ -232,15 +232,15 @@ def test_output_that_is_someone_elses_directory_is_refused_untouched(tiny_model,
     (theirs / "objective").mkdir(parents=True)
     (theirs / "objective" / "keep.txt").write_text("keep")
     (theirs / "config.json").write_text('{"mine": true}')
-    with pytest.raises(SimlmError, match="not one a simlm training run wrote"):
+    with pytest.raises(SimlmError, match="is not a directory a simlm training run created"):
         _trainer("mlm", tiny_model, toy_corpus, theirs, max_steps=2).run()
     assert (theirs / "objective" / "keep.txt").read_text() == "keep"
     assert (theirs / "config.json").read_text() == '{"mine": true}'
     assert sorted(p.name for p in theirs.iterdir()) == ["config.json", "objective"]
-    # Its own earlier output (even one stopped before its first step) is still the trainer's to reuse.
+    # Its own earlier output is still the trainer's to replace, when asked (--overwrite).
     ours = tmp_path / "ours"
     _trainer("mlm", tiny_model, toy_corpus, ours, max_steps=2).run()
-    _trainer("mlm", tiny_model, toy_corpus, ours, max_steps=2).run()
+    _trainer("mlm", tiny_model, toy_corpus, ours, max_steps=2, overwrite=True).run()
 
 
 def _poisoned(trainer: Trainer, from_call: int) -> Trainer:
