@@ -183,7 +183,7 @@ def cli(tmp_path_factory, tiny_bert_dir, tiny_data, cli_jobs) -> SimpleNamespace
     trained = cli_jobs.run([
         "rerank", "train", "--train-file", train_file, "--corpus", tiny_data.corpus, "--output", model,
         "--model", tiny_bert_dir, "--dry-run", "--max-steps", "3", "--group-size", "4", "--backprop-top", "3",
-        "--max-length", "64", "--device", "cpu", "--precision", "fp32",
+        "--global-batch-size", "2", "--max-length", "64", "--device", "cpu", "--precision", "fp32",
     ]).result()  # fmt: skip
     assert trained.returncode == 0, trained.stderr
 
@@ -242,6 +242,7 @@ def test_train_dry_run_writes_a_loadable_reranker(cli, tiny_data, passages):
     # --backprop-top 3 of --group-size 4: said in the log and kept in the model card.
     assert "listwise loss over the positive + the 2 top-scored negatives" in cli.trained.stderr
     assert "backprop_top=3" in (cli.model / "README.md").read_text()
+    assert "1 process(es) x batch 2 x accumulation 1 = 2 queries per step" in cli.trained.stderr
 
     pairs = [[tiny_data.query_texts["q1"], passages[d].joined()] for d in DOCS[:4]]
     st_scores = _cross_encoder_scores(cli.model, pairs)
