@@ -19,7 +19,8 @@
 # --bm25-run FILE: a BM25 run of the train queries (TREC or MS MARCO format) to mine Retriever1's negatives
 #   from, instead of searching the 500k train queries here.
 # --gpus N: the training commands and corpus encoding run under `python -m torch.distributed.run
-#   --nproc-per-node N`; batch sizes are per GPU as in the paper's scripts. 1 (default): plain `simlm`.
+#   --nproc-per-node N`; batch sizes are the paper's global ones (queries per step over all GPUs, split over
+#   the N processes: --global-batch-size), so any N trains as the paper did. 1 (default): plain `simlm`.
 # --dry-run: every command that has one gets --dry-run (a few steps / queries / passages), and --data defaults
 #   to the tiny sample in tests/data/msmarco_sample: a smoke test of the whole recipe on a CPU.
 #
@@ -43,7 +44,7 @@ PT_WEIGHT_DECAY=0.0    # --weight_decay 0.0
 PT_MAX_LEN=144         # --rlm_max_length 144
 # -- Retrievers 1 and 2 (scripts/train_biencoder_marco.sh) ----------------------------------------------------
 RET_LR=2e-5            # --learning_rate 2e-5
-RET_BATCH=16           # --per_device_train_batch_size 16 (4 GPUs: 64 queries per step)
+RET_BATCH=64           # global: --per_device_train_batch_size 16 x 4 GPUs (simlm/README.md: 4 V100)
 RET_NEG=15             # --train_n_passages 16: 1 positive + 15 hard negatives
 RET_TEMP=0.02          # --t 0.02
 RET_LENGTH=(--epochs 3) # --num_train_epochs 3
@@ -54,16 +55,18 @@ MINE_DEPTH=200         # hard negatives come from the top 200 of the previous re
 # -- Re-ranker (scripts/train_reranker_marco.sh, scripts/rerank_marco.sh) ----------------------------------------
 RR_GROUP=64            # --train_n_passages 64: 1 positive + 63 negatives from Retriever2's top 200
 RR_LR=3e-5             # --learning_rate 3e-5
-RR_BATCH=8             # --per_device_train_batch_size 8 (8 GPUs)
+RR_BATCH=64            # global: --per_device_train_batch_size 8 x 8 GPUs (simlm/README.md: 8 V100)
+RR_TOP=16              # --rerank_forward_factor 4: gradients through the top 64/4 of each group
 RR_LENGTH=(--epochs 3)  # --num_train_epochs 3
 RR_WARMUP=1000         # --warmup_steps 1000
 RR_MAX_LEN=192         # --rerank_max_length 192
 RR_DEPTH=200           # --rerank_depth 200: re-rank Retriever2's top 200
 # -- Retriever_distill (scripts/train_kd_biencoder.sh); the student starts from the pretrained encoder ----------
-KD_NEG=23              # --train_n_passages 24: 1 positive + 23 negatives with teacher scores
+KD_NEG=23              # --train_n_passages 24: 1 positive + 23 of the teacher-scored negatives, drawn anew
+                       # each epoch (every mined negative is scored: --kd_gen_score_n_neg 1000)
 KD_ALPHA=0.2           # --kd_cont_loss_weight 0.2: weight of the contrastive loss beside the KL term
 KD_LR=3e-5             # --learning_rate 3e-5
-KD_BATCH=16            # --per_device_train_batch_size 16
+KD_BATCH=64            # global: --per_device_train_batch_size 16 x 4 GPUs (simlm/README.md: 4 V100)
 KD_EPOCHS=6            # --num_train_epochs 6
 # -- BM25 (Pyserini): Anserini's defaults; its MS MARCO-tuned values are k1=0.82 b=0.68 ----------------------
 BM25_K1=0.9

@@ -38,7 +38,8 @@
 # --bm25-run FILE: a BM25 run of the train queries (TREC or MS MARCO format) to mine Retriever1's negatives
 #   from, instead of searching them here.
 # --gpus N: the training commands and corpus encoding run under `python -m torch.distributed.run
-#   --nproc-per-node N`; batch sizes are per GPU as in the paper's scripts. 1 (default): plain `simlm`.
+#   --nproc-per-node N`; batch sizes are the paper's global ones (queries per step over all GPUs, split over
+#   the N processes: --global-batch-size), so any N trains as the paper did. 1 (default): plain `simlm`.
 # --dry-run: every command that has one gets --dry-run (a few steps / queries / passages), and --data defaults
 #   to the tiny sample in tests/data/nq_sample: a smoke test of the whole recipe on a CPU.
 #
@@ -65,7 +66,8 @@ PT_WEIGHT_DECAY=0.0    # --weight_decay 0.0
 PT_MAX_LEN=144         # --rlm_max_length 144
 # -- Retrievers 1 and 2 (scripts/dpr/train_nq_biencoder.sh) ---------------------------------------------------
 RET_LR=1e-5            # --learning_rate 1e-5
-RET_BATCH=8            # --per_device_train_batch_size 8
+RET_BATCH=32           # global: --per_device_train_batch_size 8 x 4 GPUs (the authors name no GPU count for
+                       # NQ; 4 as for their MS MARCO retrievers)
 RET_NEG=15             # --train_n_passages 16: 1 positive + 15 hard negatives
 RET_TEMP=0.02          # --t 0.02
 RET_LENGTH=(--max-steps 20000)  # --max_steps 20000
@@ -76,16 +78,18 @@ MINE_DEPTH=100         # misc/dpr/mine_hard_negatives.py --depth 100: negatives 
 # -- Re-ranker (scripts/dpr/train_nq_reranker.sh, scripts/dpr/rerank_nq.sh) -------------------------------------
 RR_GROUP=32            # --train_n_passages 32: 1 positive + 31 negatives from Retriever2's top 100
 RR_LR=3e-5             # --learning_rate 3e-5
-RR_BATCH=4             # --per_device_train_batch_size 4
+RR_BATCH=32            # global: --per_device_train_batch_size 4 x 8 GPUs (8 as for their MS MARCO re-ranker)
+RR_TOP=16              # --rerank_forward_factor 2: gradients through the top 32/2 of each group
 RR_LENGTH=(--max-steps 20000)   # --max_steps 20000
 RR_WARMUP=1000         # --warmup_steps 1000
 RR_MAX_LEN=224         # --rerank_max_length 224
 RR_DEPTH=100           # --rerank_depth 100: re-rank Retriever2's top 100
 # -- Retriever_distill (scripts/dpr/train_nq_kd.sh); the student starts from the pretrained encoder -------------
-KD_NEG=15              # --train_n_passages 16: 1 positive + 15 negatives with teacher scores
+KD_NEG=15              # --train_n_passages 16: 1 positive + 15 of the teacher-scored negatives, drawn anew
+                       # each epoch (every mined negative is scored: --kd_gen_score_n_neg 1000)
 KD_ALPHA=1.0           # --kd_cont_loss_weight 1 (MS MARCO: 0.2)
 KD_LR=3e-5             # --learning_rate 3e-5
-KD_BATCH=8             # --per_device_train_batch_size 8
+KD_BATCH=32            # global: --per_device_train_batch_size 8 x 4 GPUs (4 as for their MS MARCO distillation)
 KD_EPOCHS=15           # --num_train_epochs 15
 # -- BM25 (Pyserini): Anserini's defaults ---------------------------------------------------------------------
 BM25_K1=0.9

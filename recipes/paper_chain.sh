@@ -86,7 +86,7 @@ mine_train() {  # mine_train RUN OUTPUT: positives from the train qrels, hard ne
 }
 train_retriever() {  # train_retriever NAME TRAIN_FILE
   launch train --model "$INIT" --train-file "$2" --corpus "$C" --output "$OUT/models/$1" --overwrite --pooling cls \
-    --negatives $RET_NEG --temperature $RET_TEMP --lr $RET_LR --batch-size $RET_BATCH "${RET_LENGTH[@]}" \
+    --negatives $RET_NEG --temperature $RET_TEMP --lr $RET_LR --global-batch-size $RET_BATCH "${RET_LENGTH[@]}" \
     --warmup-steps $RET_WARMUP --query-max-length $Q_LEN --passage-max-length $P_LEN $dry
 }
 
@@ -135,20 +135,22 @@ stage_end retriever2
 stage_start "re-ranker: $RERANKER_MODEL, listwise loss over Retriever2's top $MINE_DEPTH"
 mine_train "$OUT/runs/retriever2.train.trec" "$OUT/train/retriever2.jsonl"
 launch rerank train --model "$RERANKER_MODEL" --train-file "$OUT/train/retriever2.jsonl" --corpus "$C" \
-  --output "$OUT/models/reranker" --overwrite --group-size $RR_GROUP --max-length $RR_MAX_LEN --lr $RR_LR \
-  --batch-size $RR_BATCH "${RR_LENGTH[@]}" --warmup-steps $RR_WARMUP $dry
+  --output "$OUT/models/reranker" --overwrite --group-size $RR_GROUP --backprop-top $RR_TOP --max-length $RR_MAX_LEN \
+  --lr $RR_LR --global-batch-size $RR_BATCH "${RR_LENGTH[@]}" --warmup-steps $RR_WARMUP $dry
 simlm rerank run --model "$OUT/models/reranker" --run "$OUT/runs/retriever2.trec" --queries "$QD" --corpus "$C" \
   --depth $RR_DEPTH --output "$OUT/runs/reranker.trec" $dry
 evaluate_split reranker "$OUT/runs/reranker.trec"
 stage_end reranker
 
 stage_start "Retriever_distill: KL from the re-ranker's scores + $KD_ALPHA x contrastive"
-# `rerank score` has no --dry-run; under --dry-run the mined file it reads already holds only a few queries.
+# Every mined negative gets a teacher score (the authors' --kd_gen_score_n_neg 1000): distill draws its $KD_NEG
+# from all of them, anew each epoch. Under --dry-run the mined file already holds only a few queries.
 simlm rerank score --model "$OUT/models/reranker" --train-file "$OUT/train/retriever2.jsonl" --corpus "$C" \
-  --max-negatives $KD_NEG --output "$OUT/train/teacher.jsonl"
+  --output "$OUT/train/teacher.jsonl"
 launch distill --model "$INIT" --train-file "$OUT/train/teacher.jsonl" --corpus "$C" --output "$OUT/models/distill" \
-  --overwrite --pooling cls --negatives $KD_NEG --alpha $KD_ALPHA --temperature $RET_TEMP --lr $KD_LR --batch-size $KD_BATCH \
-  --epochs $KD_EPOCHS --warmup-steps $RET_WARMUP --query-max-length $Q_LEN --passage-max-length $P_LEN $dry
+  --overwrite --pooling cls --negatives $KD_NEG --alpha $KD_ALPHA --temperature $RET_TEMP --lr $KD_LR \
+  --global-batch-size $KD_BATCH --epochs $KD_EPOCHS --warmup-steps $RET_WARMUP --query-max-length $Q_LEN \
+  --passage-max-length $P_LEN $dry
 dense_split_runs distill "$OUT/models/distill"
 stage_end distill
 

@@ -123,6 +123,14 @@ OutputDir = typer.Option(
 MaxSteps = typer.Option(None, "--max-steps", help="Optimizer steps (overrides --epochs).")
 Epochs = typer.Option(1.0, "--epochs", help="Passes over the training queries (fractions allowed).")
 GradAccum = typer.Option(1, "--grad-accum", help="Micro-steps accumulated per optimizer step.")
+GlobalBatchSize = typer.Option(
+    None,
+    "--global-batch-size",
+    min=1,
+    help="Queries per optimizer step over all processes (the paper's 64), whatever their number: each process "
+    "takes G / (processes x --grad-accum), an error if that is not whole. Replaces --batch-size. In-batch negatives "
+    "are gathered across processes, so with --grad-accum 1 every query meets the whole global batch's passages.",
+)
 WeightDecay = typer.Option(0.01, "--weight-decay", help="AdamW weight decay (not on biases/norms).")
 WarmupSteps = typer.Option(None, "--warmup-steps", help="Linear warmup steps. Default: 10% of the steps.")
 MaxGradNorm = typer.Option(1.0, "--max-grad-norm", help="Gradient clipping norm.")
@@ -176,6 +184,7 @@ TRAINER_OPTIONS: dict[str, tuple[type, Any]] = {
     "max_steps": (int, MaxSteps),
     "epochs": (float, Epochs),
     "grad_accum": (int, GradAccum),
+    "global_batch_size": (int, GlobalBatchSize),
     "lr": (float, Lr),
     "weight_decay": (float, WeightDecay),
     "warmup_steps": (int, WarmupSteps),

@@ -55,6 +55,14 @@ def train(
         help="Passages per query group: 1 positive + n-1 negatives, re-drawn each epoch (paper: 64 from the top 200). "
         "Queries with fewer negatives repeat some; queries with none are skipped and counted.",
     ),
+    backprop_top: int = typer.Option(
+        None,
+        "--backprop-top",
+        min=2,
+        help="Back-propagate through each group's positive + its M-1 negatives the model scores highest (found by "
+        "a pass without gradients, dropout off), as the authors' code does (paper: 16 of 64). Default: the whole "
+        "group.",
+    ),
     max_length: int = typer.Option(
         192, "--max-length", help="Tokens per (query, passage) pair; only passages are cut."
     ),
@@ -85,7 +93,7 @@ def train(
         max_length=max_length,
         batch_size=batch_size,
     )
-    train_reranker(train_file, config, group_size, log=info)
+    train_reranker(train_file, config, group_size, log=info, backprop_top=backprop_top)
 
 
 @app.command(

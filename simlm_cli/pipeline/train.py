@@ -91,17 +91,23 @@ def train_reranker(
     group_size: int = 8,
     log: Callable[[str], None] = print,
     cpu_batch: int = 4,
+    backprop_top: int | None = None,
 ) -> Path:
     """Train a cross-encoder on a training file's groups with the shared trainer; returns the output directory.
 
-    `config.batch_size` counts queries (each brings `group_size` pairs); None: `cpu_batch` on CPU, 16 on GPU.
+    `config.batch_size` counts queries (each brings `group_size` pairs); None (and no global batch): `cpu_batch` on
+    CPU, 16 on GPU. `backprop_top`: back-propagate through each group's positive and its top-scored negatives only.
     """
     if group_size < 2:
         raise SimlmError("--group-size must be at least 2 (one positive and one negative)")
-    if config.batch_size is None:
+    if backprop_top is not None and not 2 <= backprop_top <= group_size:
+        raise SimlmError(f"--backprop-top must be between 2 and --group-size ({group_size}), got {backprop_top}")
+    if config.batch_size is None and config.global_batch_size is None:
         on_cpu = resolve_runtime(config.device, config.precision, training=True).device_type == "cpu"
         config.batch_size = cpu_batch if on_cpu else 16
     config.objective_options.update(train_file=str(train_file), group_size=group_size)
+    if backprop_top is not None and backprop_top < group_size:
+        config.objective_options.update(backprop_top=backprop_top)
     model_path = resolve_model_path(config.model)
     tokenizer = load_tokenizer(model_path)
 
@@ -117,10 +123,15 @@ def train_reranker(
 
     def build(path: str, tok: Any, build_log: Callable[[str], None]) -> CrossEncoderObjective:
         # Logged here, once the data has been read: a bad training file's error is then the only line.
+        top = (
+            f" over the positive + the {backprop_top - 1} top-scored negatives"
+            if backprop_top is not None and backprop_top < group_size
+            else ""
+        )
         build_log(
             f"re-ranker: cross-encoder from {config.model or path}, groups of 1 positive + {group_size - 1} "
-            f"negatives, listwise loss, pairs of <= {config.max_length} tokens"
+            f"negatives, listwise loss{top}, pairs of <= {config.max_length} tokens"
         )
-        return CrossEncoderObjective(path, tok, group_size, config.max_length, build_log)
+        return CrossEncoderObjective(path, tok, group_size, config.max_length, build_log, backprop_top)
 
     return Trainer(config, build, tokenizer, model_path, log=log, data=data).run()

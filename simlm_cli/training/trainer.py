@@ -70,6 +70,7 @@ class TrainConfig:
     max_steps: int = 10000
     epochs: float | None = None  # when set, max_steps = this many passes over the data (a dry run still caps it)
     batch_size: int | None = None  # per process per micro-step; default 16 on CPU, 64 on GPU
+    global_batch_size: int | None = None  # per optimizer step over all processes; sets batch_size (not both)
     grad_accum: int = 1
     lr: float = 1e-4
     weight_decay: float = 0.01
@@ -114,6 +115,22 @@ def micro_seed(seed: int, step: int, micro: int, rank: int) -> int:
     return (seed * 1_000_003 + step * 7_919 + micro * 104_729 + rank * 15_485_863) % (2**62)
 
 
+def per_process_batch(global_batch: int, world: int, grad_accum: int) -> int:
+    """The batch of one process's micro-step that makes `global_batch` per optimizer step over `world` processes
+    accumulating `grad_accum` micro-steps each; a global batch that does not divide evenly is refused."""
+    if global_batch < 1:
+        raise SimlmError("--global-batch-size must be at least 1")
+    if grad_accum < 1:
+        raise SimlmError("--grad-accum must be at least 1")
+    share = world * grad_accum
+    if global_batch % share:
+        raise SimlmError(
+            f"--global-batch-size {global_batch} does not split evenly over {world} process(es) x --grad-accum "
+            f"{grad_accum}: give a multiple of {share}"
+        )
+    return global_batch // share
+
+
 class Trainer:
     """Runs one objective over one corpus as `config` says; `run()` returns the path of the output directory."""
 
@@ -139,8 +156,13 @@ class Trainer:
         return TextData(load_texts(c.corpus, c.corpus_format, c.max_passages), self.tokenizer, c.max_length)
 
     # The pieces --------------------------------------------------------------------------------------------
-    def _settings(self, runtime: Runtime) -> None:
+    def _settings(self, runtime: Runtime, d: Dist) -> None:
         c = self.config
+        if c.global_batch_size is not None:
+            if c.batch_size is not None:
+                raise SimlmError("give --batch-size (per process) or --global-batch-size (all processes), not both")
+            # The same flags then train alike on 1 or 8 GPUs (in-batch negatives are gathered across processes).
+            c.batch_size = per_process_batch(c.global_batch_size, d.world, c.grad_accum)
         if c.dry_run:
             c.max_steps = min(c.max_steps, DRY_RUN_STEPS)
             c.batch_size = min(c.batch_size or DRY_RUN_BATCH, DRY_RUN_BATCH)
@@ -193,7 +215,7 @@ class Trainer:
         check_train_output(output, c.resume, c.overwrite)
         runtime = resolve_runtime(c.device, c.precision, training=True)
         d = init_distributed(runtime)
-        self._settings(runtime)
+        self._settings(runtime, d)
         data = self.make_data(c)
         self._schedule(len(data), d)
         state = self._build(runtime, d)

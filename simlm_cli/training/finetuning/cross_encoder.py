@@ -7,6 +7,12 @@ negatives (drawn from its negatives, those a retriever ranked high). The model s
 with one logit, and the loss is the cross-entropy of the group's n scores with the positive at index 0. Groups
 are re-drawn every epoch by `default_rng([seed, epoch, row])`, so a resumed run sees the same groups.
 
+With `backprop_top` M < n (the paper's 16 of 64), the group is first scored without gradients and with dropout
+off; only the positive and the M-1 negatives the model scores highest are then run again, with gradients, and the
+loss is the cross-entropy over those M. This is the authors' `rerank_forward_factor` (microsoft/unilm
+simlm/src/models/cross_encoder_model.py, `Reranker.forward`): the backward pass costs M, not n, pairs per query
+while the negatives it learns from are the hardest of n.
+
 Queries with no negative left (after dropping any that are also positives) are skipped and counted: a group of
 one passage has a zero loss and teaches nothing.
 """
@@ -23,9 +29,9 @@ import torch
 from simlm_cli.errors import InputError, SimlmError
 from simlm_cli.io.corpus import Passage
 from simlm_cli.io.train_file import TrainExample
-from simlm_cli.models.cross_encoder import CrossEncoder, pad_pairs, tokenize_pairs
+from simlm_cli.models.cross_encoder import CrossEncoder, pad_pairs, pair_logits, tokenize_pairs
 from simlm_cli.training.finetuning.groups import draw_group
-from simlm_cli.training.finetuning.losses import listwise_loss
+from simlm_cli.training.finetuning.losses import listwise_loss, listwise_top
 from simlm_cli.training.step import StepOutput
 
 
@@ -96,7 +102,52 @@ class RerankData:
 
 # -- the objective -------------------------------------------------------------------------------------------------
 class CrossEncoderObjective(CrossEncoder):
-    """The re-ranker being trained: `forward(batch, rng)` scores every pair and returns the listwise loss."""
+    """The re-ranker being trained: `forward(batch, rng)` returns the listwise loss of each query's group, or of
+    its top `backprop_top` when that is set and smaller than the group (see the module docstring)."""
+
+    def __init__(
+        self,
+        model_path: str,
+        tokenizer: Any,
+        group_size: int,
+        max_length: int,
+        log: Callable[[str], None] = print,
+        backprop_top: int | None = None,
+    ):
+        super().__init__(model_path, tokenizer, group_size, max_length, log)
+        if backprop_top is not None and not 2 <= backprop_top <= group_size:
+            raise SimlmError(f"--backprop-top must be between 2 and --group-size ({group_size}), got {backprop_top}")
+        self.backprop_top = backprop_top if backprop_top is not None and backprop_top < group_size else None
 
     def forward(self, batch: dict[str, torch.Tensor], rng: torch.Generator | None = None) -> StepOutput:
-        return StepOutput(listwise_loss(self.scores(batch)))
+        if self.backprop_top is None:
+            return StepOutput(listwise_loss(self.scores(batch)))
+        rows = self.top_rows(batch)
+        chosen = {key: value[rows] for key, value in batch.items()}
+        scores = pair_logits(self.model, _without_padding_columns(chosen)).view(-1, self.backprop_top)
+        return StepOutput(listwise_loss(scores))
+
+    def top_rows(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The batch rows to back-propagate through: per query, its positive and the `backprop_top`-1 negatives
+        the model scores highest, found by a pass without gradients in eval mode (no dropout), as the authors do."""
+        training = self.model.training
+        self.model.eval()
+        try:
+            with torch.no_grad():
+                scores = self.scores(batch)
+        finally:
+            self.model.train(training)
+        keep = listwise_top(scores, self.backprop_top)
+        first_row = torch.arange(keep.shape[0], device=keep.device).unsqueeze(1) * self.group_size
+        return (keep + first_row).view(-1)
+
+
+def _without_padding_columns(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The batch cut after its last non-padding column: the rows kept may all be shorter than the longest pair of
+    the group. Only trailing columns go, so a left-padded batch keeps its positions."""
+    mask = batch.get("attention_mask")
+    if mask is None or mask.ndim != 2:
+        return batch
+    used = mask.any(dim=0).nonzero()
+    length = int(used.max()) + 1 if len(used) else mask.shape[1]
+    return {key: value[:, :length] if value.ndim == 2 else value for key, value in batch.items()}

@@ -160,6 +160,21 @@ def listwise_loss(scores: Tensor) -> Tensor:
     return F.cross_entropy(scores, targets)
 
 
+def listwise_top(scores: Tensor, keep: int) -> Tensor:
+    """[B, keep] column indices into scores [B, n]: column 0 (the positive) first, then the `keep`-1 columns of
+    the highest scores among the others (the hardest negatives), highest first.
+
+    The selection of the SimLM authors' re-ranker (microsoft/unilm simlm/src/models/cross_encoder_model.py,
+    `rerank_forward_factor`): they set the positive's score to +inf and take the top `keep` of the row, which keeps
+    the positive whatever the model thinks of it and gives the same columns in the same order.
+    """
+    if scores.ndim != 2 or not 1 <= keep <= scores.shape[1]:
+        raise ValueError(f"expected scores [B, n] with 1 <= keep <= n, got {tuple(scores.shape)} and keep {keep}")
+    negatives = scores[:, 1:].topk(keep - 1, dim=1).indices + 1
+    positive = torch.zeros(scores.shape[0], 1, dtype=negatives.dtype, device=scores.device)
+    return torch.cat([positive, negatives], dim=1)
+
+
 def distill_loss(student: Tensor, teacher: Tensor, teacher_temperature: float = 1.0) -> Tensor:
     """KL(softmax(teacher / teacher_temperature) || softmax(student)), summed over a row and averaged over rows.
 

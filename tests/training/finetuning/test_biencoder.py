@@ -87,6 +87,29 @@ def test_batch_tensors_and_teacher_scores(groups, tmp_path, tiny_data):
     assert scores.shape == (1, 3) and scores[0, 0] in (5.0, 4.0)
 
 
+def test_distillation_draws_from_every_scored_negative_anew_each_epoch(groups, tmp_path, tiny_data):
+    """`simlm rerank score` scores every mined negative; distill draws its n of them per epoch, seeded, and each
+    drawn passage brings its own teacher score (issue 23: simlm used to score, and so use, only the first n)."""
+    _, passages, tokenizer, settings = groups
+    records = scored()
+    examples, _ = load_groups(write_train(tmp_path / "s.jsonl", records), tiny_data.corpus, need_scores=True,
+                              log=lambda m: None)  # fmt: skip
+    teacher = {c["docid"]: c["score"] for c in records[0]["positives"] + records[0]["negatives"]}
+
+    def draws(seed: int) -> list[tuple[list[str], list[float]]]:
+        data = GroupData(examples, passages, tokenizer, settings, negatives=2, seed=seed, teacher_scores=True)
+        return [data.group(0, epoch)[1:] for epoch in range(6)]
+
+    seen = set()
+    for ids, scores in draws(7):
+        assert scores == [teacher[d] for d in ids]  # each passage with its own teacher score
+        assert len(set(ids[1:])) == 2
+        seen.update(ids[1:])
+    assert len({tuple(ids) for ids, _ in draws(7)}) > 1  # another epoch, other negatives
+    assert seen - {"d3", "d4"}, "only the first 2 negatives were ever drawn"
+    assert draws(7) == draws(7) and draws(7) != draws(8)  # reproducible by seed
+
+
 @pytest.mark.parametrize(
     "records, needs, message",
     [

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from simlm_cli.errors import InputError
+from simlm_cli.errors import InputError, SimlmError
 from simlm_cli.io.corpus import iter_corpus
 from simlm_cli.io.train_file import Candidate, TrainExample
 from simlm_cli.models.cross_encoder import tokenize_pairs
@@ -80,6 +80,63 @@ def test_listwise_loss_matches_hand_computation(tiny_bert_dir, tiny_data, passag
     assert loss > 0
 
 
+def test_listwise_top_keeps_the_positive_then_the_hardest_negatives():
+    from simlm_cli.training.finetuning.losses import listwise_top
+
+    scores = torch.tensor([[0.1, 5.0, -1.0, 3.0, 2.0], [-9.0, 1.0, 2.0, 3.0, 0.0]])
+    # Row 2's positive scores lowest of all and is still kept, first, as the authors' +inf does.
+    assert listwise_top(scores, 3).tolist() == [[0, 1, 3], [0, 3, 2]]
+    assert listwise_top(scores, 5)[:, 0].tolist() == [0, 0]
+    with pytest.raises(ValueError):
+        listwise_top(scores, 6)
+
+
+def _grad_calls(model: CrossEncoderObjective) -> list[tuple[int, bool, bool]]:
+    """Each forward of the HF model: (pairs, gradients on, training mode), recorded by a hook."""
+    calls: list[tuple[int, bool, bool]] = []
+    model.model.register_forward_hook(
+        lambda module, args, kwargs, out: calls.append(
+            (kwargs["input_ids"].shape[0], torch.is_grad_enabled(), module.training)
+        ),
+        with_kwargs=True,
+    )
+    return calls
+
+
+def test_backprop_top_runs_only_the_top_pairs_with_gradients(tiny_bert_dir, tiny_data, passages, tokenizer):
+    """--group-size 8 --backprop-top 3: all 16 pairs of 2 queries scored without gradients and dropout, then only
+    each query's positive + its 2 best-scored negatives run again with both; the loss is over those 3."""
+    model = CrossEncoderObjective(str(tiny_bert_dir), tokenizer, 8, 64, log=lambda _m: None, backprop_top=3)
+    calls = _grad_calls(model)
+    batch = _data(tiny_data, passages, tokenizer, group_size=8).batch(np.array([0, 1]), epoch=0)
+    model.train()
+    out = model(batch, None)
+    assert calls == [(16, False, False), (6, True, True)]
+    assert model.model.training  # the training mode is back after the selection pass
+    out.loss.backward()
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.model.parameters())
+
+    # By hand, in eval mode (no dropout, so both passes are deterministic): every logit, the top 3 per query.
+    model.eval()
+    with torch.no_grad():
+        loss = float(model(batch, None).loss)
+        logits = model.model(**batch).logits[:, 0].tolist()
+    by_hand = []
+    for group in (logits[:8], logits[8:]):
+        negatives = sorted(group[1:], reverse=True)[:2]
+        chosen = [group[0], *negatives]
+        by_hand.append(math.log(sum(math.exp(s) for s in chosen)) - group[0])
+    assert loss == pytest.approx(sum(by_hand) / 2, abs=1e-5)
+    model.backprop_top = None  # the whole group: more negatives in the denominator, a larger loss
+    with torch.no_grad():
+        assert float(model(batch, None).loss) > loss
+
+
+def test_backprop_top_outside_the_group_is_refused(tiny_bert_dir, tokenizer):
+    with pytest.raises(SimlmError, match="--backprop-top must be between 2 and --group-size \\(4\\)"):
+        CrossEncoderObjective(str(tiny_bert_dir), tokenizer, 4, 64, log=lambda _m: None, backprop_top=5)
+
+
 def test_groups_positive_first_deterministic_and_resampled(tiny_data, passages, tokenizer):
     data = _data(tiny_data, passages, tokenizer, group_size=4)
     assert data.unit == "queries" and len(data) == 2
@@ -125,8 +182,8 @@ def cli(tmp_path_factory, tiny_bert_dir, tiny_data, cli_jobs) -> SimpleNamespace
     model = root / "model"
     trained = cli_jobs.run([
         "rerank", "train", "--train-file", train_file, "--corpus", tiny_data.corpus, "--output", model,
-        "--model", tiny_bert_dir, "--dry-run", "--max-steps", "3", "--group-size", "4", "--max-length", "64",
-        "--device", "cpu", "--precision", "fp32",
+        "--model", tiny_bert_dir, "--dry-run", "--max-steps", "3", "--group-size", "4", "--backprop-top", "3",
+        "--global-batch-size", "2", "--max-length", "64", "--device", "cpu", "--precision", "fp32",
     ]).result()  # fmt: skip
     assert trained.returncode == 0, trained.stderr
 
@@ -153,6 +210,9 @@ def cli(tmp_path_factory, tiny_bert_dir, tiny_data, cli_jobs) -> SimpleNamespace
         "run_drop": cli_jobs.run(["rerank", "run", "--run", run_in, "--output", root / "out_drop.trec", "--depth",
                                   "5", "--drop-tail", *common]),
         "bad": cli_jobs.run(["rerank", "run", "--run", bad_run, "--output", root / "bad_out.trec", *common]),
+        "bad_top": cli_jobs.run(["rerank", "train", "--train-file", train_file, "--corpus", tiny_data.corpus,
+                                 "--output", root / "bad_top", "--model", tiny_bert_dir, "--group-size", "4",
+                                 "--backprop-top", "5", "--dry-run"]),
         "score": cli_jobs.run(["rerank", "score", "--model", model, "--train-file", train_file, "--corpus",
                                tiny_data.corpus, "--output", root / "scored.jsonl", "--max-negatives", "3",
                                "--device", "cpu", "--precision", "fp32"]),
@@ -179,6 +239,10 @@ def test_train_dry_run_writes_a_loadable_reranker(cli, tiny_data, passages):
     log = [json.loads(line) for line in (cli.model / "train_log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in log] == [1, 2, 3]
     assert json.loads((cli.model / "simlm_reranker.json").read_text())["max_length"] == 64
+    # --backprop-top 3 of --group-size 4: said in the log and kept in the model card.
+    assert "listwise loss over the positive + the 2 top-scored negatives" in cli.trained.stderr
+    assert "backprop_top=3" in (cli.model / "README.md").read_text()
+    assert "1 process(es) x batch 2 x accumulation 1 = 2 queries per step" in cli.trained.stderr
 
     pairs = [[tiny_data.query_texts["q1"], passages[d].joined()] for d in DOCS[:4]]
     st_scores = _cross_encoder_scores(cli.model, pairs)
@@ -220,6 +284,14 @@ def test_rerank_run_sorts_the_head_and_matches_cross_encoder(cli, tiny_data, pas
         np.testing.assert_allclose(scores[:5], expected, atol=1e-4)
 
 
+def test_backprop_top_larger_than_the_group_is_one_line_error(cli):
+    assert cli.bad_top.returncode == 2
+    assert cli.bad_top.stderr.strip().splitlines() == [
+        "simlm: error: --backprop-top must be between 2 and --group-size (4), got 5"
+    ], cli.bad_top.stderr
+    assert not (cli.root / "bad_top").exists()
+
+
 def test_rerank_run_missing_document_is_one_line_error(cli):
     assert cli.bad.returncode == 2
     lines = cli.bad.stderr.strip().splitlines()
@@ -250,3 +322,10 @@ def test_rerank_score_has_the_dry_run_the_readme_lists(cli):
     assert len(six) == 6
     scored = (cli.root / "scored-dry.jsonl").read_text().splitlines()
     assert [json.loads(line)["qid"] for line in scored] == [json.loads(line)["qid"] for line in six[:4]]
+    # No --max-negatives: every negative of a query gets its teacher score (what distill then draws from).
+    for given, got in zip(map(json.loads, six), map(json.loads, scored)):
+        positives = {c["docid"] for c in given["positives"]}  # a positive listed as a negative is dropped
+        assert [c["docid"] for c in got["negatives"]] == [
+            c["docid"] for c in given["negatives"] if c["docid"] not in positives
+        ]
+        assert all(isinstance(c["score"], float) for c in got["negatives"])

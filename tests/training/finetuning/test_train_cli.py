@@ -78,3 +78,26 @@ def test_distill_dry_run_and_missing_teacher_scores(tmp_path, tiny_data, trained
     assert bad.returncode == 2
     assert bad.stderr.strip().count("\n") == 0 and f"{unscored}:1" in bad.stderr and "no score" in bad.stderr
     assert not (tmp_path / "nope" / "model.safetensors").exists()
+
+
+def test_global_batch_size_splits_over_processes_and_accumulation():
+    from simlm_cli.errors import SimlmError
+    from simlm_cli.training.trainer import per_process_batch
+
+    assert per_process_batch(64, world=4, grad_accum=1) == 16  # the paper's retrievers: 4 GPUs x 16
+    assert per_process_batch(64, world=8, grad_accum=1) == 8  # its re-ranker: 8 GPUs x 8
+    assert per_process_batch(64, world=1, grad_accum=4) == 16  # one GPU that holds 16: accumulate 4
+    with pytest.raises(SimlmError, match="--global-batch-size 64 does not split evenly over 3 process"):
+        per_process_batch(64, world=3, grad_accum=1)
+
+
+def test_global_and_per_process_batch_together_is_one_line_error(tmp_path, tiny_data, trained, run_cli):
+    out, _, _ = trained
+    done = run_cli(
+        ["train", "--train-file", write_train(tmp_path / "t.jsonl"), "--corpus", tiny_data.corpus, "--model", out,
+         "--output", tmp_path / "o", "--batch-size", "2", "--global-batch-size", "4", "--dry-run"]
+    )  # fmt: skip
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [
+        "simlm: error: give --batch-size (per process) or --global-batch-size (all processes), not both"
+    ], done.stderr

@@ -1,4 +1,6 @@
-"""`simlm train` under torchrun: two gloo processes with batch B each end where one process with batch 2B does.
+"""`simlm train` under torchrun: two gloo processes with batch B each end where one process with batch 2B does, and
+the same `--global-batch-size 2B` gives each of them that share: the flags say the paper's batch whatever the number
+of processes (issue 23).
 
 The in-batch negatives are gathered across processes (with gradients) and DDP averages the gradients, so both
 runs take the same optimizer steps over the same queries. Dropout is off in the model built here: dropout masks
@@ -46,13 +48,14 @@ def test_two_processes_train_as_one_with_the_whole_batch(tmp_path, tiny_bert_dir
     train_file = _train_file(tmp_path / "train.jsonl")
     common = ["train", "--train-file", str(train_file), "--corpus", str(tiny_data.corpus), "--model", str(model),
               "--negatives", "2", "--max-steps", "3", "--lr", "1e-3", "--device", "cpu", "--precision", "fp32"]  # fmt: skip
-    one = run_cli([*common, "--batch-size", "4", "--output", tmp_path / "one"])
+    one = run_cli([*common, "--global-batch-size", "4", "--output", tmp_path / "one"])
     assert one.returncode == 0, one.stderr
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
     launch = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", "-m", "simlm_cli"]
-    two = subprocess.run([*launch, *common, "--batch-size", "2", "--output", str(tmp_path / "two")], env=env,
+    two = subprocess.run([*launch, *common, "--global-batch-size", "4", "--output", str(tmp_path / "two")], env=env,
                          capture_output=True, text=True, timeout=300)  # fmt: skip
     assert two.returncode == 0, two.stderr[-3000:]
+    assert "1 process(es) x batch 4" in one.stderr and "= 4 queries per step" in one.stderr
     assert "2 process(es) x batch 2" in two.stderr and "= 4 queries per step" in two.stderr
     a = load_file(str(tmp_path / "one" / "model.safetensors"))
     b = load_file(str(tmp_path / "two" / "model.safetensors"))
