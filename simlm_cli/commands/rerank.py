@@ -56,7 +56,10 @@ def train(
         "Queries with fewer negatives repeat some; queries with none are skipped and counted.",
     ),
     max_length: int = typer.Option(
-        192, "--max-length", help="Tokens per (query, passage) pair; only passages are cut."
+        None,
+        "--max-length",
+        help="Tokens per (query, passage) pair; only passages are cut. Default: the length --model was trained "
+        "with (simlm_reranker.json), else 192 (the paper's).",
     ),
     batch_size: int = typer.Option(
         None,

@@ -42,7 +42,11 @@ def test_train_writes_a_model_that_sentence_transformers_loads_with_the_same_vec
 
     out, emb, _ = trained
     settings = json.loads((out / "simlm.json").read_text())
-    assert settings["pooling"] == "cls" and settings["query_max_length"] == 32
+    # The initial model's own settings (its sentence-transformers config: mean pooling, 128 tokens), kept since no
+    # flag changed them (issue 23, item 4: `train` used to switch it to [CLS] and 32/144 tokens).
+    assert settings["pooling"] == "mean" and settings["query_max_length"] == 128
+    assert settings["passage_format"] == "concat" and settings["normalize"] is True
+    assert json.loads((out / "1_Pooling" / "config.json").read_text())["pooling_mode_mean_tokens"] is True
     assert (out / "train_log.jsonl").is_file() and (out / "loss.png").is_file()
     AutoModel.from_pretrained(out)  # a plain HF directory
     ids, vectors = _vectors(emb)
@@ -54,7 +58,9 @@ def test_train_writes_a_model_that_sentence_transformers_loads_with_the_same_vec
 
 def test_train_log_says_what_it_trained(trained):
     _, _, stderr = trained
-    assert "cls pooling" in stderr and "1 positive + 2 negatives" in stderr
+    assert "mean pooling" in stderr and "1 positive + 2 negatives" in stderr
+    assert "pooling mean (sentence-transformers config)" in stderr
+    assert "query_max_length 128 (sentence-transformers config)" in stderr
     assert "skipped 1 queries (1 with no positive)" in stderr
 
 
@@ -68,7 +74,8 @@ def test_distill_dry_run_and_missing_teacher_scores(tmp_path, tiny_data, trained
     assert done.returncode == 0, done.stderr
     log = [json.loads(line) for line in (tmp_path / "student" / "train_log.jsonl").read_text().splitlines()]
     assert {"loss", "loss_kl", "loss_contrastive"} <= set(log[-1])
-    assert json.loads((tmp_path / "student" / "simlm.json").read_text())["pooling"] == "cls"  # the student's own
+    assert json.loads((tmp_path / "student" / "simlm.json").read_text())["pooling"] == "mean"  # the student's own
+    assert "pooling mean (simlm.json)" in done.stderr
 
     unscored = write_train(tmp_path / "unscored.jsonl", TRAIN)
     bad = run_cli(
