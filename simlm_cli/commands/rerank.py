@@ -58,8 +58,8 @@ def train(
     max_length: int = typer.Option(
         None,
         "--max-length",
-        help="Tokens per (query, passage) pair; only passages are cut. Default: the length --model was trained "
-        "with (simlm_reranker.json), else 192 (the paper's).",
+        help="Tokens per (query, passage) pair; only passages are cut. Default: the model's own (the length a "
+        "re-ranker was trained with, simlm_reranker.json), else 192 (the paper's).",
     ),
     batch_size: int = typer.Option(
         None,

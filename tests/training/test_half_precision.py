@@ -92,3 +92,25 @@ def test_bf16_autocast_over_a_half_checkpoint_trains(command, tiny_bert_half_dir
     losses = _run(command, tiny_bert_half_dir, "bf16", tmp_path / "out", files, tiny_data.corpus)
     assert len(losses) == 4 and all(np.isfinite(losses)), losses
     assert {t.dtype for t in load_file(str(tmp_path / "out" / "model.safetensors")).values()} == {torch.float32}
+
+
+def test_fp16_loss_scaling_can_unscale_the_gradients_of_a_half_checkpoint(tiny_bert_half_dir):
+    """`--precision fp16` (CUDA) trains through a GradScaler, whose `unscale_` refused an fp16 checkpoint's fp16
+    gradients (`ValueError: Attempting to unscale FP16 gradients`). The CPU's GradScaler makes the same check, so
+    the trainer's fp16 step runs here, on the gradients of a model built from the half checkpoint: float32 ones."""
+    from transformers import AutoTokenizer
+
+    from simlm_cli.models.biencoder import load_encoder
+    from simlm_cli.training.trainer import build_optimizer
+
+    model = load_encoder(str(tiny_bert_half_dir)).train()
+    optimizer = build_optimizer(model, lr=1e-3, weight_decay=0.01)
+    scaler = torch.amp.GradScaler("cpu")
+    inputs = AutoTokenizer.from_pretrained(tiny_bert_half_dir)(["how do proteins fold"], return_tensors="pt")
+    loss = model(**inputs).last_hidden_state[:, 0].float().pow(2).mean()
+    scaler.scale(loss).backward()
+    scaler.unscale_(optimizer)
+    scaler.step(optimizer)
+    scaler.update()
+    grads = [p.grad for p in model.parameters() if p.grad is not None]
+    assert grads and {g.dtype for g in grads} == {torch.float32}

@@ -85,3 +85,47 @@ def test_distill_dry_run_and_missing_teacher_scores(tmp_path, tiny_data, trained
     assert bad.returncode == 2
     assert bad.stderr.strip().count("\n") == 0 and f"{unscored}:1" in bad.stderr and "no score" in bad.stderr
     assert not (tmp_path / "nope" / "model.safetensors").exists()
+
+
+# -- where each encoder setting comes from (issue 23, item 4) -------------------------------------------------------
+def test_a_flag_overrides_the_models_own_setting_and_the_log_names_each_source(tmp_path, tiny_data, tiny_st_dir):
+    """`--pooling cls` over a mean-pooled model: pooling from the flag, every other setting still the model's."""
+    from tests.conftest import run_cli
+
+    out = tmp_path / "cls"
+    done = run_cli(
+        ["train", "--train-file", write_train(tmp_path / "train.jsonl"), "--corpus", tiny_data.corpus, "--model",
+         tiny_st_dir, "--output", out, "--negatives", "1", "--dry-run", "--pooling", "cls"]
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    settings = json.loads((out / "simlm.json").read_text())
+    assert (settings["pooling"], settings["query_max_length"], settings["passage_format"]) == ("cls", 128, "concat")
+    assert "pooling cls (flags)" in done.stderr
+    assert "passage_format concat (sentence-transformers config)" in done.stderr
+
+
+COMMANDS_WITH_SETTINGS = {
+    ("train",): ("pooling", "normalize", "query_max_length", "passage_max_length", "passage_format"),
+    ("distill",): ("pooling", "normalize", "query_max_length", "passage_max_length", "passage_format"),
+    ("encode",): ("pooling", "normalize", "query_max_length", "passage_max_length", "passage_format"),
+    ("rerank", "train"): ("max_length",),
+}
+
+
+@pytest.mark.parametrize("path", list(COMMANDS_WITH_SETTINGS), ids=" ".join)
+def test_settings_a_model_has_default_to_not_given(path):
+    """Typer defaults of None: a value there would override the model's own (train's `--pooling` was
+    "[default: cls]", which turned a mean-pooled model into a [CLS] one)."""
+    import typer
+    from typer.testing import CliRunner
+
+    from simlm_cli.cli import app
+
+    command = typer.main.get_command(app)
+    for name in path:
+        command = command.commands[name]
+    params = {p.name: p for p in command.params}
+    for name in COMMANDS_WITH_SETTINGS[path]:
+        assert params[name].default is None, (path, name, params[name].default)
+    text = CliRunner().invoke(app, [*path, "--help"], env={"COLUMNS": "200"}).output
+    assert "[default: cls]" not in text and "model's own" in text
