@@ -53,11 +53,12 @@ _FIELD_TYPES = {
 @dataclass(frozen=True)
 class EncoderSettings:
     model: str  # what the user named: a directory or a hub name; recorded so queries are encoded alike
-    pooling: str = "cls"
-    normalize: bool = True
-    query_max_length: int = 32
-    passage_max_length: int = 144
-    passage_format: str = "pair"  # "pair": tokenizer(title or "-", text); "concat": title + " " + text
+    pooling: str = PAPER_SETTINGS["pooling"]
+    normalize: bool = PAPER_SETTINGS["normalize"]
+    query_max_length: int = PAPER_SETTINGS["query_max_length"]
+    passage_max_length: int = PAPER_SETTINGS["passage_max_length"]
+    # "pair": tokenizer(title or "-", text); "concat": title + " " + text
+    passage_format: str = PAPER_SETTINGS["passage_format"]
     source: str = PAPER_DEFAULTS  # where the settings came from, for the log ("a + b" when they differ)
     # (setting, where it came from) for each setting; empty: all from `source`
     sources: tuple[tuple[str, str], ...] = field(default=(), compare=False)
