@@ -167,6 +167,26 @@ def tiny_bert_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return directory
 
 
+def save_copy_in(dtype_name: str, source: Path, directory: Path) -> Path:
+    """`source` saved again with its weights in `dtype_name` ("float16", "bfloat16"), as many hub checkpoints are:
+    `model.half().save_pretrained(...)` (config.json then says that dtype), with the same tokenizer."""
+    import torch
+    import transformers
+    from transformers import AutoTokenizer
+
+    architecture = json.loads((source / "config.json").read_text())["architectures"][0]
+    model = getattr(transformers, architecture).from_pretrained(source, dtype=torch.float32)
+    model.to(getattr(torch, dtype_name)).save_pretrained(directory)
+    AutoTokenizer.from_pretrained(source).save_pretrained(directory)
+    return directory
+
+
+@pytest.fixture(scope="session", params=["float16", "bfloat16"])
+def tiny_bert_half_dir(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, tiny_bert_dir: Path):
+    """The tiny BERT stored in fp16, then in bf16 (each test using it runs once per dtype)."""
+    return save_copy_in(request.param, tiny_bert_dir, tmp_path_factory.mktemp(f"tiny-bert-{request.param}"))
+
+
 def _sentence_transformer(bert_dir: Path) -> object:
     import warnings
 

@@ -188,7 +188,7 @@ def test_retriever1_from_minilm_beats_zero_shot(bm25: Path, tmp_path: Path) -> N
           "--output", "train/bm25.jsonl", cwd=tmp_path)  # fmt: skip
     simlm("train", "--train-file", "train/bm25.jsonl", "--corpus", str(CORPUS), "--output", "models/r1",
           "--pooling", "model", "--negatives", "3", "--batch-size", "16", "--epochs", "1", "--lr", "5e-5",
-          "--temperature", "0.05",
+          "--temperature", "0.05", "--query-max-length", "32", "--passage-max-length", "144",
           cwd=tmp_path)  # fmt: skip
     shell("simlm encode --model models/r1 --corpus $D/corpus.jsonl | simlm index --output idx/r1", tmp_path)
     simlm("search", "--index", "idx/r1", "--queries", str(QUERIES), "--qrels", str(QRELS),

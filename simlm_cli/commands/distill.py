@@ -12,7 +12,6 @@ from simlm_cli.commands import options
 
 @options.trainer_options
 @options.retriever_options(
-    pooling=("model", "cls, mean, or model (the student's own; cls if none)."),
     negatives=(23, "Negatives per query with teacher scores (paper: 23)."),
     temperature_help="Student scores are cosine / temperature.",
     loss_help="Contrastive variant: paper or full (see `simlm train`).",

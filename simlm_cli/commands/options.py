@@ -95,20 +95,27 @@ Model = typer.Option(
     "-m",
     help="HF model directory or hub name. Default: sentence-transformers/all-MiniLM-L6-v2 (embedded weights).",
 )
+# The encoder settings default to None, "not given": `resolve_settings` then takes the model's own (simlm.json, else
+# its sentence-transformers config), else the paper's, and logs where each came from.
+_OWN = "Default: the model's own (simlm.json, sentence-transformers config), else"
 Pooling = typer.Option(
-    None, "--pooling", autocompletion=complete_pooling, help="cls (SimLM) or mean. Default: the model's own, else cls."
+    None, "--pooling", autocompletion=complete_pooling, help=f"cls (SimLM) or mean. {_OWN} cls (the paper's)."
 )
-Normalize = typer.Option(
-    None, "--normalize/--no-normalize", help="L2-normalise vectors. Default: the model's own, else on."
-)
-QueryMaxLength = typer.Option(None, "--query-max-length", help="Default: the model's own, else 32.")
-PassageMaxLength = typer.Option(None, "--passage-max-length", help="Default: the model's own, else 144.")
+Normalize = typer.Option(None, "--normalize/--no-normalize", help=f"L2-normalise vectors (cosine). {_OWN} on.")
+QueryMaxLength = typer.Option(None, "--query-max-length", help=f"Query tokens. {_OWN} 32.")
+PassageMaxLength = typer.Option(None, "--passage-max-length", help=f"Passage tokens (title + text). {_OWN} 144.")
 PassageFormat = typer.Option(
     None,
     "--passage-format",
     autocompletion=complete_passage_format,
-    help="pair: tokenize (title, text) as the paper does; concat: title + ' ' + text as MTEB does. "
-    "Default: concat for sentence-transformers models, else pair.",
+    help="pair: tokenize (title, text), title '-' where there is none, as the SimLM checkpoints do; concat: "
+    "title + ' ' + text as MTEB does. Default: the model's own (concat for sentence-transformers models), else pair.",
+)
+TrainerPooling = typer.Option(
+    None,
+    "--pooling",
+    autocompletion=complete_trainer_pooling,
+    help=f"cls (the paper's), mean, or model (the model's own: the same as not giving it). {_OWN} cls.",
 )
 BatchSize = typer.Option(None, "--batch-size", min=1, help="Texts per forward pass. Default: 16 on CPU, 256 on GPU.")
 
@@ -219,27 +226,19 @@ RetrieverBatchSize = typer.Option(None, "--batch-size", help="Queries per proces
 
 
 def retriever_options(
-    pooling: tuple[str, str], negatives: tuple[int, str], temperature_help: str, loss_help: str
+    negatives: tuple[int, str], temperature_help: str, loss_help: str
 ) -> Callable[[Callable[..., None]], Callable[..., None]]:
     """Adds train's and distill's bi-encoder flags to a command, their values handed over as `retriever`; the
-    defaults and help that differ between the two commands, (default, help) pairs and helps, are passed in."""
+    defaults and help that differ between the two commands, a (default, help) pair and helps, are passed in. The
+    encoder settings are `simlm encode`'s, resolved the same way."""
     return option_group(
         "retriever",
         {
             "corpus_format": (CorpusFormat, CorpusFormatOpt),
-            "pooling": (
-                str,
-                typer.Option(pooling[0], "--pooling", autocompletion=complete_trainer_pooling, help=pooling[1]),
-            ),
-            "normalize": (
-                bool,
-                typer.Option(True, "--normalize/--no-normalize", help="Cosine (L2-normalised) scores."),
-            ),
-            "query_max_length": (int, typer.Option(32, "--query-max-length", help="Query tokens.")),
-            "passage_max_length": (
-                int,
-                typer.Option(144, "--passage-max-length", help="Passage tokens (title + text)."),
-            ),
+            "pooling": (str, TrainerPooling),
+            "normalize": (bool, Normalize),
+            "query_max_length": (int, QueryMaxLength),
+            "passage_max_length": (int, PassageMaxLength),
             "passage_format": (str, PassageFormat),
             "negatives": (int, typer.Option(negatives[0], "--negatives", "-n", help=negatives[1])),
             "temperature": (float, typer.Option(0.02, "--temperature", help=temperature_help)),
@@ -264,7 +263,7 @@ def retriever_training(
     pooling = spec_values.pop("pooling")
     spec = RetrieverSpec(
         train_file=str(train_file) if train_file else "",
-        pooling=None if pooling == "model" else pooling,  # model: the model's own
+        pooling=None if pooling == "model" else pooling,  # model: the model's own, as when not given
         **spec_values,
     )
     return spec, trainer_config(objective, train_file, corpus, output, trainer, model=model, **loading)

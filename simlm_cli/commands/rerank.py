@@ -64,7 +64,10 @@ def train(
         "group.",
     ),
     max_length: int = typer.Option(
-        192, "--max-length", help="Tokens per (query, passage) pair; only passages are cut."
+        None,
+        "--max-length",
+        help="Tokens per (query, passage) pair; only passages are cut. Default: the model's own (the length a "
+        "re-ranker was trained with, simlm_reranker.json), else 192 (the paper's).",
     ),
     batch_size: int = typer.Option(
         None,

@@ -10,7 +10,6 @@ from simlm_cli.commands import options
 
 @options.trainer_options
 @options.retriever_options(
-    pooling=("cls", "cls (the paper's), mean, or model (the model's own)."),
     negatives=(15, "Hard negatives per query (re-sampled each epoch)."),
     temperature_help="Scores are cosine / temperature.",
     loss_help="paper: Eq. 3 (in-batch + hard negatives, positive-passage-vs-negatives terms); full: also the "

@@ -32,26 +32,22 @@ def tokenize_texts(tokenizer: Any, texts: list[str], pairs: list[str] | None, ma
     return dict(tokenizer(texts, pairs, **kwargs))
 
 
+# The title the published SimLM checkpoints were trained and are used with for a passage that has none (their
+# model card's `encode_passage(tokenizer, passage, title='-')`, and MS MARCO's title file in the authors' data).
+NO_TITLE = "-"
+
+
 def tokenize_passages(
     tokenizer: Any, passages: Sequence[Passage], passage_format: str, max_length: int
 ) -> dict[str, list]:
-    """Passages as `passage_format` says: "concat" (title + " " + text) or "pair" (title, text); passages without
-    a title are tokenized as the text alone in either case. Training and encoding both use this."""
+    """Passages as `passage_format` says: "pair" tokenizes (title, text), the title "-" where there is none, both
+    cut by the tokenizer's default (longest first), as the SimLM checkpoints' own code does; "concat" tokenizes
+    title + " " + text (the text alone without a title), as sentence-transformers models expect. Training and
+    encoding both use this."""
     if passage_format == "concat":
         return tokenize_texts(tokenizer, [p.joined() for p in passages], None, max_length)
-    titled = [i for i, p in enumerate(passages) if p.title]
-    untitled = [i for i, p in enumerate(passages) if not p.title]
-    parts: dict[str, list] = {}
-    for indices, pairs in ((titled, True), (untitled, False)):
-        if not indices:
-            continue
-        texts = [passages[i].title if pairs else passages[i].text for i in indices]
-        encoded = tokenize_texts(tokenizer, texts, [passages[i].text for i in indices] if pairs else None, max_length)
-        for key, values in encoded.items():
-            column = parts.setdefault(key, [None] * len(passages))
-            for i, value in zip(indices, values):
-                column[i] = value
-    return parts
+    titles = [p.title or NO_TITLE for p in passages]
+    return tokenize_texts(tokenizer, titles, [p.text for p in passages], max_length)
 
 
 # -- the model ------------------------------------------------------------------------------------------------
@@ -99,7 +95,8 @@ def write_sentence_transformers_config(directory: Path, settings: EncoderSetting
     """modules.json + Pooling (+ Normalize) in the long-standing format every sentence-transformers release reads.
 
     Passages longer than the passage limit are cut the same way (max_seq_length); a "pair" model's passages are
-    given to sentence-transformers as [title, text] pairs, which its Transformer module tokenizes as pairs.
+    given to sentence-transformers as [title, text] pairs (["-", text] without a title), which its Transformer
+    module tokenizes as pairs.
     """
     modules = [
         {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},

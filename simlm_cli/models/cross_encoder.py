@@ -129,11 +129,21 @@ def _set_tokenizer_max_length(directory: Path, max_length: int) -> None:
 
 def reranker_max_length(model_dir: str | Path, default: int = DEFAULT_MAX_LENGTH) -> int:
     """The input length a re-ranker was trained with (`simlm_reranker.json`), else `default`."""
+    return resolve_reranker_max_length(model_dir, None, default)[0]
+
+
+def resolve_reranker_max_length(
+    model_dir: str | Path, flag: int | None, default: int = DEFAULT_MAX_LENGTH
+) -> tuple[int, str]:
+    """The pair length and where it came from, as the bi-encoder's settings are resolved: the flag, else the length
+    the model was trained with (`simlm_reranker.json`), else the paper's (`default`)."""
+    if flag is not None:
+        return flag, "flags"
     path = Path(model_dir) / RERANKER_CONFIG
     if not path.is_file():
-        return default
+        return default, "paper defaults"
     try:
-        return int(json.loads(path.read_text(encoding="utf-8"))["max_length"])
+        return int(json.loads(path.read_text(encoding="utf-8"))["max_length"]), RERANKER_CONFIG
     except (ValueError, KeyError, TypeError) as err:
         raise InputError(path, f"unreadable ({first_line(err)})") from None
 

@@ -1,15 +1,17 @@
 """How a model turns text into one vector: pooling, normalisation, lengths, passage layout.
 
-Resolved once, in this order: command-line flags > `simlm.json` in the model directory (written by simlm's
-own training commands) > a sentence-transformers configuration (modules.json, 1_Pooling, Normalize,
-sentence_bert_config.json) > the paper's defaults ([CLS] pooling, L2-normalised, query 32 / passage 144 tokens,
-passages tokenized as the pair (title, text)).
+Resolved here for every command (encode, train, distill), setting by setting, in this order: command-line flags >
+`simlm.json` in the model directory (written by simlm's own training commands) > a sentence-transformers
+configuration (modules.json, 1_Pooling, Normalize, sentence_bert_config.json) > the paper's defaults ([CLS]
+pooling, L2-normalised, query 32 / passage 144 tokens, passages tokenized as the pair (title, text) with the title
+"-" where a passage has none: the encoding of the published SimLM checkpoints). Each setting remembers where it
+came from, for the log.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +26,20 @@ ST_MODULES = {"Transformer", "Pooling", "Normalize"}  # the sentence-transformer
 SETTINGS_FILES = ["modules.json", "sentence_bert_config.json", "*/config.json", SIMLM_CONFIG, "tokenizer_config.json"]
 
 
+# Where a setting came from, lowest precedence first (the log names these).
+PAPER_DEFAULTS = "paper defaults"
+ST_CONFIG = "sentence-transformers config"
+FLAGS = "flags"
+# The paper's defaults: what the published SimLM checkpoints were trained and are used with.
+PAPER_SETTINGS: dict[str, Any] = {
+    "pooling": "cls",
+    "normalize": True,
+    "query_max_length": 32,
+    "passage_max_length": 144,
+    "passage_format": "pair",
+}
+SETTING_NAMES = tuple(PAPER_SETTINGS)
+
 _FIELD_TYPES = {
     "model": str,
     "pooling": str,
@@ -37,17 +53,29 @@ _FIELD_TYPES = {
 @dataclass(frozen=True)
 class EncoderSettings:
     model: str  # what the user named: a directory or a hub name; recorded so queries are encoded alike
-    pooling: str = "cls"
-    normalize: bool = True
-    query_max_length: int = 32
-    passage_max_length: int = 144
-    passage_format: str = "pair"  # "pair": tokenizer(title, text); "concat": title + " " + text
-    source: str = "paper defaults"  # where the settings came from, for the log
+    pooling: str = PAPER_SETTINGS["pooling"]
+    normalize: bool = PAPER_SETTINGS["normalize"]
+    query_max_length: int = PAPER_SETTINGS["query_max_length"]
+    passage_max_length: int = PAPER_SETTINGS["passage_max_length"]
+    # "pair": tokenizer(title or "-", text); "concat": title + " " + text
+    passage_format: str = PAPER_SETTINGS["passage_format"]
+    source: str = PAPER_DEFAULTS  # where the settings came from, for the log ("a + b" when they differ)
+    # (setting, where it came from) for each setting; empty: all from `source`
+    sources: tuple[tuple[str, str], ...] = field(default=(), compare=False)
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
         data.pop("source")
+        data.pop("sources")
         return data
+
+    def origin(self, name: str) -> str:
+        """Where the setting `name` came from: flags, simlm.json, the sentence-transformers config, paper defaults."""
+        return dict(self.sources).get(name, self.source)
+
+    def describe_sources(self) -> str:
+        """Each setting with its value and where it came from, for the log."""
+        return ", ".join(f"{name} {getattr(self, name)} ({self.origin(name)})" for name in SETTING_NAMES)
 
     @classmethod
     def from_json(cls, data: Any, where: str = "settings") -> EncoderSettings:
@@ -58,18 +86,7 @@ class EncoderSettings:
             value = data.get(name)
             if name in data and (not isinstance(value, kind) or (kind is int and isinstance(value, bool))):
                 raise SimlmError(f"{where}: field '{name}': expected {kind.__name__}, got {value!r}")
-        known = {
-            k: data[k]
-            for k in (
-                "model",
-                "pooling",
-                "normalize",
-                "query_max_length",
-                "passage_max_length",
-                "passage_format",
-            )
-            if k in data
-        }
+        known = {k: data[k] for k in ("model", *SETTING_NAMES) if k in data}
         return cls(**known, source="index metadata")
 
 
@@ -107,8 +124,10 @@ def _read_json(path: Path, expect: type = dict) -> Any:
     return data
 
 
-def sentence_transformers_settings(model_dir: Path, base: EncoderSettings) -> EncoderSettings | None:
-    """Settings a sentence-transformers directory carries, or None if it is not one."""
+def sentence_transformers_settings(model_dir: Path) -> dict[str, Any] | None:
+    """The settings a sentence-transformers directory carries, or None if it is not one. Pooling only where it has
+    a Pooling module; its length (`max_seq_length`, else the tokenizer's limit, else the paper's passage length)
+    for queries and passages alike, as sentence-transformers does."""
     modules_file = model_dir / "modules.json"
     if not modules_file.is_file():
         return None
@@ -124,19 +143,17 @@ def sentence_transformers_settings(model_dir: Path, base: EncoderSettings) -> En
             f"{', '.join(sorted(ST_MODULES))} only)"
         )
     _check_lower_case(model_dir)
-    pooling = base.pooling
+    max_length = _st_max_length(model_dir, PAPER_SETTINGS["passage_max_length"])
+    values: dict[str, Any] = {
+        "normalize": "Normalize" in types,
+        "query_max_length": max_length,
+        "passage_max_length": max_length,
+        "passage_format": "concat",
+    }
     if "Pooling" in types:
         config = _read_json(model_dir / str(types["Pooling"].get("path", "")) / "config.json")
-        pooling = _st_pooling(model_dir, config)
-    return replace(
-        base,
-        pooling=pooling,
-        normalize="Normalize" in types,
-        query_max_length=_st_max_length(model_dir, base.passage_max_length),
-        passage_max_length=_st_max_length(model_dir, base.passage_max_length),
-        passage_format="concat",
-        source="sentence-transformers config",
-    )
+        values["pooling"] = _st_pooling(model_dir, config)
+    return values
 
 
 def _check_lower_case(model_dir: Path) -> None:
@@ -197,23 +214,32 @@ def hub_settings_dir(name: str) -> Path | None:
 
 
 def resolve_settings(model: str | None, **overrides: Any) -> EncoderSettings:
-    """Settings for `model`, with any non-None keyword (pooling=..., normalize=...) taking precedence."""
+    """Settings for `model`, each from the first that has it: a non-None keyword (pooling=..., normalize=...: the
+    flags), the model's simlm.json, its sentence-transformers config, the paper's defaults."""
     model = model or DEFAULT_MODEL
     if Path(model).is_dir():
         model = str(Path(model).resolve())  # recorded in indexes: must not depend on the working directory
-    settings = EncoderSettings(model=model)
+    layers = [(PAPER_DEFAULTS, PAPER_SETTINGS)]  # lowest precedence first
     model_dir = Path(resolve_model_path(model))
     if not model_dir.is_dir():
         model_dir = hub_settings_dir(model) or model_dir
     if model_dir.is_dir():
-        settings = sentence_transformers_settings(model_dir, settings) or settings
+        layers.append((ST_CONFIG, sentence_transformers_settings(model_dir) or {}))
         if (model_dir / SIMLM_CONFIG).is_file():
             where = str(model_dir / SIMLM_CONFIG)
-            saved = EncoderSettings.from_json({**_read_json(model_dir / SIMLM_CONFIG), "model": model}, where)
-            settings = replace(saved, source=SIMLM_CONFIG)
-    given = {k: v for k, v in overrides.items() if v is not None}
-    if given:
-        settings = replace(settings, **given, source=f"{settings.source} + flags")
+            saved = _read_json(model_dir / SIMLM_CONFIG)
+            EncoderSettings.from_json({**saved, "model": model}, where)  # checks the types, with the file named
+            layers.append((SIMLM_CONFIG, {k: saved[k] for k in SETTING_NAMES if k in saved}))
+    layers.append((FLAGS, {k: v for k, v in overrides.items() if v is not None}))
+    values: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+    for source, layer in layers:
+        for name, value in layer.items():
+            values[name], sources[name] = value, source
+    used = [source for source, _ in layers if source in sources.values()]
+    settings = EncoderSettings(
+        model=model, **values, source=" + ".join(used), sources=tuple((k, sources[k]) for k in SETTING_NAMES)
+    )
     validate_settings(settings)
     return settings
 

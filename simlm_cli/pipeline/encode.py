@@ -99,6 +99,7 @@ def encode_corpus(config: EncodeConfig, runtime: Runtime | None = None) -> dict:
         f"{'L2-normalised' if s.normalize else 'unnormalised'}, {s.passage_format} passages of <= "
         f"{s.passage_max_length} tokens [{s.source}]; {runtime.describe()}"
     )
+    info(f"encoder settings: {s.describe_sources()}")
     header = StreamHeader(
         dim=encoder.dim, dtype="float32", encoder=s.to_json(), shard_id=shard_id, num_shards=num_shards,
         corpus=str(config.corpus), dry_run=config.dry_run, precision=runtime.precision.value,

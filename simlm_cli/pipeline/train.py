@@ -12,6 +12,7 @@ from simlm_cli.device import resolve_runtime
 from simlm_cli.errors import SimlmError
 from simlm_cli.io.corpus import CorpusFormat, load_passages
 from simlm_cli.io.train_file import read_train_file
+from simlm_cli.models.cross_encoder import resolve_reranker_max_length
 from simlm_cli.models.loading import load_tokenizer
 from simlm_cli.models.settings import resolve_model_path, resolve_settings
 from simlm_cli.training.finetuning.biencoder import BiEncoderObjective, GroupData, load_groups
@@ -24,11 +25,13 @@ class RetrieverSpec:
     """What the retriever is and what it learns from; the optimisation settings are the trainer's `TrainConfig`."""
 
     train_file: str
-    pooling: str | None = "cls"  # None: the model's own (sentence-transformers config), else cls
-    normalize: bool | None = True
-    query_max_length: int = 32
-    passage_max_length: int = 144
-    passage_format: str | None = None  # None: the model's own (concat for sentence-transformers models), else pair
+    # The encoder settings; None: not given, so the model's own (simlm.json, sentence-transformers config), else the
+    # paper's (`resolve_settings`, as `simlm encode` does).
+    pooling: str | None = None
+    normalize: bool | None = None
+    query_max_length: int | None = None
+    passage_max_length: int | None = None
+    passage_format: str | None = None
     negatives: int = 15
     temperature: float = 0.02
     loss: str = "paper"
@@ -62,6 +65,7 @@ def train_retriever(spec: RetrieverSpec, config: TrainConfig, log: Callable[[str
             log=log,
         )
         # Said once the inputs are known good, so a bad input's error stays the only line on stderr.
+        log(f"encoder settings: {settings.describe_sources()}")
         log(
             f"retriever: {settings.pooling} pooling, normalise {settings.normalize}, query/passage "
             f"{settings.query_max_length}/{settings.passage_max_length} tokens, passages as {settings.passage_format}, "
@@ -109,6 +113,7 @@ def train_reranker(
     if backprop_top is not None and backprop_top < group_size:
         config.objective_options.update(backprop_top=backprop_top)
     model_path = resolve_model_path(config.model)
+    config.max_length, length_source = resolve_reranker_max_length(model_path, config.max_length)
     tokenizer = load_tokenizer(model_path)
 
     def data(c: TrainConfig) -> RerankData:
@@ -130,7 +135,7 @@ def train_reranker(
         )
         build_log(
             f"re-ranker: cross-encoder from {config.model or path}, groups of 1 positive + {group_size - 1} "
-            f"negatives, listwise loss{top}, pairs of <= {config.max_length} tokens"
+            f"negatives, listwise loss{top}, pairs of <= {config.max_length} tokens ({length_source})"
         )
         return CrossEncoderObjective(path, tok, group_size, config.max_length, build_log, backprop_top)
 

@@ -329,3 +329,24 @@ def test_rerank_score_has_the_dry_run_the_readme_lists(cli):
             c["docid"] for c in given["negatives"] if c["docid"] not in positives
         ]
         assert all(isinstance(c["score"], float) for c in got["negatives"])
+
+
+def test_rerank_train_keeps_the_length_a_reranker_was_trained_with(cli, tiny_data, tmp_path):
+    """`rerank train --model RERANKER` without --max-length continues at RERANKER's length (simlm_reranker.json), not
+    at the paper's 192; a flag still wins (issue 23, item 4)."""
+    from simlm_cli.models.cross_encoder import resolve_reranker_max_length
+    from simlm_cli.pipeline.train import train_reranker
+    from simlm_cli.training.trainer import TrainConfig
+
+    assert resolve_reranker_max_length(cli.model, None) == (64, "simlm_reranker.json")
+    assert resolve_reranker_max_length(cli.model, 100) == (100, "flags")
+    assert resolve_reranker_max_length(tmp_path, None) == (192, "paper defaults")
+    train_file = tmp_path / "train.jsonl"
+    train_file.write_text("".join(json.dumps(r) + "\n" for r in _train_records(tiny_data)))
+    messages: list[str] = []
+    config = TrainConfig(objective="rerank", corpus=str(tiny_data.corpus), output=str(tmp_path / "again"),
+                         model=str(cli.model), max_steps=1, batch_size=2, max_length=None, device="cpu",
+                         precision="fp32", train_file=str(train_file))  # fmt: skip
+    train_reranker(train_file, config, group_size=3, log=messages.append)
+    assert json.loads((tmp_path / "again" / "simlm_reranker.json").read_text())["max_length"] == 64
+    assert any("pairs of <= 64 tokens (simlm_reranker.json)" in m for m in messages), messages

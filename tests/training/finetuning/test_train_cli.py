@@ -42,7 +42,11 @@ def test_train_writes_a_model_that_sentence_transformers_loads_with_the_same_vec
 
     out, emb, _ = trained
     settings = json.loads((out / "simlm.json").read_text())
-    assert settings["pooling"] == "cls" and settings["query_max_length"] == 32
+    # The initial model's own settings (its sentence-transformers config: mean pooling, 128 tokens), kept since no
+    # flag changed them (issue 23, item 4: `train` used to switch it to [CLS] and 32/144 tokens).
+    assert settings["pooling"] == "mean" and settings["query_max_length"] == 128
+    assert settings["passage_format"] == "concat" and settings["normalize"] is True
+    assert json.loads((out / "1_Pooling" / "config.json").read_text())["pooling_mode_mean_tokens"] is True
     assert (out / "train_log.jsonl").is_file() and (out / "loss.png").is_file()
     AutoModel.from_pretrained(out)  # a plain HF directory
     ids, vectors = _vectors(emb)
@@ -54,7 +58,9 @@ def test_train_writes_a_model_that_sentence_transformers_loads_with_the_same_vec
 
 def test_train_log_says_what_it_trained(trained):
     _, _, stderr = trained
-    assert "cls pooling" in stderr and "1 positive + 2 negatives" in stderr
+    assert "mean pooling" in stderr and "1 positive + 2 negatives" in stderr
+    assert "pooling mean (sentence-transformers config)" in stderr
+    assert "query_max_length 128 (sentence-transformers config)" in stderr
     assert "skipped 1 queries (1 with no positive)" in stderr
 
 
@@ -68,7 +74,8 @@ def test_distill_dry_run_and_missing_teacher_scores(tmp_path, tiny_data, trained
     assert done.returncode == 0, done.stderr
     log = [json.loads(line) for line in (tmp_path / "student" / "train_log.jsonl").read_text().splitlines()]
     assert {"loss", "loss_kl", "loss_contrastive"} <= set(log[-1])
-    assert json.loads((tmp_path / "student" / "simlm.json").read_text())["pooling"] == "cls"  # the student's own
+    assert json.loads((tmp_path / "student" / "simlm.json").read_text())["pooling"] == "mean"  # the student's own
+    assert "pooling mean (simlm.json)" in done.stderr
 
     unscored = write_train(tmp_path / "unscored.jsonl", TRAIN)
     bad = run_cli(
@@ -101,3 +108,47 @@ def test_global_and_per_process_batch_together_is_one_line_error(tmp_path, tiny_
     assert done.stderr.strip().splitlines() == [
         "simlm: error: give --batch-size (per process) or --global-batch-size (all processes), not both"
     ], done.stderr
+
+
+# -- where each encoder setting comes from (issue 23, item 4) -------------------------------------------------------
+def test_a_flag_overrides_the_models_own_setting_and_the_log_names_each_source(tmp_path, tiny_data, tiny_st_dir):
+    """`--pooling cls` over a mean-pooled model: pooling from the flag, every other setting still the model's."""
+    from tests.conftest import run_cli
+
+    out = tmp_path / "cls"
+    done = run_cli(
+        ["train", "--train-file", write_train(tmp_path / "train.jsonl"), "--corpus", tiny_data.corpus, "--model",
+         tiny_st_dir, "--output", out, "--negatives", "1", "--dry-run", "--pooling", "cls"]
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    settings = json.loads((out / "simlm.json").read_text())
+    assert (settings["pooling"], settings["query_max_length"], settings["passage_format"]) == ("cls", 128, "concat")
+    assert "pooling cls (flags)" in done.stderr
+    assert "passage_format concat (sentence-transformers config)" in done.stderr
+
+
+COMMANDS_WITH_SETTINGS = {
+    ("train",): ("pooling", "normalize", "query_max_length", "passage_max_length", "passage_format"),
+    ("distill",): ("pooling", "normalize", "query_max_length", "passage_max_length", "passage_format"),
+    ("encode",): ("pooling", "normalize", "query_max_length", "passage_max_length", "passage_format"),
+    ("rerank", "train"): ("max_length",),
+}
+
+
+@pytest.mark.parametrize("path", list(COMMANDS_WITH_SETTINGS), ids=" ".join)
+def test_settings_a_model_has_default_to_not_given(path):
+    """Typer defaults of None: a value there would override the model's own (train's `--pooling` was
+    "[default: cls]", which turned a mean-pooled model into a [CLS] one)."""
+    import typer
+    from typer.testing import CliRunner
+
+    from simlm_cli.cli import app
+
+    command = typer.main.get_command(app)
+    for name in path:
+        command = command.commands[name]
+    params = {p.name: p for p in command.params}
+    for name in COMMANDS_WITH_SETTINGS[path]:
+        assert params[name].default is None, (path, name, params[name].default)
+    text = CliRunner().invoke(app, [*path, "--help"], env={"COLUMNS": "200"}).output
+    assert "[default: cls]" not in text and "model's own" in text
