@@ -27,12 +27,17 @@ from simlm_cli.training.step import StepOutput
 EXTRAS_DIR = "objective"  # beside the encoder in the output directory: decoder, heads, generator
 
 
-def load_masked_lm(model_path: str, log: Callable[[str], None]) -> nn.Module:
-    """An AutoModelForMaskedLM from safetensors weights; a missing MLM head is initialised, tied, and logged."""
+def load_masked_lm(model_path: str, log: Callable[[str], None], require_head: bool = False) -> nn.Module:
+    """An AutoModelForMaskedLM from safetensors weights; a missing MLM head is initialised, tied, and logged (or,
+    with `require_head`, an error: a generator with a random head would only sample noise)."""
     from transformers import AutoModelForMaskedLM
 
     model, info = load_pretrained(model_path, AutoModelForMaskedLM, " as a masked LM", output_loading_info=True)
     missing = [k for k in info.get("missing_keys", []) if not k.startswith(model.base_model_prefix + ".")]
+    if missing and require_head:
+        raise SimlmError(
+            "no MLM head in the checkpoint; fit one first with `simlm pretrain --objective mlm --train-only head`"
+        )
     if missing:
         model.tie_weights()
         log(f"{model_path}: no MLM head in the checkpoint; initialised one tied to the input embeddings")
@@ -278,9 +283,9 @@ def load_generator(spec: str, log: Callable[[str], None]) -> nn.Module:
     a path that names no directory is said to be one, not sent to the hub as a name."""
     path = Path(spec).expanduser()
     if not path.is_dir() and (path.is_absolute() or spec.startswith((".", "~")) or path.exists()):
-        raise SimlmError(f"--generator {spec}: no such directory")
+        raise SimlmError(f"--generator {spec}: not a directory")
     try:
-        return load_masked_lm(resolve_model_path(str(path) if path.is_dir() else spec), log)
+        return load_masked_lm(resolve_model_path(str(path) if path.is_dir() else spec), log, require_head=True)
     except SimlmError as err:
         raise SimlmError(f"--generator {spec}: {err}") from None
 

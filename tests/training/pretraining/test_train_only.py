@@ -191,9 +191,12 @@ def test_unknown_train_only_value_is_one_line(monkeypatch, capsys, tiny_model, t
     assert not (tmp_path / "o").exists()
 
 
-def test_generator_that_is_no_masked_lm_directory_is_one_error(tiny_model, tokenizer, tmp_path):
-    with pytest.raises(SimlmError, match=r"^--generator \S+missing: no such directory$"):
+def test_generator_that_is_no_masked_lm_directory_is_one_error(tiny_model, tiny_headless, tokenizer, tmp_path):
+    with pytest.raises(SimlmError, match=r"^--generator \S+missing: not a directory$"):
         make_objective("rlm", tiny_model, tokenizer, generator=str(tmp_path / "missing"))
     (tmp_path / "empty").mkdir()
     with pytest.raises(SimlmError, match=r"^--generator \S+empty: cannot load .* as a masked LM"):
         make_objective("rlm", tiny_model, tokenizer, generator=str(tmp_path / "empty"))
+    # A checkpoint without an MLM head would sample from a random one: refused, saying how to fit one.
+    with pytest.raises(SimlmError, match=r"^--generator \S+: no MLM head in the checkpoint; fit one first with"):
+        make_objective("rlm", tiny_model, tokenizer, generator=str(tiny_headless))
