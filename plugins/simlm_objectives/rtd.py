@@ -36,6 +36,9 @@ class RTD(ReplacedInputs, Objective):
         self.dec_rtd = nn.Linear(hidden, 1)
         self.generator = Generator(opts["generator"], tokenizer, self.mlm.config, bool(opts["train_generator"]), log)
 
+    def prediction_heads(self) -> list[nn.Module]:
+        return [self.enc_rtd, self.dec_rtd]  # the MLM head is unused here
+
     @staticmethod
     def _rtd_loss(head: nn.Module, hidden: torch.Tensor, replaced: torch.Tensor, where: torch.Tensor) -> torch.Tensor:
         if not where.any():

@@ -9,12 +9,13 @@ import typer
 from simlm_cli.commands import options
 from simlm_cli.device import TrainingPrecision
 from simlm_cli.io.corpus import CorpusFormat
+from simlm_cli.training.pretraining.registry import TrainOnly
 
 GENERIC_FLAGS = (
     "--objective", "--corpus", "--output", "--model", "--corpus-format", "--option", "--max-steps", "--batch-size",
     "--grad-accum", "--lr", "--weight-decay", "--warmup-steps", "--max-grad-norm", "--max-length", "--save-steps",
     "--save-total-limit", "--log-steps", "--seed", "--device", "--precision", "--resume", "--overwrite", "--dry-run",
-    "--list-objectives",
+    "--list-objectives", "--train-only",
 )  # fmt: skip
 
 EPILOG = (
@@ -92,6 +93,13 @@ def pretrain(
     option: list[str] = typer.Option(
         None, "--option", "-O", help="An objective option as name=value (repeatable); same as --name value."
     ),
+    train_only: TrainOnly = typer.Option(
+        TrainOnly.all,
+        "--train-only",
+        help="Which parameters train. head: only the objective's prediction head (mlm: the MLM head, fresh when the "
+        "checkpoint has none), the encoder frozen and saved bit-identical; the output is then a masked LM for "
+        "rlm/rtd's --generator, or a start whose head no longer sends a random head's loss into the encoder.",
+    ),
     max_steps: int = typer.Option(10000, "--max-steps", help="Optimizer steps (the paper: 80,000)."),
     batch_size: int = typer.Option(
         None,
@@ -158,6 +166,8 @@ def pretrain(
         built = cls(path, tok, values, log)
         if (Path(path) / EXTRAS_DIR).is_dir():
             built.load_extras(Path(path))
+        if train_only is TrainOnly.head:
+            built.train_only_heads()
         return built
 
     config = TrainConfig(
@@ -165,7 +175,7 @@ def pretrain(
         corpus_format=corpus_format, max_steps=max_steps, batch_size=batch_size, grad_accum=grad_accum, lr=lr,
         weight_decay=weight_decay, warmup_steps=warmup_steps, max_grad_norm=max_grad_norm, max_length=max_length,
         save_steps=save_steps, save_total_limit=save_total_limit, log_steps=log_steps, seed=seed, device=device,
-        precision=precision, resume=resume, overwrite=overwrite, dry_run=dry_run,
+        precision=precision, resume=resume, overwrite=overwrite, dry_run=dry_run, train_only=train_only.value,
     )  # fmt: skip
     Trainer(config, build, tokenizer, model_path, log=info).run()
 

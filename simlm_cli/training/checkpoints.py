@@ -24,7 +24,9 @@ from simlm_cli.training.distributed import Dist, barrier, gather_objects
 from simlm_cli.training.run_dir import CHECKPOINTS, claim_output
 
 # Resuming with another value of these would not continue the same run (another data order or batch).
-_FIXED_ON_RESUME = ("batch_size", "grad_accum", "seed", "corpus", "max_length", "max_passages", "objective_options")
+_FIXED_ON_RESUME = (
+    "batch_size", "grad_accum", "seed", "corpus", "max_length", "max_passages", "objective_options", "train_only",
+)  # fmt: skip
 _NOT_COMPARED = (
     "resume",
     "overwrite",

@@ -89,6 +89,7 @@ class TrainConfig:
     max_passages: int | None = None
     stop_at_step: int | None = None  # stop early as if preempted (tests of --resume)
     train_file: str | None = None  # train, distill, rerank train: named in the model card
+    train_only: str = "all"  # pretrain --train-only: recorded, and fixed on --resume (the optimizer holds that set)
 
 
 # -- optimisation ---------------------------------------------------------------------------------------------

@@ -27,12 +27,17 @@ from simlm_cli.training.step import StepOutput
 EXTRAS_DIR = "objective"  # beside the encoder in the output directory: decoder, heads, generator
 
 
-def load_masked_lm(model_path: str, log: Callable[[str], None]) -> nn.Module:
-    """An AutoModelForMaskedLM from safetensors weights; a missing MLM head is initialised, tied, and logged."""
+def load_masked_lm(model_path: str, log: Callable[[str], None], require_head: bool = False) -> nn.Module:
+    """An AutoModelForMaskedLM from safetensors weights; a missing MLM head is initialised, tied, and logged (or,
+    with `require_head`, an error: a generator with a random head would only sample noise)."""
     from transformers import AutoModelForMaskedLM
 
     model, info = load_pretrained(model_path, AutoModelForMaskedLM, " as a masked LM", output_loading_info=True)
     missing = [k for k in info.get("missing_keys", []) if not k.startswith(model.base_model_prefix + ".")]
+    if missing and require_head:
+        raise SimlmError(
+            "no MLM head in the checkpoint; fit one first with `simlm pretrain --objective mlm --train-only head`"
+        )
     if missing:
         model.tie_weights()
         log(f"{model_path}: no MLM head in the checkpoint; initialised one tied to the input embeddings")
@@ -124,6 +129,7 @@ class Objective(nn.Module):
         self.log = log
         self.masker = WordMasker(tokenizer)
         self.mlm = load_masked_lm(model_path, log)
+        self.heads_only = False  # set by train_only_heads()
         if self.mlm.config.vocab_size < len(tokenizer):
             raise SimlmError(f"{model_path}: the tokenizer has more tokens than the model's vocabulary")
 
@@ -209,6 +215,37 @@ class Objective(nn.Module):
         logits = self.head(selected).float()
         return F.cross_entropy(logits, labels[where])
 
+    # -- --train-only head ----------------------------------------------------------------------------------
+    def prediction_heads(self) -> list[nn.Module]:
+        """The modules that turn last hidden states into this objective's predictions: what `--train-only head`
+        trains. Default: the MLM head (its weights tied to the input embeddings stay frozen with the encoder)."""
+        return [self.head]
+
+    def train_only_heads(self) -> None:
+        """Freeze everything but `prediction_heads()` (encoder, decoder, generator included): they leave the
+        optimizer, and run without dropout, so the head is fitted on the features the encoder will really give."""
+        frozen = {id(p) for p in self.encoder.parameters()}  # e.g. BERT's decoder weight, tied to the embeddings
+        keep = {id(p) for head in self.prediction_heads() for p in head.parameters() if id(p) not in frozen}
+        for param in self.parameters():
+            param.requires_grad_(id(param) in keep)
+        if not keep:
+            raise SimlmError(f"--train-only head: objective {self.name!r} has no head parameters to train")
+        generator = getattr(self, "generator", None)
+        if isinstance(generator, Generator):
+            generator.trainable = False  # no generator loss either: it would train nothing
+        self.heads_only = True
+        self.train(self.training)
+        count = sum(p.numel() for p in self.parameters() if p.requires_grad)
+        self.log(f"--train-only head: {count:,} head parameters train; the encoder and every other part are frozen")
+
+    def train(self, mode: bool = True) -> Objective:
+        super().train(mode)
+        if self.heads_only and mode:
+            super().train(False)  # frozen parts: no dropout
+            for head in self.prediction_heads():
+                head.train(True)
+        return self
+
     # -- saving ---------------------------------------------------------------------------------------------
     def extra_config(self) -> dict[str, Any]:
         """What is needed, beyond the options, to rebuild the non-encoder parts (e.g. a generator's config)."""
@@ -241,6 +278,18 @@ class Objective(nn.Module):
         raise NotImplementedError
 
 
+def load_generator(spec: str, log: Callable[[str], None]) -> nn.Module:
+    """`--generator`: a masked LM from a directory (e.g. `simlm pretrain --train-only head`'s output) or a hub name;
+    a path that names no directory is said to be one, not sent to the hub as a name."""
+    path = Path(spec).expanduser()
+    if not path.is_dir() and (path.is_absolute() or spec.startswith((".", "~")) or path.exists()):
+        raise SimlmError(f"--generator {spec}: not a directory")
+    try:
+        return load_masked_lm(resolve_model_path(str(path) if path.is_dir() else spec), log, require_head=True)
+    except SimlmError as err:
+        raise SimlmError(f"--generator {spec}: {err}") from None
+
+
 class Generator(nn.Module):
     """ELECTRA/SimLM's generator: fills masked positions with tokens sampled from its MLM distribution.
 
@@ -254,7 +303,7 @@ class Generator(nn.Module):
         self.mask_id = int(tokenizer.mask_token_id)
         self.random_config: dict[str, Any] | None = None
         if spec:
-            model = load_masked_lm(resolve_model_path(spec), log)
+            model = load_generator(spec, log)
             if model.config.vocab_size < len(tokenizer) or model.config.vocab_size != encoder_config.vocab_size:
                 raise SimlmError(f"--generator {spec}: its vocabulary differs from the encoder's")
         else:

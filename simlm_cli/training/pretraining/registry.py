@@ -12,12 +12,22 @@ from __future__ import annotations
 
 import difflib
 from dataclasses import dataclass
+from enum import Enum
 from importlib.metadata import entry_points
 from typing import Any
 
 from simlm_cli.errors import SimlmError
 
 GROUP = "simlm.objectives"
+
+
+class TrainOnly(str, Enum):
+    """`simlm pretrain --train-only`: which parameters train. `head` fits the objective's prediction heads on a
+    frozen encoder (e.g. a fresh MLM head on a checkpoint that has none), so that a random head's large loss never
+    flows into the encoder; the result is a masked LM that can serve as rlm's/rtd's `--generator`."""
+
+    all = "all"
+    head = "head"
 
 
 @dataclass(frozen=True)
