@@ -43,7 +43,7 @@ def fuse(
     tune_report: Path = typer.Option(
         None, "--tune-report", help="JSON with the weights (and the grid). Default with --tune-on: OUTPUT.fuse.json."
     ),
-    relevance_level: int = typer.Option(1, "--relevance-level", help="--tune-on: grade >= this is relevant."),
+    relevance_level: int = typer.Option(1, "--relevance-level", min=1, help="--tune-on: grade >= this is relevant."),
     k: int = typer.Option(1000, "--k", "-k", min=1, help="Documents per query in the fused run."),
     depth: int = typer.Option(
         None, "--depth", min=1, help="Read only each run's top N documents per query (tuning runs too). Default: all."
@@ -52,7 +52,7 @@ def fuse(
         RunFormat.auto, "--format", help="Output: trec, msmarco, or auto (by extension)."
     ),
     input_format: RunFormat = typer.Option(RunFormat.auto, "--run-format", help="Force the input runs' format."),
-    tag: str = typer.Option(FUSE_TAG, "--tag", help="Run tag (TREC column 6)."),
+    tag: str = options.tag_option(FUSE_TAG),
     qrels_format: QrelsFormat = options.QrelsFormatOpt,
 ) -> None:
     """Fuse runs into one: reciprocal-rank fusion or normalised interpolation, weights given or tuned on qrels."""

@@ -84,6 +84,20 @@ def threads_option(help: str) -> Any:
 CorpusFormatOpt = corpus_format_option()
 
 
+def _checked_tag(value: str) -> str:
+    from simlm_cli.io.runs import check_tag
+
+    try:
+        return check_tag(value)
+    except SimlmError as err:
+        raise typer.BadParameter(str(err)) from None
+
+
+def tag_option(default: str) -> Any:
+    """--tag, checked as the flag is read: a tag with white space would write runs `evaluate` cannot read."""
+    return typer.Option(default, "--tag", callback=_checked_tag, help="Run tag (TREC column 6; one word).")
+
+
 def dry_run_option(help: str) -> Any:
     return typer.Option(False, "--dry-run", help=help)
 

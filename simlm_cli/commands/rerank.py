@@ -131,7 +131,7 @@ def run(
         RunFormat.auto, "--output-format", help="trec (with the new scores), msmarco, or auto (by extension)."
     ),
     corpus_format: CorpusFormat = options.CorpusFormatOpt,
-    tag: str = typer.Option("simlm-rerank", "--tag", help="Run tag (TREC column 6)."),
+    tag: str = options.tag_option("simlm-rerank"),
     device: str = options.Device,
     precision: Precision = options.PrecisionOpt,
     queries_format: QueriesFormat = options.QueriesFormatOpt,

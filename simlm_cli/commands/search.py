@@ -30,7 +30,7 @@ def search(
     qrels: Path = typer.Option(None, "--qrels", help="Search only the queries judged in these qrels."),
     k: int = typer.Option(1000, "--k", "-k", min=1, help="Documents per query."),
     run_format: RunFormat = typer.Option(RunFormat.auto, "--format", help="trec, msmarco, or auto (by extension)."),
-    tag: str = typer.Option("simlm", "--tag", help="Run tag (TREC column 6)."),
+    tag: str = options.tag_option("simlm"),
     model: str = typer.Option(
         None, "--model", "-m", help="Dense: encode queries with this model instead of the index's."
     ),

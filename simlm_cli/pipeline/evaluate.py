@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 from simlm_cli.errors import InputError
 from simlm_cli.eval.compare import CI_METHOD, TESTS, Comparison, compare_runs
-from simlm_cli.eval.metrics import Metric, evaluate, parse_metric
+from simlm_cli.eval.metrics import Metric, canonical_metric_names, evaluate, parse_metric
 from simlm_cli.io.qrels import Qrels, QrelsFormat, read_qrels
 from simlm_cli.io.runs import RunFormat, read_run
 
@@ -41,7 +41,7 @@ def evaluate_runs(
 ) -> Iterator[tuple[str, Scores]]:
     """Each run's path and scores, in order, the qrels read once; a run is read when its turn comes, so that its
     warnings come just before whatever the caller prints of it."""
-    metrics = [parse_metric(name) for name in metric_names]
+    metrics = [parse_metric(name) for name in canonical_metric_names(metric_names)]  # -M NDCG@10 -M ndcg@10: one
     qrels = read_qrels(qrels_path, qrels_format)
     for run_path in run_paths:
         yield run_path, _score_run(qrels, qrels_path, run_path, metrics, relevance_level, run_format, ignore_unjudged)
