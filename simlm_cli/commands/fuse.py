@@ -13,7 +13,7 @@ from simlm_cli.pipeline.fuse import FUSE_TAG, FuseMethod, Norm
 
 
 def fuse(
-    runs: list[Path] = typer.Argument(None, help="Two or more TREC or MS MARCO runs (each query's lines together)."),
+    runs: list[str] = typer.Argument(None, help="Two or more TREC or MS MARCO runs (each query's lines together)."),
     output: str = typer.Option(None, "--output", "-o", help="Fused run (.tsv: MS MARCO format). Default: stdout."),
     method: FuseMethod = typer.Option(
         FuseMethod.rrf, "--method", help="rrf: sum of w/(rrf_k + rank); interpolate: sum of w * normalised score."
@@ -28,10 +28,10 @@ def fuse(
     weight: list[float] = typer.Option(
         None, "--weight", "-w", help="Repeatable, one per run in order (>= 0). Default: 1 each, or tuned."
     ),
-    tune_on: Path = typer.Option(
+    tune_on: str = typer.Option(
         None, "--tune-on", help="Tune the weights on these (training) qrels: a grid, the best on its judged queries."
     ),
-    tune_run: list[Path] = typer.Option(
+    tune_run: list[str] = typer.Option(
         None,
         "--tune-run",
         help="Repeatable, one per run in order: runs of the training queries to tune on (default: the runs).",

@@ -134,6 +134,7 @@ TrainerPooling = typer.Option(
 BatchSize = typer.Option(None, "--batch-size", min=1, help="Texts per forward pass. Default: 16 on CPU, 256 on GPU.")
 
 # -- the shared trainer's options (pretrain, train, distill, rerank train) ---------------------------------------
+# Input files are taken as typed (str, not Path, which turns `./-` into `-`): only the exact `-` is stdin.
 TrainFile = typer.Option(
     None, "--train-file", "-t", help="Training JSONL (from `simlm mine`; teacher scores from `simlm rerank score`)."
 )
@@ -263,7 +264,7 @@ def retriever_options(
 
 
 def retriever_training(
-    objective: str, paths: tuple[Path | None, Path | None, Path | None], model: str | None, **values: Any
+    objective: str, paths: tuple[str | None, str | None, Path | None], model: str | None, **values: Any
 ) -> tuple[Any, Any]:
     """train's and distill's `RetrieverSpec` and `TrainConfig` from their options: `paths` (--train-file, --corpus,
     --output), --model, the `retriever` and `trainer` groups, and the command's own spec values (distill's --alpha)."""
@@ -324,8 +325,8 @@ def require(*flags: tuple[str, object]) -> None:
 
 def trainer_config(
     objective: str,
-    train_file: Path | None,
-    corpus: Path | None,
+    train_file: str | None,
+    corpus: str | None,
     output: Path | None,
     trainer: dict[str, Any],
     **kw: Any,

@@ -36,11 +36,13 @@ ADD_BLOCK = 65_536
 
 
 class _VectorSpool:
-    """Vectors appended to a temporary file in `directory`, read back as a read-only memory map."""
+    """Vectors appended to a temporary file beside `output`, read back as a read-only memory map. Its directory is
+    named as every temporary simlm leaves when killed (`.NAME.*.tmp`, NAME the output's), so that one note covers
+    them all and `simlm index DIR` passes it by."""
 
-    def __init__(self, directory: Path, dim: int):
-        directory.mkdir(parents=True, exist_ok=True)
-        self._dir = tempfile.TemporaryDirectory(prefix=".simlm-vectors-", dir=directory)
+    def __init__(self, output: Path, dim: int):
+        output.parent.mkdir(parents=True, exist_ok=True)
+        self._dir = tempfile.TemporaryDirectory(prefix=f".{output.name}.", suffix=".vectors.tmp", dir=output.parent)
         self.path = Path(self._dir.name) / "vectors.f32"
         self._handle = open(self.path, "wb")  # noqa: SIM115 (closed by vectors() or __exit__)
         self.dim = dim
@@ -187,7 +189,7 @@ def build_dense_index(
     index = _empty_index(faiss, dim, options) if flat_or_hnsw else None
     with contextlib.ExitStack() as stack:
         # IVF-PQ is trained before vectors are added: until then they wait on disk beside the output, not in memory.
-        spool = None if flat_or_hnsw else stack.enter_context(_VectorSpool(Path(output).parent, dim))
+        spool = None if flat_or_hnsw else stack.enter_context(_VectorSpool(Path(output), dim))
         for name, ids, vectors in _merge_streams(readers):
             for docid in ids:
                 if len(docid.split()) != 1:  # the runs `search` writes would not read back (issue 10)
@@ -297,6 +299,16 @@ class _Rankings:
 
     docids: np.ndarray
     docid_bytes: np.ndarray | None
+    meta: dict[str, Any]
+    path: Path
+
+    def check_query_dim(self, dim: int) -> None:
+        """Query vectors must have the index's dimension (a --model other than the one that built it may not)."""
+        if dim != self.meta["dim"]:
+            raise SimlmError(
+                f"the query model's vectors have {dim} dimensions, the index {self.path} holds {self.meta['dim']}-d "
+                "vectors: search with the model that built the index (drop --model, or re-encode the corpus)"
+            )
 
     def rankings(self, qids: Iterable[str], scores: np.ndarray, rows: np.ndarray) -> Iterator[tuple]:
         """Turn faiss output into (qid, docids, scores) rankings for the run writers."""
@@ -366,11 +378,7 @@ class DenseIndex(_Rankings):
 
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Top-k (scores, row numbers); rows are -1 where fewer than k documents exist."""
-        if queries.shape[1] != self.index.d:  # faiss would stop on a bare AssertionError
-            raise SimlmError(
-                f"the query vectors have {queries.shape[1]} dimensions, the index {self.path} holds {self.index.d}-d "
-                "vectors: search with the model that built the index (drop --model, or re-encode the corpus)"
-            )
+        self.check_query_dim(queries.shape[1])  # faiss would stop on a bare AssertionError
         k = min(k, self.index.ntotal)
         return self.index.search(np.ascontiguousarray(queries, dtype=np.float32), k)
 

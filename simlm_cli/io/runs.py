@@ -76,7 +76,7 @@ _WRITERS: dict[RunFormat, Callable[[IO[str], str, Sequence[str], Sequence[float]
 def check_tag(tag: str) -> str:
     """A TREC run tag is one word: white space would add a seventh column that no run reader accepts."""
     if len(tag.split()) != 1 or tag.strip() != tag:
-        raise SimlmError(f"--tag {tag!r}: a run tag is one word, without white space (TREC's sixth column)")
+        raise SimlmError(f"run tag {tag!r} is empty or holds white space: a TREC run's tag (column 6) is one word")
     return tag
 
 
