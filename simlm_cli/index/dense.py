@@ -442,7 +442,7 @@ def read_docids(path: Path) -> np.ndarray:
     if not path.is_file():
         raise InputError(path, "missing: the index directory is incomplete")
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_bytes().decode("utf-8")  # as written: a \r is refused, not dropped (docid_bytes keeps it)
     except UnicodeDecodeError as err:
         raise InputError(path, f"corrupt: invalid UTF-8 at byte {err.start}") from None
     bad = _BAD_DOCID.search(text)  # one scan in C: millions of ids, checked in a fraction of a second

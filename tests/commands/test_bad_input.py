@@ -509,6 +509,15 @@ CASES.update(
             JUDGED_RUN, ["--relevance-level", "-3"], ["'--relevance-level': Input should be greater than or equal to 1"]
         ),
         "evaluate-run-named-dash": Case(_run_named_dash, "unused", [], exit_zero=True),
+        "encode-output-dash-is-stdout": Case(
+            lambda ctx, tmp: (
+                ["encode", "--model", ctx.model, "--corpus", ctx.data.corpus, "--device", "cpu", "-o", "-"],
+                None,
+            ),
+            "unused",
+            [],
+            exit_zero=True,
+        ),
         "fuse-output-dash-is-stdout": Case(
             lambda ctx, tmp: (["fuse", *_two_runs(tmp), "-o", "-"], None), "unused", [], exit_zero=True
         ),
@@ -623,6 +632,12 @@ def test_a_file_named_dash_given_as_dot_slash_dash_is_the_file_not_stdin(results
     tmp, done = results["evaluate-run-named-dash"]
     assert done.returncode == 0, done.stderr
     assert list(json.loads(done.stdout)) == ["ndcg@10"]  # and the metric's name in lower case
+
+
+def test_encode_output_dash_is_stdout(results) -> None:
+    tmp, done = results["encode-output-dash-is-stdout"]
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith(b"SIMLM-EMB\x01\n") and not (tmp / "-").exists()
 
 
 def test_fuse_output_dash_is_stdout(results) -> None:
