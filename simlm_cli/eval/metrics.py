@@ -80,7 +80,9 @@ def evaluate(
     import pytrec_eval
 
     if relevance_level < 1:  # 0 made pytrec_eval raise TypeError; -3 scored nDCG 0.963 with MRR 0
-        raise SimlmError(f"--relevance-level {relevance_level}: must be >= 1 (the lowest grade that counts as relevant)")
+        raise SimlmError(
+            f"--relevance-level {relevance_level}: must be >= 1 (the lowest grade that counts as relevant)"
+        )
     per_query: dict[str, dict[str, float]] = {qid: {} for qid in qrels}
     run = {qid: ranking for qid, ranking in run.items() if qid in qrels}
     for cutoff in sorted({m.cutoff for m in metrics}, key=lambda c: c or 0):

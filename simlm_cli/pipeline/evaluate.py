@@ -97,19 +97,18 @@ def check_runs(run_paths: list[str], baseline: str | None) -> str:
 
     from simlm_cli.errors import SimlmError
 
-    seen = set()
-    for path in run_paths:
-        if path in seen:
+    def same(a: str, b: str) -> bool:  # as typed, or one file by two names (./a.trec and a.trec, a link)
+        return a == b or (os.path.exists(a) and os.path.exists(b) and os.path.samefile(a, b))
+
+    for i, path in enumerate(run_paths):
+        if any(same(earlier, path) for earlier in run_paths[:i]):
             raise SimlmError(f"--run {path!r} is given twice")
-        seen.add(path)
     if baseline is None:
         return run_paths[0]
     if len(run_paths) < 2:
         raise SimlmError("--baseline needs two or more --run to compare")
-    if baseline in seen:
-        return baseline
     for path in run_paths:
-        if os.path.exists(baseline) and os.path.exists(path) and os.path.samefile(baseline, path):
+        if same(baseline, path):
             return path
     raise SimlmError(f"--baseline {baseline!r} is not one of the runs: {', '.join(run_paths)}")
 
