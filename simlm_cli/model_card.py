@@ -12,13 +12,15 @@ METRICS.json is what `simlm evaluate --json` prints ({metric: value}).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import re
 import shlex
 import sys
 from pathlib import Path
 from typing import Any
+
+from simlm_cli.errors import SimlmError
+from simlm_cli.io.json_input import read_json
 
 CARD = "README.md"
 EVALUATION = "## Evaluation"
@@ -286,9 +288,9 @@ def main(argv: list[str] | None = None) -> int:
     if not Path(args.model_dir).is_dir():
         parser.error(f"{args.model_dir}: not a directory")
     try:
-        metrics = json.loads(Path(args.metrics).read_text(encoding="utf-8"))
+        metrics = read_json(args.metrics)
         path = add_metrics(args.model_dir, metrics, args.name, args.dataset, args.split)
-    except (OSError, ValueError) as err:
+    except (OSError, ValueError, SimlmError) as err:
         parser.error(str(err))
     print(f"model_card: {path}: added {args.name}", file=sys.stderr)
     return 0

@@ -107,3 +107,32 @@ def test_a_broken_part_of_in_meta_json_is_one_error(tmp_path, part_of) -> None:
     (tmp_path / "meta.json").write_text(json.dumps({"kind": "simlm-dense-index", "part_of": part_of}))
     with pytest.raises(InputError, match="meta.json: field 'part_of': expected a list"):
         check_complete([str(tmp_path)])
+
+
+# -- issue 21, item 5: docids.txt that `search` would write into runs `evaluate` refuses ------------------------------
+@pytest.mark.parametrize(
+    ("text", "line", "what"),
+    [
+        ("d1\nmy doc\nd3\n", 2, "holds white space"),
+        ("d1\nd2\u00a0x\n", 2, "holds white space"),
+        ("d1\n\nd3\n", 2, "is empty"),
+        ("\nd2\n", 1, "is empty"),
+        ("d1\r\nd2\r\n", 1, "holds white space"),
+    ],
+    ids=["space", "nbsp", "empty-line", "empty-first-line", "crlf"],
+)
+def test_docids_with_white_space_or_empty_ids_are_refused_with_their_line(tmp_path, text, line, what) -> None:
+    from simlm_cli.errors import InputError
+    from simlm_cli.index.dense import read_docids
+
+    path = tmp_path / "docids.txt"
+    path.write_bytes(text.encode())
+    with pytest.raises(InputError, match=rf"^{path}:{line}: corrupt: the document id {what}"):
+        read_docids(path)
+
+
+def test_docids_are_read_one_per_line(tmp_path) -> None:
+    from simlm_cli.index.dense import read_docids
+
+    (tmp_path / "docids.txt").write_text("d1\nd\u00e92\nd3\n")
+    assert read_docids(tmp_path / "docids.txt").tolist() == ["d1", "d\u00e92", "d3"]

@@ -17,10 +17,10 @@ from simlm_cli.commands import options
     loss_help="Contrastive variant: paper or full (see `simlm train`).",
 )
 def distill(
-    train_file: Path = typer.Option(
+    train_file: str = typer.Option(
         None, "--train-file", "-t", help="Training JSONL with a teacher score on every passage (`simlm rerank score`)."
     ),
-    corpus: Path = options.Corpus,
+    corpus: str = options.Corpus,
     output: Path = options.OutputDir,
     model: str = typer.Option(
         None, "--model", "-m", help="The student's initialisation (e.g. Retriever2). Default: the embedded MiniLM."

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import typer
 
 from simlm_cli.commands import options
@@ -12,7 +10,7 @@ from simlm_cli.io.corpus import CorpusFormat
 
 
 def encode(
-    corpus: Path = typer.Option(
+    corpus: str = typer.Option(
         ..., "--corpus", "-c", help="BEIR corpus.jsonl, MS MARCO/DPR TSV or Pyserini JSONL (.gz ok)."
     ),
     output: str = typer.Option(

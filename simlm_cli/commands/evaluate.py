@@ -17,8 +17,8 @@ PAPER_METRICS = ["mrr@10", "recall@50", "recall@1000", "ndcg@10"]
 
 
 def evaluate(
-    qrels: Path = typer.Option(..., "--qrels", help="BEIR qrels TSV (with header) or TREC qrels."),
-    run: list[Path] = typer.Option(
+    qrels: str = typer.Option(..., "--qrels", help="BEIR qrels TSV (with header) or TREC qrels."),
+    run: list[str] = typer.Option(
         ..., "--run", "-r", help="TREC or MS MARCO run. Repeat it to compare runs with the baseline run."
     ),
     baseline: str = typer.Option(
@@ -47,7 +47,7 @@ def evaluate(
         None, "--per-query", help="Write per-query values (TSV: metric, qid, value; with several runs: run first)."
     ),
     relevance_level: int = typer.Option(
-        1, "--relevance-level", help="Grade >= this counts as relevant in binary metrics (TREC DL: 2)."
+        1, "--relevance-level", min=1, help="Grade >= this counts as relevant in binary metrics (TREC DL: 2)."
     ),
     run_format: RunFormat = typer.Option(RunFormat.auto, "--run-format", help="Force the run format."),
     qrels_format: QrelsFormat = options.QrelsFormatOpt,
@@ -58,13 +58,14 @@ def evaluate(
     """Score runs: judged queries missing from a run count as 0; MRR@k is cut at k as trec_eval does. With several
     runs, each is compared with the baseline on every metric, query by query (a paired bootstrap 95% interval of the
     mean difference, paired randomization and bootstrap tests, Holm's correction over all comparisons)."""
+    from simlm_cli.eval.metrics import canonical_metric_names
     from simlm_cli.io.files import check_output_file
     from simlm_cli.pipeline.evaluate import check_runs, evaluate_runs, render_table
 
     labels = [str(path) for path in run]
     baseline_label = check_runs(labels, baseline)
     check_output_file(per_query, [qrels, *run])  # before reading the runs
-    names = metric or PAPER_METRICS
+    names = canonical_metric_names(metric or PAPER_METRICS)  # lower case, each once: the keys of every output
     scores = {}
     for label, (means, per_query_values, counts) in evaluate_runs(
         str(qrels), labels, names, relevance_level, run_format, ignore_unjudged, qrels_format

@@ -13,7 +13,7 @@ from simlm_cli.pipeline.fuse import FUSE_TAG, FuseMethod, Norm
 
 
 def fuse(
-    runs: list[Path] = typer.Argument(None, help="Two or more TREC or MS MARCO runs (each query's lines together)."),
+    runs: list[str] = typer.Argument(None, help="Two or more TREC or MS MARCO runs (each query's lines together)."),
     output: str = typer.Option(None, "--output", "-o", help="Fused run (.tsv: MS MARCO format). Default: stdout."),
     method: FuseMethod = typer.Option(
         FuseMethod.rrf, "--method", help="rrf: sum of w/(rrf_k + rank); interpolate: sum of w * normalised score."
@@ -28,10 +28,10 @@ def fuse(
     weight: list[float] = typer.Option(
         None, "--weight", "-w", help="Repeatable, one per run in order (>= 0). Default: 1 each, or tuned."
     ),
-    tune_on: Path = typer.Option(
+    tune_on: str = typer.Option(
         None, "--tune-on", help="Tune the weights on these (training) qrels: a grid, the best on its judged queries."
     ),
-    tune_run: list[Path] = typer.Option(
+    tune_run: list[str] = typer.Option(
         None,
         "--tune-run",
         help="Repeatable, one per run in order: runs of the training queries to tune on (default: the runs).",
@@ -43,7 +43,7 @@ def fuse(
     tune_report: Path = typer.Option(
         None, "--tune-report", help="JSON with the weights (and the grid). Default with --tune-on: OUTPUT.fuse.json."
     ),
-    relevance_level: int = typer.Option(1, "--relevance-level", help="--tune-on: grade >= this is relevant."),
+    relevance_level: int = typer.Option(1, "--relevance-level", min=1, help="--tune-on: grade >= this is relevant."),
     k: int = typer.Option(1000, "--k", "-k", min=1, help="Documents per query in the fused run."),
     depth: int = typer.Option(
         None, "--depth", min=1, help="Read only each run's top N documents per query (tuning runs too). Default: all."
@@ -52,7 +52,7 @@ def fuse(
         RunFormat.auto, "--format", help="Output: trec, msmarco, or auto (by extension)."
     ),
     input_format: RunFormat = typer.Option(RunFormat.auto, "--run-format", help="Force the input runs' format."),
-    tag: str = typer.Option(FUSE_TAG, "--tag", help="Run tag (TREC column 6)."),
+    tag: str = options.tag_option(FUSE_TAG),
     qrels_format: QrelsFormat = options.QrelsFormatOpt,
 ) -> None:
     """Fuse runs into one: reciprocal-rank fusion or normalised interpolation, weights given or tuned on qrels."""

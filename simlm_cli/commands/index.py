@@ -37,7 +37,7 @@ def index(
     ),
     output: Path = typer.Option(..., "--output", "-o", help="Index directory to write (replaced atomically)."),
     bm25: bool = typer.Option(False, "--bm25", help="Build a Pyserini/Lucene BM25 index of --corpus instead."),
-    corpus: Path = typer.Option(None, "--corpus", "-c", help="With --bm25: the corpus to index."),
+    corpus: str = typer.Option(None, "--corpus", "-c", help="With --bm25: the corpus to index."),
     corpus_format: CorpusFormat = options.corpus_format_option("With --bm25: force the format."),
     index_type: IndexType = typer.Option(
         IndexType.flat, "--type", help="flat: exact inner product (the paper's); hnsw; ivfpq."

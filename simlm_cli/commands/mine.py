@@ -18,14 +18,14 @@ from simlm_cli.io.runs import RunFormat
 
 @options.bm25_options("--index (BM25): k1.", "--index (BM25): b.", "--index (BM25): search threads.")
 def mine(
-    queries: Path = typer.Option(
+    queries: str = typer.Option(
         None, "--queries", "-q", help="(required) Training queries: BEIR queries.jsonl or TSV (.gz ok)."
     ),
-    qrels: Path = typer.Option(None, "--qrels", help="(required) Training judgments (BEIR TSV or TREC qrels)."),
+    qrels: str = typer.Option(None, "--qrels", help="(required) Training judgments (BEIR TSV or TREC qrels)."),
     output: Path = typer.Option(
         None, "--output", "-o", help="(required) Training file to write (JSONL, .gz ok; atomic)."
     ),
-    run: Path = typer.Option(
+    run: str = typer.Option(
         None, "--run", "-r", help="TREC or MS MARCO run of the training queries, grouped by query (streamed)."
     ),
     index: list[Path] = typer.Option(
@@ -49,7 +49,7 @@ def mine(
     random_negatives: int = typer.Option(
         0, "--random-negatives", min=0, help="Add K random corpus passages per query (score null)."
     ),
-    corpus: Path = typer.Option(None, "--corpus", "-c", help="Corpus whose ids random negatives come from."),
+    corpus: str = typer.Option(None, "--corpus", "-c", help="Corpus whose ids random negatives come from."),
     corpus_format: CorpusFormat = options.CorpusFormatOpt,
     seed: int = typer.Option(42, "--seed", help="Random negatives are a function of the seed and the query id."),
     teacher: bool = typer.Option(

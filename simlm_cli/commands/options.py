@@ -84,6 +84,20 @@ def threads_option(help: str) -> Any:
 CorpusFormatOpt = corpus_format_option()
 
 
+def _checked_tag(value: str) -> str:
+    from simlm_cli.io.runs import check_tag
+
+    try:
+        return check_tag(value)
+    except SimlmError as err:
+        raise typer.BadParameter(str(err)) from None
+
+
+def tag_option(default: str) -> Any:
+    """--tag, checked as the flag is read: a tag with white space would write runs `evaluate` cannot read."""
+    return typer.Option(default, "--tag", callback=_checked_tag, help="Run tag (TREC column 6; one word).")
+
+
 def dry_run_option(help: str) -> Any:
     return typer.Option(False, "--dry-run", help=help)
 
@@ -120,6 +134,7 @@ TrainerPooling = typer.Option(
 BatchSize = typer.Option(None, "--batch-size", min=1, help="Texts per forward pass. Default: 16 on CPU, 256 on GPU.")
 
 # -- the shared trainer's options (pretrain, train, distill, rerank train) ---------------------------------------
+# Input files are taken as typed (str, not Path, which turns `./-` into `-`): only the exact `-` is stdin.
 TrainFile = typer.Option(
     None, "--train-file", "-t", help="Training JSONL (from `simlm mine`; teacher scores from `simlm rerank score`)."
 )
@@ -249,7 +264,7 @@ def retriever_options(
 
 
 def retriever_training(
-    objective: str, paths: tuple[Path | None, Path | None, Path | None], model: str | None, **values: Any
+    objective: str, paths: tuple[str | None, str | None, Path | None], model: str | None, **values: Any
 ) -> tuple[Any, Any]:
     """train's and distill's `RetrieverSpec` and `TrainConfig` from their options: `paths` (--train-file, --corpus,
     --output), --model, the `retriever` and `trainer` groups, and the command's own spec values (distill's --alpha)."""
@@ -310,8 +325,8 @@ def require(*flags: tuple[str, object]) -> None:
 
 def trainer_config(
     objective: str,
-    train_file: Path | None,
-    corpus: Path | None,
+    train_file: str | None,
+    corpus: str | None,
     output: Path | None,
     trainer: dict[str, Any],
     **kw: Any,

@@ -78,7 +78,7 @@ def pretrain(
         callback=_objective_help,
         help="Pretraining objective (a `simlm.objectives` entry point): rlm, mlm, enc-dec-mlm, rtd, autoencoder, condenser.",
     ),
-    corpus: Path = typer.Option(
+    corpus: str = typer.Option(
         None, "--corpus", "-c", help="BEIR corpus.jsonl, MS MARCO/DPR TSV or Pyserini JSONL (.gz ok): title + text."
     ),
     output: Path = typer.Option(

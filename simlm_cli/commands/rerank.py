@@ -30,8 +30,8 @@ RerankerModel = typer.Option(None, "--model", "-m", help="(required) Re-ranker d
 )
 @options.trainer_options
 def train(
-    train_file: Path = options.TrainFile,
-    corpus: Path = options.Corpus,
+    train_file: str = options.TrainFile,
+    corpus: str = options.Corpus,
     output: Path = typer.Option(
         None,
         "--output",
@@ -108,14 +108,14 @@ def train(
 )
 def run(
     model: str = RerankerModel,
-    run_file: Path = typer.Option(None, "--run", "-r", help="(required) Run to re-rank (TREC or MS MARCO, .gz ok)."),
-    queries: Path = typer.Option(
+    run_file: str = typer.Option(None, "--run", "-r", help="(required) Run to re-rank (TREC or MS MARCO, .gz ok)."),
+    queries: str = typer.Option(
         None, "--queries", "-q", help="(required) BEIR queries.jsonl or TSV qid<TAB>text (.gz ok)."
     ),
-    corpus: Path = typer.Option(
+    corpus: str = typer.Option(
         None, "--corpus", "-c", help="(required) The run's passages (any corpus format, .gz ok)."
     ),
-    output: Path = typer.Option(None, "--output", "-o", help="(required) The re-ranked run (.tsv: MS MARCO format)."),
+    output: str = typer.Option(None, "--output", "-o", help="(required) The re-ranked run (.tsv: MS MARCO format)."),
     depth: int = typer.Option(
         100, "--depth", "-k", min=1, help="Re-rank each query's top N documents (the re-ranker's pairs)."
     ),
@@ -131,7 +131,7 @@ def run(
         RunFormat.auto, "--output-format", help="trec (with the new scores), msmarco, or auto (by extension)."
     ),
     corpus_format: CorpusFormat = options.CorpusFormatOpt,
-    tag: str = typer.Option("simlm-rerank", "--tag", help="Run tag (TREC column 6)."),
+    tag: str = options.tag_option("simlm-rerank"),
     device: str = options.Device,
     precision: Precision = options.PrecisionOpt,
     queries_format: QueriesFormat = options.QueriesFormatOpt,
@@ -162,8 +162,8 @@ def run(
 )
 def score(
     model: str = RerankerModel,
-    train_file: Path = typer.Option(None, "--train-file", "-t", help="(required) Training JSONL (from `simlm mine`)."),
-    corpus: Path = typer.Option(
+    train_file: str = typer.Option(None, "--train-file", "-t", help="(required) Training JSONL (from `simlm mine`)."),
+    corpus: str = typer.Option(
         None, "--corpus", "-c", help="(required) The passages it names (any corpus format, .gz ok)."
     ),
     output: Path = typer.Option(

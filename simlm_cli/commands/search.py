@@ -25,12 +25,12 @@ def search(
         help="Index directory from `simlm index` (dense or --bm25). Repeat for the parts of a "
         "dense index (e.g. built with --partial): searched as one, top-k merged exactly.",
     ),
-    queries: Path = typer.Option(..., "--queries", "-q", help="BEIR queries.jsonl or TSV qid<TAB>text (.gz ok)."),
+    queries: str = typer.Option(..., "--queries", "-q", help="BEIR queries.jsonl or TSV qid<TAB>text (.gz ok)."),
     output: str = typer.Option(None, "--output", "-o", help="Run file (.tsv: MS MARCO format). Default: stdout."),
-    qrels: Path = typer.Option(None, "--qrels", help="Search only the queries judged in these qrels."),
+    qrels: str = typer.Option(None, "--qrels", help="Search only the queries judged in these qrels."),
     k: int = typer.Option(1000, "--k", "-k", min=1, help="Documents per query."),
     run_format: RunFormat = typer.Option(RunFormat.auto, "--format", help="trec, msmarco, or auto (by extension)."),
-    tag: str = typer.Option("simlm", "--tag", help="Run tag (TREC column 6)."),
+    tag: str = options.tag_option("simlm"),
     model: str = typer.Option(
         None, "--model", "-m", help="Dense: encode queries with this model instead of the index's."
     ),

@@ -16,8 +16,8 @@ from simlm_cli.commands import options
     "query-query terms, as the reference implementation.",
 )
 def train(
-    train_file: Path = options.TrainFile,
-    corpus: Path = options.Corpus,
+    train_file: str = options.TrainFile,
+    corpus: str = options.Corpus,
     output: Path = options.OutputDir,
     model: str = options.Model,
     *,

@@ -33,13 +33,14 @@ _NAME = re.compile(r"^(?P<family>[a-z_]+)(?:@(?P<k>[1-9][0-9]*))?$")
 
 @dataclass(frozen=True)
 class Metric:
-    name: str  # as the user wrote it; the key in the JSON output
+    name: str  # as the user wrote it, in lower case (NDCG@10 -> ndcg@10): the key in the JSON output
     measure: str  # what pytrec_eval is asked for
     key: str  # the key pytrec_eval's results use
     cutoff: int | None  # rankings are cut to this depth first (MRR@k)
 
 
 def parse_metric(name: str) -> Metric:
+    """A metric name (any case) as what pytrec_eval computes; `Metric.name` is the name in lower case."""
     match = _NAME.match(name.strip().lower())
     family = match and _FAMILIES.get(match["family"])
     if not family:
@@ -49,6 +50,7 @@ def parse_metric(name: str) -> Metric:
     if k is not None and k > MAX_CUTOFF:
         raise SimlmError(f"--metric {name!r}: cut-off {k} is too large (at most {MAX_CUTOFF:,})")
     measure, key, uncut = family
+    name = name.strip().lower()
     if match["family"] in ("mrr", "recip_rank"):
         return Metric(name, "recip_rank", "recip_rank", k)
     if k is None:
@@ -56,6 +58,11 @@ def parse_metric(name: str) -> Metric:
             raise SimlmError(f"--metric {name!r}: needs a cut-off, e.g. {match['family']}@100")
         return Metric(name, uncut, uncut, None)
     return Metric(name, f"{measure}.{k}", key.format(k=k), None)
+
+
+def canonical_metric_names(names: list[str]) -> list[str]:
+    """The metrics' names as results key them: lower case, each once, in the order given (unknown ones refused)."""
+    return list(dict.fromkeys(parse_metric(name).name for name in names))
 
 
 def _top_k(ranking: dict[str, float], k: int) -> dict[str, float]:
@@ -72,6 +79,10 @@ def evaluate(
     """Mean and per-query values of each metric over all judged queries."""
     import pytrec_eval
 
+    if relevance_level < 1:  # 0 made pytrec_eval raise TypeError; -3 scored nDCG 0.963 with MRR 0
+        raise SimlmError(
+            f"--relevance-level {relevance_level}: must be >= 1 (the lowest grade that counts as relevant)"
+        )
     per_query: dict[str, dict[str, float]] = {qid: {} for qid in qrels}
     run = {qid: ranking for qid, ranking in run.items() if qid in qrels}
     for cutoff in sorted({m.cutoff for m in metrics}, key=lambda c: c or 0):

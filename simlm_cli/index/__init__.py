@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from simlm_cli.errors import InputError
+from simlm_cli.io.json_input import read_json
 
 META_FILE = "meta.json"
 DENSE_KIND = "simlm-dense-index"
@@ -27,7 +28,7 @@ def read_meta(index_dir: str | Path) -> dict[str, Any]:
     if not meta_path.is_file():
         raise InputError(meta_path, "missing: not a simlm index directory (build one with `simlm index`)")
     try:
-        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        meta = read_json(meta_path)
     except (ValueError, UnicodeDecodeError) as err:
         raise InputError(meta_path, f"corrupt index metadata ({err})") from None
     if not isinstance(meta, dict) or meta.get("kind") not in (DENSE_KIND, BM25_KIND):
@@ -38,8 +39,8 @@ def read_meta(index_dir: str | Path) -> dict[str, Any]:
 def is_index_dir(index_dir: str | Path) -> bool:
     """Whether `index_dir` holds a meta.json that simlm wrote (its `kind`), so `--output` may replace it."""
     try:
-        meta = json.loads((Path(index_dir) / META_FILE).read_text(encoding="utf-8"))
-    except (OSError, ValueError, UnicodeDecodeError):
+        meta = read_json(Path(index_dir) / META_FILE)
+    except (OSError, ValueError, InputError):  # InputError: nested too deep
         return False
     return isinstance(meta, dict) and meta.get("kind") in (DENSE_KIND, BM25_KIND)
 

@@ -7,8 +7,11 @@ Directory layout: `index.faiss` (the faiss index), `docids.txt` (row i's documen
 from __future__ import annotations
 
 import contextlib
+import errno
 import functools
 import math
+import os
+import re
 import tempfile
 import time
 from collections.abc import Iterable, Iterator
@@ -33,11 +36,13 @@ ADD_BLOCK = 65_536
 
 
 class _VectorSpool:
-    """Vectors appended to a temporary file in `directory`, read back as a read-only memory map."""
+    """Vectors appended to a temporary file beside `output`, read back as a read-only memory map. Its directory is
+    named as every temporary simlm leaves when killed (`.NAME.*.tmp`, NAME the output's), so that one note covers
+    them all and `simlm index DIR` passes it by."""
 
-    def __init__(self, directory: Path, dim: int):
-        directory.mkdir(parents=True, exist_ok=True)
-        self._dir = tempfile.TemporaryDirectory(prefix=".simlm-vectors-", dir=directory)
+    def __init__(self, output: Path, dim: int):
+        output.parent.mkdir(parents=True, exist_ok=True)
+        self._dir = tempfile.TemporaryDirectory(prefix=f".{output.name}.", suffix=".vectors.tmp", dir=output.parent)
         self.path = Path(self._dir.name) / "vectors.f32"
         self._handle = open(self.path, "wb")  # noqa: SIM115 (closed by vectors() or __exit__)
         self.dim = dim
@@ -184,7 +189,7 @@ def build_dense_index(
     index = _empty_index(faiss, dim, options) if flat_or_hnsw else None
     with contextlib.ExitStack() as stack:
         # IVF-PQ is trained before vectors are added: until then they wait on disk beside the output, not in memory.
-        spool = None if flat_or_hnsw else stack.enter_context(_VectorSpool(Path(output).parent, dim))
+        spool = None if flat_or_hnsw else stack.enter_context(_VectorSpool(Path(output), dim))
         for name, ids, vectors in _merge_streams(readers):
             for docid in ids:
                 if len(docid.split()) != 1:  # the runs `search` writes would not read back (issue 10)
@@ -220,10 +225,21 @@ def build_dense_index(
     if options.partial:
         meta["part_of"] = parts
     with atomic_directory(output, marker=META_FILE, owned=is_index_dir) as tmp:
-        faiss.write_index(_to_cpu(faiss, index), str(tmp / INDEX_FILE))
+        _write_faiss(faiss, _to_cpu(faiss, index), tmp / INDEX_FILE, Path(output))
         (tmp / DOCIDS_FILE).write_text("".join(f"{d}\n" for d in docids), encoding="utf-8")
         write_meta(tmp, meta)
     return meta
+
+
+def _write_faiss(faiss: Any, index: Any, path: Path, output: Path) -> None:
+    """faiss.write_index, whose C++ errors come as RuntimeError: a full disk becomes the OSError the CLI prints
+    as one line naming the output (as every other writer's), anything else a one-line error naming it too."""
+    try:
+        faiss.write_index(index, str(path))
+    except RuntimeError as err:
+        if "No space left on device" in str(err):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(output)) from None
+        raise SimlmError(f"{output}: cannot write {INDEX_FILE} ({_short(err)})") from None
 
 
 def _empty_index(faiss: Any, dim: int, options: BuildOptions) -> Any:
@@ -283,6 +299,16 @@ class _Rankings:
 
     docids: np.ndarray
     docid_bytes: np.ndarray | None
+    meta: dict[str, Any]
+    path: Path
+
+    def check_query_dim(self, dim: int) -> None:
+        """Query vectors must have the index's dimension (a --model other than the one that built it may not)."""
+        if dim != self.meta["dim"]:
+            raise SimlmError(
+                f"the query model's vectors have {dim} dimensions, the index {self.path} holds {self.meta['dim']}-d "
+                "vectors: search with the model that built the index (drop --model, or re-encode the corpus)"
+            )
 
     def rankings(self, qids: Iterable[str], scores: np.ndarray, rows: np.ndarray) -> Iterator[tuple]:
         """Turn faiss output into (qid, docids, scores) rankings for the run writers."""
@@ -312,21 +338,15 @@ class DenseIndex(_Rankings):
             self.index = faiss.read_index(str(self.path / INDEX_FILE))
         except RuntimeError as err:
             raise InputError(self.path / INDEX_FILE, f"corrupt or unreadable faiss index ({_short(err)})") from None
-        docids_path = self.path / DOCIDS_FILE
-        if not docids_path.is_file():
-            raise InputError(docids_path, "missing: the index directory is incomplete")
-        try:
-            self.docids = np.array(docids_path.read_text(encoding="utf-8").split("\n")[:-1], dtype=object)
-        except UnicodeDecodeError as err:
-            raise InputError(docids_path, f"corrupt: invalid UTF-8 at byte {err.start}") from None
-        count = self.meta.get("count")
+        self.docids = read_docids(self.path / DOCIDS_FILE)
+        count = _meta_int(self.path, self.meta, "count")
         if not (self.index.ntotal == len(self.docids) == count):
             raise InputError(
                 self.path,
                 f"corrupt index: meta.json says {count} vectors, index.faiss holds {self.index.ntotal}, "
                 f"docids.txt {len(self.docids)}",
             )
-        if self.index.d != self.meta.get("dim"):
+        if self.index.d != _meta_int(self.path, self.meta, "dim"):
             raise InputError(self.path, f"corrupt index: dim {self.index.d} != meta.json dim {self.meta.get('dim')}")
         if not isinstance(self.meta.get("encoder"), dict):
             message = f"expected the encoder settings (an object), got {self.meta.get('encoder')!r}"
@@ -358,6 +378,7 @@ class DenseIndex(_Rankings):
 
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Top-k (scores, row numbers); rows are -1 where fewer than k documents exist."""
+        self.check_query_dim(queries.shape[1])  # faiss would stop on a bare AssertionError
         k = min(k, self.index.ntotal)
         return self.index.search(np.ascontiguousarray(queries, dtype=np.float32), k)
 
@@ -414,6 +435,35 @@ def _check_disjoint(parts: list[DenseIndex]) -> None:
             docid = next(d for d in ids if d in owner)
             raise InputError(part.path, f"document id {docid!r} is also in {owner[docid]}; parts must be disjoint")
         owner.update(dict.fromkeys(ids, part.path))
+
+
+def read_docids(path: Path) -> np.ndarray:
+    """docids.txt: one id per line, none empty or holding white space (a run line naming it would not read back)."""
+    if not path.is_file():
+        raise InputError(path, "missing: the index directory is incomplete")
+    try:
+        text = path.read_bytes().decode("utf-8")  # as written: a \r is refused, not dropped (docid_bytes keeps it)
+    except UnicodeDecodeError as err:
+        raise InputError(path, f"corrupt: invalid UTF-8 at byte {err.start}") from None
+    bad = _BAD_DOCID.search(text)  # one scan in C: millions of ids, checked in a fraction of a second
+    if bad is not None:
+        line = text.count("\n", 0, bad.start()) + 1 + (bad.group() == "\n\n")
+        what = "is empty" if bad.group().endswith("\n") else "holds white space"
+        raise InputError(path, f"corrupt: the document id {what} (run files could not name it)", line=line)
+    return np.array(text.split("\n")[:-1], dtype=object)
+
+
+# An empty line (at the start or between two ids) or any white space but the line breaks.
+_BAD_DOCID = re.compile(r"\A\n|\n\n|[^\S\n]")
+
+
+def _meta_int(index_dir: Path, meta: dict[str, Any], name: str) -> int:
+    """meta.json's `count` or `dim`, which must be an integer (JSON's "30" is a string, not a count)."""
+    value = meta.get(name)
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        got = "nothing" if value is None else f"{type(value).__name__} {value!r}"
+        raise InputError(index_dir / META_FILE, f"expected a non-negative integer, got {got}", field=name)
+    return value
 
 
 def _positive_int(value: Any) -> bool:

@@ -10,6 +10,7 @@ from enum import Enum
 from pathlib import Path
 
 from simlm_cli.errors import InputError
+from simlm_cli.io import json_input
 from simlm_cli.io.files import first_content_line, iter_lines
 
 
@@ -43,7 +44,7 @@ def detect_corpus_format(path: str | Path) -> CorpusFormat:
     if not text.lstrip().startswith("{"):
         return CorpusFormat.msmarco
     try:
-        record = json.loads(text)
+        record = json_input.loads(text, path, lineno)
     except json.JSONDecodeError as err:
         raise InputError(path, f"malformed JSON ({err.msg} at column {err.colno})", line=lineno) from None
     if isinstance(record, dict) and "contents" in record:
@@ -70,7 +71,7 @@ def json_record(path: str | Path, lineno: int, text: str) -> dict:
     """One JSON object per line. Python's reader takes the bare tokens NaN and Infinity (not JSON) and turns 1e999
     into inf: a non-finite score would poison a whole training run, so each is an error here."""
     try:
-        record = json.loads(text, parse_constant=_no_constant, parse_float=_finite_float)
+        record = json_input.loads(text, path, lineno, parse_constant=_no_constant, parse_float=_finite_float)
     except _NotFinite as err:
         raise InputError(path, f"{err} is not a finite number", line=lineno) from None
     except json.JSONDecodeError as err:

@@ -28,9 +28,13 @@ import numpy as np
 
 from simlm_cli.device import Precision
 from simlm_cli.errors import InputError
+from simlm_cli.io import json_input
 
 MAGIC = b"SIMLM-EMB\x01\n"
 _DTYPES = {"float32": np.dtype("<f4"), "float16": np.dtype("<f2")}
+# The widest vectors a stream may hold: 16x the largest encoders' (4096-d); beyond, a header is taken as corrupt.
+MAX_DIM = 65_536
+_READ_CHUNK = 1 << 26
 # what computed a stream's vectors; "" in streams from before it was recorded
 PRECISIONS = ("", *(p.value for p in Precision if p is not Precision.auto))
 
@@ -102,7 +106,7 @@ class EmbeddingReader:
             raise InputError(name, "not a simlm embedding stream (write one with `simlm encode`)")
         (length,) = struct.unpack("<I", self._read(4, "the header"))
         try:
-            meta = json.loads(self._read(length, "the header").decode("utf-8"))
+            meta = json_input.loads(self._read(length, "the header"), name)
             self.header = StreamHeader(**meta)
         except (ValueError, TypeError) as err:
             raise InputError(name, f"corrupt stream header ({err})") from None
@@ -111,7 +115,13 @@ class EmbeddingReader:
         self.count = 0
 
     def _read(self, size: int, what: str) -> bytes:
-        data = self._handle.read(size)
+        # In chunks: a damaged block header can claim gigabytes; read what is there, never allocate what is claimed.
+        data = self._handle.read(min(size, _READ_CHUNK))
+        if size > _READ_CHUNK and len(data) == _READ_CHUNK:
+            buffer = bytearray(data)
+            while len(buffer) < size and (part := self._handle.read(min(_READ_CHUNK, size - len(buffer)))):
+                buffer += part
+            data = bytes(buffer)
         if len(data) != size:
             raise InputError(self.name, f"stream ends inside {what}: truncated (did `simlm encode` stop early?)")
         return data
@@ -170,6 +180,8 @@ def _check_header(name: str, header: StreamHeader) -> None:
     """The header's types, before any of its values sizes a read or names a file (JSON says nothing of them)."""
     if not _is_int(header.dim) or header.dim < 1:
         raise InputError(name, f"corrupt stream header: dim {header.dim!r} is not a positive integer")
+    if header.dim > MAX_DIM:  # it sizes every block's read: 10**12 would be a MemoryError, not a message
+        raise InputError(name, f"corrupt stream header: dim {header.dim} is over simlm's maximum of {MAX_DIM}")
     if header.dtype not in _DTYPES:
         raise InputError(name, f"unsupported dtype {header.dtype!r} in the stream header")
     if not isinstance(header.encoder, dict):

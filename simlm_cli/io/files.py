@@ -128,6 +128,11 @@ def count_lines(path: str | Path) -> int:
     return count
 
 
+def is_stdout(path: str | Path | None) -> bool:
+    """Whether an output option means stdout: not given, or exactly `-` (`./-` is a file named `-`)."""
+    return path is None or str(path) == "-"
+
+
 InputPaths = Iterable["str | Path | None"]
 
 
@@ -176,7 +181,7 @@ def check_output_file(path: str | Path | None, inputs: InputPaths = ()) -> None:
     """Before any work: an output file's place must be writable, so a long search or encode does not fail at its
     end (and the error names the user's path, not the temporary one), and it must not be one of `inputs`
     (`check_not_an_input`). None or `-` is stdout."""
-    if path is None or str(path) == "-":
+    if is_stdout(path):
         return
     check_not_an_input(path, inputs)
     path = Path(path)

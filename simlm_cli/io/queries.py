@@ -31,6 +31,8 @@ def read_queries(path: str | Path, fmt: QueriesFormat = QueriesFormat.auto) -> d
             if len(cols) != 2:
                 raise InputError(path, f"expected 'qid<TAB>text', got {len(cols)} columns", line=lineno)
             qid, query = cols[0].strip(), cols[1].strip()
+        if not query:  # an empty query would be searched all the same, its ranking noise
+            raise InputError(path, "empty query text", line=lineno, field="text" if is_json else None)
         if not qid:
             raise InputError(path, "empty query id", line=lineno)
         if len(qid.split()) != 1:
@@ -48,4 +50,9 @@ def _json_query(path: str | Path, lineno: int, text: str) -> tuple[str, str]:
     for field in ("_id", "text"):
         if field not in record or record[field] is None:
             raise InputError(path, "missing", line=lineno, field=field)
-    return str(record["_id"]).strip(), str(record["text"]).strip()
+    qid, query = record["_id"], record["text"]
+    if isinstance(qid, bool) or not isinstance(qid, str | int):  # BEIR ids are strings; plain numbers are kept
+        raise InputError(path, f"expected a string, got {type(qid).__name__}", line=lineno, field="_id")
+    if not isinstance(query, str):  # 5 would be searched as the text "5"
+        raise InputError(path, f"expected a string, got {type(query).__name__}", line=lineno, field="text")
+    return str(qid).strip(), query.strip()

@@ -16,8 +16,8 @@ from enum import Enum
 from pathlib import Path
 from typing import IO
 
-from simlm_cli.errors import InputError
-from simlm_cli.io.files import atomic_output, first_content_line, iter_lines
+from simlm_cli.errors import InputError, SimlmError
+from simlm_cli.io.files import atomic_output, first_content_line, is_stdout, iter_lines
 from simlm_cli.io.ranked_block import RankedBlock, format_msmarco, format_trec
 
 # One query's ranking: document ids with their scores, best first.
@@ -73,6 +73,13 @@ _WRITERS: dict[RunFormat, Callable[[IO[str], str, Sequence[str], Sequence[float]
 }
 
 
+def check_tag(tag: str) -> str:
+    """A TREC run tag is one word: white space would add a seventh column that no run reader accepts."""
+    if len(tag.split()) != 1 or tag.strip() != tag:
+        raise SimlmError(f"run tag {tag!r} is empty or holds white space: a TREC run's tag (column 6) is one word")
+    return tag
+
+
 def format_for_output(path: str | Path, fmt: RunFormat) -> RunFormat:
     """`auto` picks MS MARCO for `.tsv` outputs and TREC otherwise."""
     if fmt is not RunFormat.auto:
@@ -86,9 +93,12 @@ def write_run(
     fmt: RunFormat = RunFormat.auto,
     tag: str = "simlm",
 ) -> int:
-    """Write rankings (one query each, or `RankedBlock`s of many) atomically to `path` (or to stdout for None);
-    returns the number of queries written."""
+    """Write rankings (one query each, or `RankedBlock`s of many) atomically to `path` (or to stdout for None or
+    `-`); returns the number of queries written."""
+    path = None if is_stdout(path) else path
     fmt = format_for_output(path or "-", fmt)
+    if fmt is RunFormat.trec:
+        check_tag(tag)
     writer = _WRITERS[fmt]
     count = 0
     with contextlib.nullcontext(sys.stdout) if path is None else atomic_output(path) as handle:

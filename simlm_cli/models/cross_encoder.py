@@ -20,6 +20,7 @@ from torch import nn
 
 from simlm_cli.device import Precision, Runtime
 from simlm_cli.errors import InputError, SimlmError, first_line
+from simlm_cli.io.json_input import read_json
 from simlm_cli.models.loading import load_pretrained, load_tokenizer
 from simlm_cli.models.settings import resolve_model_path
 
@@ -122,7 +123,7 @@ def _set_tokenizer_max_length(directory: Path, max_length: int) -> None:
     """CrossEncoder(dir) cuts inputs at the tokenizer's model_max_length: make that the trained length."""
     path = directory / "tokenizer_config.json"
     if path.is_file():
-        config = json.loads(path.read_text(encoding="utf-8"))
+        config = read_json(path)
         config["model_max_length"] = max_length
         path.write_text(json.dumps(config, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
 
@@ -143,7 +144,7 @@ def resolve_reranker_max_length(
     if not path.is_file():
         return default, "paper defaults"
     try:
-        return int(json.loads(path.read_text(encoding="utf-8"))["max_length"]), RERANKER_CONFIG
+        return int(read_json(path)["max_length"]), RERANKER_CONFIG
     except (ValueError, KeyError, TypeError) as err:
         raise InputError(path, f"unreadable ({first_line(err)})") from None
 

@@ -38,7 +38,8 @@ from typing import Any
 
 import numpy as np
 
-from simlm_cli.errors import SimlmError, first_line
+from simlm_cli.errors import InputError, SimlmError, first_line
+from simlm_cli.io.json_input import read_json
 
 CACHE_ENV = "SIMLM_CACHE_DIR"
 MODEL_FILE = "model.xml"  # and model.bin beside it
@@ -330,10 +331,10 @@ def _damage(entry: Path) -> tuple[dict[str, Any] | None, str | None]:
     """(the entry's record, None) when every file it lists is there with the digest recorded at build time; else
     (None, what is wrong). A flipped byte, a truncated model.xml or an emptied int8.json is never loaded."""
     try:
-        info = json.loads((entry / INFO_FILE).read_text(encoding="utf-8"))
+        info = read_json(entry / INFO_FILE)
     except FileNotFoundError:
         return None, f"no {INFO_FILE}"
-    except (OSError, ValueError, RecursionError) as err:
+    except (OSError, ValueError, InputError) as err:  # InputError: nested too deep
         return None, f"{INFO_FILE} unreadable ({type(err).__name__})"
     files = info.get("files") if isinstance(info, dict) else None
     if not isinstance(files, dict) or MODEL_FILE not in files or not all(isinstance(d, str) for d in files.values()):

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from simlm_cli.errors import SimlmError
+from simlm_cli.io.json_input import read_json
 
 DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 POOLINGS = ("cls", "mean")
@@ -82,6 +83,8 @@ class EncoderSettings:
         """Settings from JSON (index metadata, simlm.json); `where` names the file in the error a wrong type gives."""
         if not isinstance(data, dict):
             raise SimlmError(f"{where}: encoder settings must be a JSON object, got {type(data).__name__}")
+        if "model" not in data:  # the one setting without a default: which model encodes the queries
+            raise SimlmError(f"{where}: field 'model': missing (the model that made the vectors)")
         for name, kind in _FIELD_TYPES.items():
             value = data.get(name)
             if name in data and (not isinstance(value, kind) or (kind is int and isinstance(value, bool))):
@@ -115,7 +118,7 @@ def resolve_model_path(model: str | None) -> str:
 def _read_json(path: Path, expect: type = dict) -> Any:
     """A model configuration file, of the JSON type it must have (modules.json: a list; the others: objects)."""
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = read_json(path)
     except (OSError, ValueError) as err:
         raise SimlmError(f"{path}: cannot read model configuration ({err})") from None
     if not isinstance(data, expect):

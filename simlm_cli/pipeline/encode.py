@@ -8,7 +8,7 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from simlm_cli.device import Precision, Runtime, resolve_runtime
@@ -16,7 +16,7 @@ from simlm_cli.dry_run import PASSAGES as DRY_RUN_PASSAGES
 from simlm_cli.errors import SimlmError
 from simlm_cli.io.corpus import CorpusFormat, Passage, iter_corpus
 from simlm_cli.io.embeddings import EmbeddingWriter, StreamHeader
-from simlm_cli.io.files import atomic_output, check_output_file, count_lines
+from simlm_cli.io.files import atomic_output, check_output_file, count_lines, is_stdout
 from simlm_cli.models.settings import EncoderSettings
 
 
@@ -74,6 +74,8 @@ def encode_corpus(config: EncodeConfig, runtime: Runtime | None = None) -> dict:
     from simlm_cli.models.encoder import Encoder
 
     shard_id, num_shards = resolve_shard(config.shard_id, config.num_shards)
+    if is_stdout(config.output):  # `--output -` is stdout, as for every command that writes one file
+        config = replace(config, output=None)
     if config.output is not None:
         inputs = [config.corpus, config.settings.model]
         check_output_file(shard_output_path(config.output, shard_id, num_shards), inputs)

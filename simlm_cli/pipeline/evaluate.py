@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 from simlm_cli.errors import InputError
 from simlm_cli.eval.compare import CI_METHOD, TESTS, Comparison, compare_runs
-from simlm_cli.eval.metrics import Metric, evaluate, parse_metric
+from simlm_cli.eval.metrics import Metric, canonical_metric_names, evaluate, parse_metric
 from simlm_cli.io.qrels import Qrels, QrelsFormat, read_qrels
 from simlm_cli.io.runs import RunFormat, read_run
 
@@ -41,7 +41,7 @@ def evaluate_runs(
 ) -> Iterator[tuple[str, Scores]]:
     """Each run's path and scores, in order, the qrels read once; a run is read when its turn comes, so that its
     warnings come just before whatever the caller prints of it."""
-    metrics = [parse_metric(name) for name in metric_names]
+    metrics = [parse_metric(name) for name in canonical_metric_names(metric_names)]  # -M NDCG@10 -M ndcg@10: one
     qrels = read_qrels(qrels_path, qrels_format)
     for run_path in run_paths:
         yield run_path, _score_run(qrels, qrels_path, run_path, metrics, relevance_level, run_format, ignore_unjudged)
@@ -97,19 +97,18 @@ def check_runs(run_paths: list[str], baseline: str | None) -> str:
 
     from simlm_cli.errors import SimlmError
 
-    seen = set()
-    for path in run_paths:
-        if path in seen:
+    def same(a: str, b: str) -> bool:  # as typed, or one file by two names (./a.trec and a.trec, a link)
+        return a == b or (os.path.exists(a) and os.path.exists(b) and os.path.samefile(a, b))
+
+    for i, path in enumerate(run_paths):
+        if any(same(earlier, path) for earlier in run_paths[:i]):
             raise SimlmError(f"--run {path!r} is given twice")
-        seen.add(path)
     if baseline is None:
         return run_paths[0]
     if len(run_paths) < 2:
         raise SimlmError("--baseline needs two or more --run to compare")
-    if baseline in seen:
-        return baseline
     for path in run_paths:
-        if os.path.exists(baseline) and os.path.exists(path) and os.path.samefile(baseline, path):
+        if same(baseline, path):
             return path
     raise SimlmError(f"--baseline {baseline!r} is not one of the runs: {', '.join(run_paths)}")
 

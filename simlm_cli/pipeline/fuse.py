@@ -57,7 +57,7 @@ from pathlib import Path
 import numpy as np
 
 from simlm_cli.errors import SimlmError
-from simlm_cli.io.files import check_output_file
+from simlm_cli.io.files import check_output_file, is_stdout
 from simlm_cli.io.qrels import QrelsFormat
 from simlm_cli.io.runs import RunBlock, RunFormat, iter_run_blocks
 
@@ -152,7 +152,7 @@ def check_config(config: FuseConfig) -> None:
     if config.tune_on is not None:
         from simlm_cli.eval.metrics import parse_metric
 
-        parse_metric(config.metric)
+        config.metric = parse_metric(config.metric).name  # lower case: the report's key, as evaluate's JSON
 
 
 # -- one query ----------------------------------------------------------------------------------------------------
@@ -367,6 +367,8 @@ def run_fuse(config: FuseConfig) -> dict:
     from simlm_cli.io.runs import write_run
 
     check_config(config)
+    if is_stdout(config.output):  # `-o -`: stdout, as for search and encode (and no `-.fuse.json` report)
+        config.output = None
     inputs = [*config.runs, *(config.tune_runs or []), config.tune_on]
     for output in (config.output, report_path(config)):
         check_output_file(output, inputs)  # before reading a run

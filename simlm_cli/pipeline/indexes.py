@@ -82,9 +82,11 @@ def query_encoder(
         settings = replace(settings, model=model, source="--model")
     validate_settings(settings)
     runtime = resolve_runtime(device, precision)
+    encoder = Encoder(settings, runtime, batch_size=batch_size)
+    index.check_query_dim(encoder.dim)  # before any query is encoded
     built = index.meta.get("precision") or "unrecorded"
     info(f"encoding queries with {settings.model}; {runtime.describe()} (the index's passages: {built})")
-    return Encoder(settings, runtime, batch_size=batch_size)
+    return encoder
 
 
 def check_qrels_documents(

@@ -20,6 +20,7 @@ import torch
 
 from simlm_cli.errors import InputError, SimlmError, first_line
 from simlm_cli.io.files import atomic_directory
+from simlm_cli.io.json_input import read_json
 from simlm_cli.training.distributed import Dist, barrier, gather_objects
 from simlm_cli.training.run_dir import CHECKPOINTS, claim_output
 
@@ -180,9 +181,12 @@ def _check_resumed_config(path: Path, config: Any, saved: dict[str, Any], log: C
 
 
 def _restore(path: Path, config: Any, state: TrainState, d: Dist, log: Callable[[str], None]) -> int:
-    saved = json.loads((path / "state.json").read_text(encoding="utf-8"))
+    saved = read_json(path / "state.json")
     if not isinstance(saved, dict):
         raise ValueError("state.json is not a JSON object")
+    step = saved.get("step")
+    if not isinstance(step, int) or isinstance(step, bool) or step < 0:  # -7 would fail deep in the trainer
+        raise ValueError(f"state.json: field 'step': expected an integer >= 0, got {step!r}")
     if saved.get("objective") != config.objective:
         raise SimlmError(f"--resume: {path} is a {saved.get('objective')} run, not {config.objective}")
     _check_resumed_config(path, config, saved.get("config", {}), log)
@@ -197,7 +201,7 @@ def _restore(path: Path, config: Any, state: TrainState, d: Dist, log: Callable[
         _restore_rng(saved["rng"][d.rank], tensors["rng"][d.rank])
     else:
         log(f"--resume: world size changed ({saved.get('world_size')} -> {d.world}); RNG states reseeded")
-    return int(saved["step"])
+    return step
 
 
 def start_step(config: Any, state: TrainState, d: Dist, log: Callable[[str], None]) -> int:

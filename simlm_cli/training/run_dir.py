@@ -17,8 +17,9 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from simlm_cli.errors import SimlmError
+from simlm_cli.errors import InputError, SimlmError
 from simlm_cli.io.files import atomic_output, check_not_an_input
+from simlm_cli.io.json_input import read_json
 from simlm_cli.training.train_log import LOG_FILE
 
 RUN_MARKER = ".simlm-run.json"
@@ -37,8 +38,8 @@ def _entry_name(name: Any) -> bool:
 def read_marker(output: Path) -> dict[str, Any] | None:
     """The directory's marker when it is a valid one simlm wrote, else None (absent, unreadable, not ours)."""
     try:
-        record = json.loads((output / RUN_MARKER).read_text(encoding="utf-8"))
-    except (OSError, ValueError, RecursionError):
+        record = read_json(output / RUN_MARKER)
+    except (OSError, ValueError, InputError):  # InputError: nested too deep
         return None
     if not isinstance(record, dict) or record.get("tool") != _TOOL:
         return None

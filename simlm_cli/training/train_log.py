@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from simlm_cli.io.json_input import loads
 from simlm_cli.training.distributed import Dist, sum_across
 from simlm_cli.training.step import StepOutput
 
@@ -89,7 +90,8 @@ def read_log(output: Path, upto: int) -> list[dict[str, Any]]:
     if not path.exists():
         path.touch()
         return []
-    records = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    lines = enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
+    records = [loads(text, path, lineno) for lineno, text in lines if text.strip()]
     records = [r for r in records if r.get("step", 0) <= upto]
     path.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
     return records

@@ -388,6 +388,143 @@ CASES.update(
 )
 
 
+# -- issue 21, items 4-5: tracebacks and unclear errors that became one line; runs that stay parseable --------------
+DEEP_JSON = "[" * 10_000 + "]" * 10_000
+
+
+def _with_header(stream: bytes, **changes) -> bytes:
+    """`stream` with its JSON header changed (the magic, a uint32 length, the header, then the blocks)."""
+    start = len(b"SIMLM-EMB\x01\n")
+    length = int.from_bytes(stream[start : start + 4], "little")
+    header = json.loads(stream[start + 4 : start + 4 + length]) | changes
+    payload = json.dumps(header).encode()
+    return stream[:start] + len(payload).to_bytes(4, "little") + payload + stream[start + 4 + length :]
+
+
+def queries_case(lines: str, expect: list[str]) -> Case:
+    def setup(ctx, tmp):
+        (tmp / "queries.jsonl").write_text('{"_id": "q1", "text": "proteins"}\n' + lines)
+        args = ["search", "--index", ctx.index, "--queries", tmp / "queries.jsonl", "--device", "cpu"]
+        return [*args, "--output", tmp / "out" / "run.trec"], None
+
+    return Case(setup, "out/run.trec", expect)
+
+
+def _index_of_16_d_vectors(ctx, tmp) -> tuple[list, None]:
+    """An index made by the tiny model's settings but of 16-d vectors: its queries (32-d) cannot be searched."""
+    from simlm_cli.index.dense import BuildOptions, build_dense_index
+    from simlm_cli.io.embeddings import EmbeddingReader
+    from tests.commands.conftest import _read_stream, write_random_stream
+
+    write_random_stream(tmp / "16d.emb", _read_stream(ctx.stream)[0].encoder, count=20, dim=16)
+    with open(tmp / "16d.emb", "rb") as handle:
+        build_dense_index([EmbeddingReader(handle, "16d.emb")], tmp / "idx16", BuildOptions())
+    args = ["search", "--index", tmp / "idx16", "--queries", ctx.data.queries, "--device", "cpu"]
+    return [*args, "--output", tmp / "out" / "run.trec"], None
+
+
+def _docid_with_a_space(index: Path) -> None:
+    ids = (index / "docids.txt").read_text().splitlines()
+    (index / "docids.txt").write_text("\n".join([ids[0], "my doc", *ids[2:]]) + "\n")
+
+
+def _two_runs(tmp: Path) -> list[Path]:
+    for name in ("a.trec", "b.trec"):
+        (tmp / name).write_text(JUDGED_RUN)
+    return [tmp / "a.trec", tmp / "b.trec"]
+
+
+def _search_tagged(tag: str) -> Callable:
+    def setup(ctx, tmp):
+        args = ["search", "--index", ctx.index, "--queries", ctx.data.queries, "--tag", tag]
+        return [*args, "--output", tmp / "out" / "run.trec"], None
+
+    return setup
+
+
+def _run_named_dash(ctx, tmp) -> tuple[list, bytes]:
+    """A file named `-`, given as `./-`: the file, not stdin (which holds nothing here)."""
+    (tmp / "-").write_text(JUDGED_RUN)
+    return ["evaluate", "--qrels", ctx.data.qrels, "--run", "./-", "--json", "-M", "NDCG@10"], b""
+
+
+CORPORA_21 = {
+    "deeply-nested-json": (
+        corpus_file("corpus.jsonl", jsonl(GOOD) + b'{"_id": "d3", "text": ' + DEEP_JSON.encode() + b"}\n"),
+        ["corpus.jsonl:3: JSON nested deeper than 100 levels"],
+    ),
+}
+CASES.update(
+    {
+        **{f"encode-{name}": encode_case(make, expect) for name, (make, expect) in CORPORA_21.items()},
+        **{f"bm25-{name}": bm25_case(make, expect) for name, (make, expect) in CORPORA_21.items()},
+        "index-stream-dim-past-the-maximum": stream_case(
+            lambda b: _with_header(b, dim=10**12),
+            ["<stdin>: corrupt stream header: dim 1000000000000 is over simlm's maximum of 65536"],
+        ),
+        "search-index-encoder-empty": broken_index_case(
+            lambda index: _edit_meta(index, encoder={}), ["{tmp}/idx/meta.json: field 'encoder'", "'model': missing"]
+        ),
+        "search-index-meta-deeply-nested": broken_index_case(
+            lambda index: (index / "meta.json").write_text(DEEP_JSON),
+            ["{tmp}/idx/meta.json: JSON nested deeper than 100 levels"],
+        ),
+        "search-index-count-a-string": broken_index_case(
+            lambda index: _edit_meta(index, count="13"),
+            ["{tmp}/idx/meta.json: field 'count': expected a non-negative integer, got str '13'"],
+        ),
+        "search-index-dim-a-string": broken_index_case(
+            lambda index: _edit_meta(index, dim="32"),
+            ["{tmp}/idx/meta.json: field 'dim': expected a non-negative integer, got str '32'"],
+        ),
+        "search-index-docid-with-a-space": broken_index_case(
+            _docid_with_a_space, ["{tmp}/idx/docids.txt:2: corrupt: the document id holds white space"]
+        ),
+        "search-queries-deeply-nested": queries_case(
+            '{"_id": "q2", "text": ' + DEEP_JSON + "}\n", ["{tmp}/queries.jsonl:2: JSON nested deeper than 100"]
+        ),
+        "search-queries-empty-text": queries_case(
+            '{"_id": "q2", "text": " "}\n', ["{tmp}/queries.jsonl:2: field 'text': empty query text"]
+        ),
+        "search-queries-text-a-number": queries_case(
+            '{"_id": "q2", "text": 5}\n', ["{tmp}/queries.jsonl:2: field 'text': expected a string, got int"]
+        ),
+        "search-query-model-of-another-dim": Case(
+            _index_of_16_d_vectors,
+            "out/run.trec",
+            ["the query model's vectors have 32 dimensions, the index {tmp}/idx16 holds 16-d vectors"],
+        ),
+        "search-tag-with-white-space": Case(
+            _search_tagged("my run"), "out/run.trec", ["'--tag': run tag 'my run' is empty or holds white space"]
+        ),
+        "fuse-tag-with-white-space": Case(
+            lambda ctx, tmp: (["fuse", *_two_runs(tmp), "--tag", "my run", "-o", tmp / "out" / "f.trec"], None),
+            "out/f.trec",
+            ["'--tag': run tag 'my run' is empty or holds white space"],
+        ),
+        "evaluate-relevance-level-0": evaluate_case(
+            JUDGED_RUN, ["--relevance-level", "0"], ["'--relevance-level': Input should be greater than or equal to 1"]
+        ),
+        "evaluate-relevance-level-negative": evaluate_case(
+            JUDGED_RUN, ["--relevance-level", "-3"], ["'--relevance-level': Input should be greater than or equal to 1"]
+        ),
+        "evaluate-run-named-dash": Case(_run_named_dash, "unused", [], exit_zero=True),
+        "encode-output-dash-is-stdout": Case(
+            lambda ctx, tmp: (
+                ["encode", "--model", ctx.model, "--corpus", ctx.data.corpus, "--device", "cpu", "-o", "-"],
+                None,
+            ),
+            "unused",
+            [],
+            exit_zero=True,
+        ),
+        "fuse-output-dash-is-stdout": Case(
+            lambda ctx, tmp: (["fuse", *_two_runs(tmp), "-o", "-"], None), "unused", [], exit_zero=True
+        ),
+    }
+)
+
+
 @pytest.fixture(scope="module")
 def results(tmp_path_factory, dense, tiny_bert_dir, cli_jobs) -> dict[str, tuple[Path, subprocess.CompletedProcess]]:
     assert dense.done["encode-file"].returncode == 0 and dense.done["index-file"].returncode == 0
@@ -488,3 +625,58 @@ def test_ignore_unjudged_makes_evaluate_pass(results) -> None:
     assert set(values) == {"mrr@10", "recall@50", "recall@1000", "ndcg@10"}
     assert all(0.0 <= v <= 1.0 for v in values.values())
     assert (tmp / "out" / "per-query.tsv").is_file()
+
+
+# -- issue 21: what the commands that succeed wrote ---------------------------------------------------------------
+def test_a_file_named_dash_given_as_dot_slash_dash_is_the_file_not_stdin(results) -> None:
+    tmp, done = results["evaluate-run-named-dash"]
+    assert done.returncode == 0, done.stderr
+    assert list(json.loads(done.stdout)) == ["ndcg@10"]  # and the metric's name in lower case
+
+
+def test_encode_output_dash_is_stdout(results) -> None:
+    tmp, done = results["encode-output-dash-is-stdout"]
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith(b"SIMLM-EMB\x01\n") and not (tmp / "-").exists()
+
+
+def test_fuse_output_dash_is_stdout(results) -> None:
+    tmp, done = results["fuse-output-dash-is-stdout"]
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.decode().splitlines()
+    assert lines and all(len(line.split()) == 6 and line.endswith(" simlm-fuse") for line in lines), lines
+    assert not (tmp / "-").exists() and not (tmp / "-.fuse.json").exists()
+
+
+@pytest.mark.parametrize(
+    ("error", "expect"),
+    [
+        ("Error in faiss::FileIOWriter: write error in {tmp}: 0 != 96 (No space left on device)", "{out}: No space left on device"),
+        ("Error in faiss::write_index: unsupported index type", "{out}: cannot write index.faiss (Error in faiss::write_index: unsupported"),
+    ],
+    ids=["full-disk", "other-faiss-error"],
+)  # fmt: skip
+def test_index_that_faiss_cannot_write_is_one_line(tmp_path, monkeypatch, capsys, error: str, expect: str) -> None:
+    """A full disk during `simlm index` was a RuntimeError traceback from faiss::write_index (issue 21); fuse,
+    encode and evaluate already said `FILE: No space left on device`. faiss is made to fail as it does on ENOSPC."""
+    import sys
+
+    import faiss
+
+    from simlm_cli.cli import main
+    from tests.commands.conftest import write_random_stream
+
+    write_random_stream(tmp_path / "x.emb", {"model": "m", "pooling": "cls", "normalize": True}, count=20, dim=8)
+    out = tmp_path / "out" / "idx"
+
+    def write_index(index, path):
+        raise RuntimeError(error.format(tmp=path))
+
+    monkeypatch.setattr(faiss, "write_index", write_index)
+    monkeypatch.setattr(sys, "argv", ["simlm", "index", str(tmp_path / "x.emb"), "--output", str(out)])
+    with pytest.raises(SystemExit) as caught:
+        main()
+    assert caught.value.code == 2
+    lines = error_lines(capsys.readouterr().err)
+    assert len(lines) == 1 and lines[0].startswith(f"simlm: error: {expect.format(out=out)}"), lines
+    assert not out.exists() and not [p.name for p in out.parent.iterdir() if p.name.startswith(".")]

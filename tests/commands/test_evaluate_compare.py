@@ -133,7 +133,7 @@ def test_a_single_run_prints_what_it_always_did(run_cli, tiny_data, runs: Path) 
         (["--run", "a.trec", "--run", "b.trec", "--baseline", "z.trec"], "--baseline 'z.trec' is not one of the runs"),
         (["--run", "a.trec", "--baseline", "a.trec"], "--baseline needs two or more --run"),
         (["--run", "a.trec", "--run", "a.trec"], "--run 'a.trec' is given twice"),
-        (["--run", "./a.trec", "--run", "a.trec"], "--run 'a.trec' is given twice"),  # labels as pathlib writes
+        (["--run", "./a.trec", "--run", "a.trec"], "--run 'a.trec' is given twice"),  # one file by two names
         (["--run", "a.trec", "--run", "b.trec", "--resamples", "0"], "--resamples"),
     ],
 )

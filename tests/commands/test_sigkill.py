@@ -3,6 +3,7 @@ whole and leaves nothing a later command would take as whole."""
 
 from __future__ import annotations
 
+import re
 import signal
 import subprocess
 import time
@@ -86,3 +87,19 @@ def test_encode_killed_leaves_nothing_index_would_take_as_whole(tmp_path, tiny_b
     by_name = run_cli(["index", out / left[0], "--output", tmp_path / "idx"])
     assert by_name.returncode == 2 and "truncated" in by_name.stderr, by_name.stderr
     assert not (tmp_path / "idx").exists()
+
+
+def test_index_ivfpq_killed_leaves_only_the_documented_temporaries(tmp_path, run_cli):
+    """Issue 21: a SIGKILL during `index --type ivfpq` left `.simlm-vectors-*` (its vectors spooled to disk for
+    training), a name the README did not give. The spool is now named like every temporary (`.NAME.*.tmp`), and
+    `simlm index DIR` over the directory holding it passes it by."""
+    from tests.commands.conftest import write_random_stream
+
+    write_random_stream(tmp_path / "big.emb", {"model": "m", "pooling": "cls", "normalize": True}, count=60_000)
+    out = tmp_path / "out"
+    proc = _start(["index", tmp_path / "big.emb", "--type", "ivfpq", "--output", out / "idx"])
+    _kill_when(proc, lambda: out.is_dir() and any(p.name.endswith(".vectors.tmp") for p in out.iterdir()))
+    left = sorted(p.name for p in out.iterdir())
+    assert left and all(re.fullmatch(r"\.idx\..+\.tmp", name) for name in left), left
+    by_directory = run_cli(["index", out, "--output", tmp_path / "idx2"])
+    assert by_directory.returncode == 2 and "holds no embedding files" in by_directory.stderr, by_directory.stderr

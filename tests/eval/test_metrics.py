@@ -41,7 +41,7 @@ def means(qrels, run, *names: str, relevance_level: int = 1) -> dict[str, float]
     ],
 )
 def test_parse_metric(name: str, measure: str, key: str, cutoff: int | None) -> None:
-    assert parse_metric(name) == Metric(name, measure, key, cutoff)
+    assert parse_metric(name) == Metric(name.lower(), measure, key, cutoff)  # lower case: the JSON key (issue 21)
 
 
 @pytest.mark.parametrize("name", ["bleu", "ndcg@0", "ndcg@", "mrr@ten", "recall@-1", "", "ndcg@10x"])
@@ -141,12 +141,13 @@ def test_map_precision_success() -> None:
     assert got["recall@2"] == pytest.approx(1 / 2)
 
 
-def test_keys_are_the_names_as_given() -> None:
+def test_keys_are_the_names_as_given_in_lower_case() -> None:
+    """Issue 21: `--metric NDCG@10` kept the upper case as its JSON key."""
     qrels = {"q": {"a": 1}}
     names = ["NDCG@10", "MRR@10", "R@2", "recip_rank", "Map"]
     mean, per_query = evaluate(qrels, {"q": scores("a")}, [parse_metric(n) for n in names])
-    assert list(mean) == names
-    assert set(per_query["q"]) == set(names)
+    assert list(mean) == [name.lower() for name in names]
+    assert set(per_query["q"]) == {name.lower() for name in names}
     assert all(value == 1.0 for value in mean.values())
 
 
@@ -193,3 +194,18 @@ def test_cut_offs_are_bounded():
     run = {"q1": {"d3": 0.9, "d1": 0.5, "d2": 0.1}}
     exact = evaluate(qrels, run, [parse_metric("ndcg@3")])[0]["ndcg@3"]
     assert evaluate(qrels, run, [parse_metric(f"ndcg@{MAX_CUTOFF}")])[0][f"ndcg@{MAX_CUTOFF}"] == pytest.approx(exact)
+
+
+# -- issue 21, item 4: names in lower case, relevance levels from 1 -------------------------------------------------
+def test_evaluate_run_keys_metrics_by_their_lower_case_names_once(files: tuple[Path, Path]) -> None:
+    qrels, run = files
+    mean, per_query, _ = evaluate_run(str(qrels), str(run), ["MRR@10", " mrr@10", "NDCG@10"], ignore_unjudged=True)
+    assert list(mean) == ["mrr@10", "ndcg@10"] and mean["mrr@10"] == 0.5
+    assert set(per_query["q1"]) == {"mrr@10", "ndcg@10"}
+
+
+@pytest.mark.parametrize("level", [0, -3])
+def test_a_relevance_level_below_1_is_refused(level: int) -> None:
+    """0 was pytrec_eval's TypeError; -3 scored nDCG@10 0.963 with MRR 0, exit 0."""
+    with pytest.raises(SimlmError, match=rf"--relevance-level {level}: must be >= 1"):
+        means({"q1": {"d1": 1}}, {"q1": scores("d1")}, "ndcg@10", relevance_level=level)

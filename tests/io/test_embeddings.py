@@ -222,3 +222,51 @@ def test_a_fifo_is_read_as_a_stream(tmp_path: Path) -> None:
     with handle:
         assert sum(len(ids) for ids, _ in EmbeddingReader(handle, name)) == 9
     writer.join(5)
+
+
+# -- issue 21, item 4: sizes a damaged stream claims ----------------------------------------------------------------
+def _with_header(changes: dict, rest: bytes = b"") -> bytes:
+    payload = json.dumps(header().to_json() | changes).encode()
+    return MAGIC + struct.pack("<I", len(payload)) + payload + rest
+
+
+def test_a_header_dim_past_the_maximum_is_one_error_before_any_allocation() -> None:
+    """dim 10**12 was a MemoryError on the first block (n * dim * 4 bytes read at once)."""
+    block = b"B" + struct.pack("<II", 1, 2) + b"d1" + b"\0" * 16
+    with pytest.raises(
+        InputError, match="x.emb: corrupt stream header: dim 1000000000000 is over simlm's maximum of 65536"
+    ):
+        EmbeddingReader(io.BytesIO(_with_header({"dim": 10**12}, block)), "x.emb")
+
+
+def test_the_maximum_dim_itself_is_read() -> None:
+    reader = EmbeddingReader(io.BytesIO(_with_header({"dim": 65_536})), "x.emb")
+    assert reader.header.dim == 65_536
+
+
+class _LargestRead(io.BytesIO):
+    """A stream that records the largest read asked of it (a file's read(n) allocates n bytes up front)."""
+
+    largest = 0
+
+    def read(self, size: int | None = -1) -> bytes:
+        self.largest = max(self.largest, size or 0)
+        return super().read(size)
+
+
+def test_a_block_claiming_gigabytes_is_truncated_without_asking_for_them() -> None:
+    """A damaged block header (4 GiB of ids) ends as a truncated stream, read in chunks of at most 64 MiB."""
+    data = stream()
+    first_block = data.index(b"B", len(MAGIC) + 4)
+    handle = _LargestRead(data[:first_block] + b"B" + struct.pack("<II", 3, 2**32 - 1) + data[first_block + 9 :])
+    reader = EmbeddingReader(handle, "emb")
+    with pytest.raises(InputError, match="truncated"):
+        list(reader)
+    assert handle.largest <= 1 << 26
+
+
+def test_a_deeply_nested_header_is_one_error() -> None:
+    payload = b"[" * 10_000
+    data = MAGIC + struct.pack("<I", len(payload)) + payload
+    with pytest.raises(InputError, match="x.emb: JSON nested deeper than 100 levels"):
+        EmbeddingReader(io.BytesIO(data), "x.emb")

@@ -106,3 +106,23 @@ def test_forced_formats(tmp_path: Path) -> None:
     with pytest.raises(InputError) as caught:
         read_queries(path, QueriesFormat.beir)
     assert caught.value.line == 1
+
+
+# -- issue 21, item 5: query texts that were accepted silently ------------------------------------------------------
+@pytest.mark.parametrize(
+    ("name", "line", "expect"),
+    [
+        ("queries.jsonl", '{"_id": "q2", "text": "  "}', "{path}:2: field 'text': empty query text"),
+        ("queries.jsonl", '{"_id": "q2", "text": ""}', "{path}:2: field 'text': empty query text"),
+        ("queries.jsonl", '{"_id": "q2", "text": 5}', "{path}:2: field 'text': expected a string, got int"),
+        ("queries.jsonl", '{"_id": "q2", "text": ["a"]}', "{path}:2: field 'text': expected a string, got list"),
+        ("queries.jsonl", '{"_id": ["q2"], "text": "a"}', "{path}:2: field '_id': expected a string, got list"),
+        ("queries.tsv", "q2\t ", "{path}:2: empty query text"),
+        ("queries.jsonl", '{"_id": "q2", "text": ' + "[" * 10_000 + "}", "{path}:2: JSON nested deeper than 100"),
+    ],
+    ids=["blank-text", "empty-text", "number-text", "list-text", "list-id", "tsv-empty-text", "deeply-nested"],
+)
+def test_a_query_text_must_be_a_non_empty_string(tmp_path: Path, name: str, line: str, expect: str) -> None:
+    first = '{"_id": "q1", "text": "x"}' if name.endswith(".jsonl") else "q1\tx"
+    path = write(tmp_path / name, f"{first}\n{line}\n")
+    assert str(input_error(path)).startswith(expect.format(path=path))

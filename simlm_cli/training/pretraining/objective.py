@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from simlm_cli.errors import SimlmError
+from simlm_cli.io.json_input import read_json
 from simlm_cli.models.loading import load_pretrained
 from simlm_cli.models.settings import resolve_model_path
 from simlm_cli.training.checkpoints import load_state, save_state
@@ -267,7 +268,7 @@ class Objective(nn.Module):
         meta_path = Path(model_dir) / EXTRAS_DIR / "objective.json"
         if not meta_path.is_file():
             return False
-        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        meta = read_json(meta_path)
         if meta.get("objective") != self.name:
             return False
         load_state(self, meta_path.parent / "model.safetensors", only_prefix_absent="mlm.")

@@ -299,3 +299,29 @@ def test_resume_from_a_damaged_checkpoint_is_one_error(damage, tiny_model, toy_c
     damage(out / "checkpoints" / "step-2")
     with pytest.raises(InputError, match="step-2: corrupt checkpoint, cannot resume from it"):
         _trainer("mlm", tiny_model, toy_corpus, out, max_steps=4, save_steps=2, resume=True).run()
+
+
+# -- issue 21, item 4: more damaged checkpoints ---------------------------------------------------------------------
+def _edit_state(checkpoint: Path, **changes) -> None:
+    state = json.loads((checkpoint / "state.json").read_text())
+    (checkpoint / "state.json").write_text(json.dumps(state | changes))
+
+
+@pytest.mark.parametrize(
+    ("damage", "expect"),
+    [
+        (lambda ck: _edit_state(ck, step=-7), r"step-2: corrupt checkpoint.*field 'step': expected an integer >= 0"),
+        (lambda ck: _edit_state(ck, step="2"), r"step-2: corrupt checkpoint.*field 'step'.*'2'"),
+        (lambda ck: (ck / "state.json").write_text("[" * 10_000), r"state.json: JSON nested deeper than 100 levels"),
+    ],
+    ids=["negative-step", "string-step", "deeply-nested-state"],
+)
+def test_resume_from_a_checkpoint_with_a_bad_step_is_one_error(damage, expect, tiny_model, toy_corpus, tmp_path):
+    """`"step": -7` was a ValueError deep in the trainer, a 10,000-deep state.json a RecursionError."""
+    from simlm_cli.errors import InputError
+
+    out = tmp_path / "run"
+    _trainer("mlm", tiny_model, toy_corpus, out, max_steps=4, save_steps=2, stop_at_step=2).run()
+    damage(out / "checkpoints" / "step-2")
+    with pytest.raises(InputError, match=expect):
+        _trainer("mlm", tiny_model, toy_corpus, out, max_steps=4, save_steps=2, resume=True).run()
