@@ -24,6 +24,7 @@ from simlm_cli.training.distributed import Dist, barrier, gather_objects
 from simlm_cli.training.train_log import LOG_FILE
 
 CHECKPOINTS = "checkpoints"
+EPOCHS = "epochs"  # --save-epochs: epochs/epoch-N, each epoch's whole model
 # Resuming with another value of these would not continue the same run (another data order or batch).
 _FIXED_ON_RESUME = ("batch_size", "grad_accum", "seed", "corpus", "max_length", "max_passages", "objective_options")
 _NOT_COMPARED = ("resume", "stop_at_step", "output")  # differ between the first run and its resumption by design
@@ -226,6 +227,7 @@ def start_step(config: Any, state: TrainState, d: Dist, log: Callable[[str], Non
     elif d.main and (checkpoints or (output / LOG_FILE).exists()):
         log(f"{output} holds an earlier run; starting afresh (pass --resume to continue it)")
         shutil.rmtree(output / CHECKPOINTS, ignore_errors=True)
+        shutil.rmtree(output / EPOCHS, ignore_errors=True)  # an earlier run's epochs are not this run's
         (output / LOG_FILE).unlink(missing_ok=True)
     barrier(d)
     return start
