@@ -93,10 +93,14 @@ def test_save_epochs_writes_each_epochs_model(tmp_path, tiny_data, tiny_st_dir, 
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert sorted(p.name for p in (out / "epochs").iterdir()) == ["epoch-1", "epoch-2"]
-    final, last, first = (load_file(d / "model.safetensors") for d in (out, out / "epochs/epoch-2", out / "epochs/epoch-1"))
+    final, last, first = (
+        load_file(d / "model.safetensors") for d in (out, out / "epochs/epoch-2", out / "epochs/epoch-1")
+    )
     assert all(np.array_equal(final[k], last[k]) for k in final)
     assert any(not np.array_equal(final[k], first[k]) for k in final)
-    encoded = run_cli(["encode", "--model", out / "epochs/epoch-1", "--corpus", tiny_data.corpus, "--output", tmp_path / "e"])
+    encoded = run_cli(
+        ["encode", "--model", out / "epochs/epoch-1", "--corpus", tiny_data.corpus, "--output", tmp_path / "e"]
+    )
     assert encoded.returncode == 0, encoded.stderr
     # A fresh run into the same output does not keep the earlier run's epochs.
     again = run_cli(
