@@ -41,20 +41,21 @@ cd "$(dirname "$0")/.."
 DATA=
 OUT=
 INIT=sentence-transformers/all-MiniLM-L6-v2
-EPOCHS=3          # Retriever1's most epochs (the paper fine-tunes for 3); early stopping picks one on dev
+EPOCHS=3          # Retriever1's most epochs (the paper's 3 on MS MARCO); early stopping picks one on dev
 R2_EPOCHS=2       # Retriever2's most epochs (a second round from a trained model; a CPU budget)
 R2_INIT=best      # best: from the best dense model on dev so far (the stage-keeping rule); r1; init (the paper)
-LR=2e-5           # the paper's fine-tuning learning rate
+LR=2e-5           # the paper's MS MARCO retriever learning rate (recipes/msmarco.sh RET_LR)
 NEG=3             # hard negatives per query, re-sampled every epoch from the top 200 (paper: 15; a CPU budget)
 TEMP=0.05         # the initial MiniLM's own training temperature (scale 20); the paper's 0.02 is BERT's from scratch
 POOLING=model     # the initial model's own pooling (mean for MiniLM); cls is the paper's
-RR_EPOCHS=2       # the re-ranker's most epochs (early stopping on dev)
+RR_EPOCHS=2       # the re-ranker's most epochs (a CPU budget); early stopping picks one on dev
 RR_GROUP=4        # re-ranker: 1 positive + 3 negatives per query (paper: 64; a CPU budget)
-RR_LR=1e-4        # a new one-logit head on a bi-encoder checkpoint: a head from scratch needs a larger step
+RR_LR=1e-4        # the paper's 3e-5 fine-tunes a pretrained ELECTRA discriminator; here a one-logit head starts
+                  # from random weights on a bi-encoder checkpoint, which needs a larger step
 RR_DEPTH=20       # passages re-ranked per query (a CPU budget: one cross-encoder forward each)
-D_EPOCHS=2        # distillation's most epochs (early stopping on dev)
+D_EPOCHS=2        # distillation's most epochs (paper: 6; a CPU budget); early stopping picks one on dev
 D_NEG=7           # negatives per query with teacher scores, sampled each epoch from the teacher's top 200 (paper: 23)
-D_LR=2e-5         # the paper's learning rate
+D_LR=3e-5         # the paper's distillation learning rate (recipes/msmarco.sh KD_LR)
 TEACHER_T=0.05    # the teacher's fused scores lie in [0, 1]: divided by 0.05 they span 20 logits, as the student's
 SEEDS=42
 STOP_AFTER=distill  # --stop-after retriever2|reranker|distill: the chain's last trained stage (a shorter budget)
@@ -134,7 +135,9 @@ keep_stage() {  # keep_stage NAME INPUT [KEY=VALUE...]: does NAME beat INPUT on 
   for kv in "input=$input" "$@"; do fields+=(--field "$kv"); done
   compare "$name" "$input"
   v=$(choose keep "$OUT/dev/$name.json" "$OUT/dev/$input.json" --record "$OUT/$name.stage.json" "${fields[@]}")
-  printf 'keep\t%s %s\n' "$name" "$v" >> "$OUT/commands.log"  # the decision, in order among the commands
+  # the decision, in order among the commands; JUDGED_ONLY=1: a candidate for the final run only, which a dropped
+  # verdict does not stop the next step from using (the re-ranker alone: its interpolation is always built)
+  printf '%s\t%s %s\n' "$([ "${JUDGED_ONLY:-}" = 1 ] && echo judged || echo keep)" "$name" "$v" >> "$OUT/commands.log"
   echo "$v"
 }
 better_of() {  # better_of A B: the stage (of two) with the better dev figure, the first on a tie
@@ -265,7 +268,9 @@ run_seed() {  # run_seed SEED: every trained stage for one seed (OUT/sSEED/...),
     --depth $RR_DEPTH --output "$R/$p/reranker_alone.trec" $(precision) $(dry)
   evaluate $p/reranker_alone "$R/$p/reranker_alone.trec"
   card "$OUT/models/$p/reranker/epochs/$e" $p/reranker_alone "Re-ranker alone (seed $s, top $RR_DEPTH)"
-  v=$(keep_stage $p/reranker_alone "$run" "epoch=$(epoch_number "$e")")
+  # Alone, the re-ranker is only a candidate for the final run: the interpolation below is how the chain uses it
+  # (its dev-tuned weight ranges from the re-ranker alone to the first stage alone).
+  v=$(JUDGED_ONLY=1 keep_stage $p/reranker_alone "$run" "epoch=$(epoch_number "$e")")
   if [ "$v" = kept ]; then candidates+=($p/reranker_alone); fi
   stage_end $p/reranker_alone
 

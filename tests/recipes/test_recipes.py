@@ -271,8 +271,8 @@ def check_dropped_not_built_upon(out: Path) -> list[str]:
     runs, and no seed's final run is that stage. Returns the dropped stages."""
     dropped: list[str] = []
     for purpose, argv in logged_commands(out):
-        if purpose == "keep":
-            dropped += [argv[0]] if argv[1] == "dropped" else []
+        if purpose in ("keep", "judged"):  # judged: a final-run candidate only (the re-ranker alone)
+            dropped += [argv[0]] if purpose == "keep" and argv[1] == "dropped" else []
             continue
         outputs = set(flag_values(argv, "-o") + flag_values(argv, "--output"))
         for name in dropped:
