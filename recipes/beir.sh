@@ -1,184 +1,341 @@
 #!/usr/bin/env bash
 # The SimLM fine-tuning chain (the paper's Figure 2) on any BEIR directory with train and test qrels
-# (corpus.jsonl, queries.jsonl, qrels/train.tsv, qrels/test.tsv; graded qrels are fine), each stage evaluated on
-# the test split, which nothing here ever tunes on:
-#   BM25 -> zero-shot -> zero-shot + BM25 -> Retriever1 (BM25 negatives) -> Retriever2 (Retriever1's negatives)
-#   -> re-ranker over Retriever2 + BM25 -> Retriever_distill (taught by Retriever2 + BM25) -> + BM25.
+# (corpus.jsonl, queries.jsonl, qrels/train.tsv, qrels/test.tsv, optionally qrels/dev.tsv; graded qrels are fine):
+#   BM25 -> zero-shot -> zero-shot + BM25 -> Retriever1 (BM25 negatives) -> Retriever2 (the best dense model's
+#   negatives) -> best dense + BM25 -> re-ranker over the best run -> Retriever_distill (taught by the best run)
+#   -> Retriever_distill + BM25.
 #
 #   bash recipes/beir.sh --data DIR [--output OUT] [--init MODEL] [--dry-run] [--epochs E] [--lr LR]
-#                        [--negatives N] [--rerank-depth K] [--distill-epochs E] [--precision P]
+#                        [--negatives N] [--rerank-depth K] [--distill-epochs E] [--r2-init best|r1|init]
+#                        [--seeds "42 43 44"] [--dev-fraction F] [--stop-after retriever2|reranker|distill]
+#                        [--precision P]
+#
+# Every choice is made on a dev split that no model trains on, never on the test split:
+#   - the dev split: the collection's own qrels/dev.tsv, else a quarter of the train queries held out once
+#     (recipes/split_qrels.py, by a hash of the query id) into OUT/qrels/{fit,dev}.tsv; every model trains on fit.
+#   - epochs: each trainer saves every epoch's model (--save-epochs); each is evaluated on dev and the best kept
+#     (early stopping; --epochs, --distill-epochs and the re-ranker's epochs are the most it may take).
+#   - every fusion and interpolation weight is tuned on the dev runs (OUT/NAME.fuse.json).
+#   - stage keeping: a stage that does not beat its input on dev (nDCG@10) is reported, marked "dropped", and not
+#     built upon: the next stage starts from the best model / run so far. The final run is the best on dev among the
+#     stages kept (and the untrained ones), named as such in the table.
+#   - the re-ranker re-ranks the best run so far and is trained on that run's fit-query negatives; the distillation
+#     teacher is that run's fused scores over the fit queries; the student starts from the best dense model.
+#     The teacher's trained source (the best dense model) has trained on those fit queries: cross-fitting (two
+#     halves, each scored by a model trained on the other) would double the dense training, the dominant cost on a
+#     CPU, so it is not done; README "The fine-tuning pipeline" says what that costs.
+# --seeds "42 43 44" runs every trained stage once per seed (each seed its own chain of choices, under OUT/sSEED/);
+# the table shows each stage's mean +- sd over the seeds, how many seeds kept it, and (where `simlm evaluate`
+# compares runs) its paired difference on test against its input, with the interval and p.
 #
 # --precision P (fp32, bf16, int8, ...) goes to every encode, dense search and rerank run; training keeps its own.
+# Every flag is checked before the first stage (one line, exit 2).
 #
-# Writes OUT/results.{json,md,png} (stage x nDCG@10, MRR@10, R@100, R@1k, with each stage's time) and keeps every
-# model, run, fusion report and training file under OUT. Sized for a 2-core CPU (SciFact: under an hour).
+# Writes OUT/results.{json,md,png} and keeps every model, run, dev figure (OUT/dev), choice (OUT/*.stage.json),
+# fusion report and training file under OUT; OUT/commands.log lists every simlm command with its purpose.
 #
-# The settings below were chosen on a held-out quarter of SciFact's *train* queries (the rest trained the models;
-# 25 variants on one GPU, dev nDCG@10; test never consulted). What they measured:
-#   - epochs matter most: Retriever1 at lr 2e-5 after 1/3/6/10 epochs 0.603/0.645/0.690/0.702 (zero-shot 0.611);
-#     lr 5e-5 reaches in 3 epochs what 2e-5 needs 6 for (0.690), and 6 epochs at 5e-5 gave 0.708.
-#   - 7 negatives instead of 3 at the same epochs: 0.644 vs 0.645 (twice the passages, no gain);
-#     temperature 0.02 instead of the model's own 0.05: 0.626; [CLS] pooling instead of MiniLM's mean: 0.522.
-#   - Retriever2 from the initial model (the paper) lost Retriever1's gain (0.642 vs 0.645); continued from
-#     Retriever1 it reached 0.689. So Retriever2 continues from Retriever1 here (--r2-init init: the paper's way).
-#   - the cross-encoder (MiniLM, 3 epochs) alone re-ranks worse than the hybrid first stage (0.647 vs 0.700) but
-#     interpolated with it helps (0.723 at weight 0.5): the weight is tuned on held-out train queries the
-#     re-ranker never saw (recipes/split_qrels.py), since on its own training queries it would look too good.
-#   - distillation from BM25 + dense scores lifted a 3-epoch Retriever1 from 0.645 to 0.674.
+# Defaults are the method's (the SimLM paper's) or the CPU budget's, never figures of any test split:
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. recipes/lib.sh
 DATA=
 OUT=
 INIT=sentence-transformers/all-MiniLM-L6-v2
-EPOCHS=3          # Retriever1
-R2_EPOCHS=2       # Retriever2, continuing from Retriever1 on the negatives Retriever1 mined
-R2_INIT=r1        # r1 (measured better here) or init (the paper: Retriever2 starts from the initial model)
-LR=5e-5
-NEG=3             # hard negatives per query, re-sampled every epoch from the top 200 (paper: 15 on MS MARCO)
-TEMP=0.05         # MiniLM was trained at scale 20; 0.02 (the paper's) measured worse here
+EPOCHS=3          # Retriever1's most epochs (the paper's 3 on MS MARCO); early stopping picks one on dev
+R2_EPOCHS=2       # Retriever2's most epochs (a second round from a trained model; a CPU budget)
+R2_INIT=best      # best: from the best dense model on dev so far (the stage-keeping rule); r1; init (the paper)
+LR=2e-5           # the paper's MS MARCO retriever learning rate (recipes/msmarco.sh RET_LR)
+NEG=3             # hard negatives per query, re-sampled every epoch from the top 200 (paper: 15; a CPU budget)
+TEMP=0.05         # the initial MiniLM's own training temperature (scale 20); the paper's 0.02 is BERT's from scratch
 POOLING=model     # the initial model's own pooling (mean for MiniLM); cls is the paper's
-RR_EPOCHS=2
-RR_GROUP=4        # re-ranker: 1 positive + 3 negatives per query (paper: 64)
-RR_LR=1e-4        # a new one-logit head on a bi-encoder checkpoint barely moves at 2e-5
-RR_DEPTH=20
-D_EPOCHS=2
+RR_EPOCHS=2       # the re-ranker's most epochs (a CPU budget); early stopping picks one on dev
+RR_GROUP=4        # re-ranker: 1 positive + 3 negatives per query (paper: 64; a CPU budget)
+RR_LR=1e-4        # the paper's 3e-5 fine-tunes a pretrained ELECTRA discriminator; here a one-logit head starts
+                  # from random weights on a bi-encoder checkpoint, which needs a larger step
+RR_DEPTH=20       # passages re-ranked per query (a CPU budget: one cross-encoder forward each)
+D_EPOCHS=2        # distillation's most epochs (paper: 6; a CPU budget); early stopping picks one on dev
 D_NEG=7           # negatives per query with teacher scores, sampled each epoch from the teacher's top 200 (paper: 23)
-D_LR=2e-5
-TEACHER_T=0.05    # the teacher's fused scores lie in [0, 1]: divided by 0.05 they span 20 logits
+D_LR=3e-5         # the paper's distillation learning rate (recipes/msmarco.sh KD_LR)
+TEACHER_T=0.05    # the teacher's fused scores lie in [0, 1]: divided by 0.05 they span 20 logits, as the student's
+SEEDS=42
+STOP_AFTER=distill  # --stop-after retriever2|reranker|distill: the chain's last trained stage (a shorter budget)
+DEV_FRACTION=0.25 # train queries held out as dev when the collection has no dev qrels: enough dev queries for a
+                  # difference of a few points to show, three quarters left to train on
 DRY=()
 PRECISION=()      # --precision P: the inference commands' precision (encode, search, rerank run), not training's
-usage="usage: $0 --data DIR [--output OUT] [--init MODEL] [--dry-run] [--epochs E] [--lr LR] [--negatives N] [--rerank-depth K] [--distill-epochs E] [--r2-init r1|init] [--precision P]"
+usage="usage: $0 --data DIR [--output OUT] [--init MODEL] [--dry-run] [--epochs E] [--lr LR] [--negatives N] [--rerank-depth K] [--distill-epochs E] [--r2-init best|r1|init] [--seeds \"S1 S2\"] [--dev-fraction F] [--stop-after STAGE] [--precision P]"
 while [ $# -gt 0 ]; do
   case "$1" in
-    --data) DATA=$2; shift 2 ;;
-    --output) OUT=$2; shift 2 ;;
-    --init) INIT=$2; shift 2 ;;
-    --epochs) EPOCHS=$2; shift 2 ;;
-    --lr) LR=$2; shift 2 ;;
-    --negatives) NEG=$2; shift 2 ;;
-    --rerank-depth) RR_DEPTH=$2; shift 2 ;;
-    --distill-epochs) D_EPOCHS=$2; shift 2 ;;
-    --r2-init) R2_INIT=$2; shift 2 ;;
-    --precision) PRECISION=(--precision "$2"); shift 2 ;;
-    --dry-run) DRY=(--dry-run); shift ;;
+    --dry-run) DRY=(--dry-run); shift; continue ;;
+    --data|--output|--init|--epochs|--lr|--negatives|--rerank-depth|--distill-epochs|--r2-init|--seeds|\
+    --dev-fraction|--stop-after|--precision) need_value "$@" ;;
     *) echo "$usage" >&2; exit 2 ;;
   esac
+  case "$1" in
+    --data) DATA=$2 ;;
+    --output) OUT=$2 ;;
+    --init) INIT=$2 ;;
+    --epochs) EPOCHS=$2 ;;
+    --lr) LR=$2 ;;
+    --negatives) NEG=$2 ;;
+    --rerank-depth) RR_DEPTH=$2 ;;
+    --distill-epochs) D_EPOCHS=$2 ;;
+    --r2-init) R2_INIT=$2 ;;
+    --seeds) SEEDS=$2 ;;
+    --dev-fraction) DEV_FRACTION=$2 ;;
+    --stop-after) STOP_AFTER=$2 ;;
+    --precision) PRECISION=(--precision "$2") ;;
+  esac
+  shift 2
 done
 if [ -z "$DATA" ]; then echo "$usage" >&2; exit 2; fi
 for f in corpus.jsonl queries.jsonl qrels/train.tsv qrels/test.tsv; do
-  if [ ! -f "$DATA/$f" ]; then echo "beir.sh: error: $DATA/$f: not found (a BEIR directory with train and test qrels)" >&2; exit 2; fi
+  [ -f "$DATA/$f" ] || die "$DATA/$f: not found (a BEIR directory with train and test qrels)"
 done
-case "$R2_INIT" in r1|init) ;; *) echo "beir.sh: error: --r2-init $R2_INIT: expected r1 or init" >&2; exit 2 ;; esac
+[ -n "$INIT" ] || die "--init: expected a model"
+check_int --epochs "$EPOCHS" 1
+check_positive --lr "$LR"
+check_int --negatives "$NEG" 1
+check_int --rerank-depth "$RR_DEPTH" 1
+check_int --distill-epochs "$D_EPOCHS" 1
+check_choice --r2-init "$R2_INIT" best r1 init
+check_seeds --seeds "$SEEDS"
+check_fraction --dev-fraction "$DEV_FRACTION"
+check_choice --stop-after "$STOP_AFTER" retriever2 reranker distill
+if [ ${#PRECISION[@]} -gt 0 ]; then check_choice --precision "${PRECISION[1]}" $PRECISIONS; fi
 OUT=${OUT:-out/beir-$(basename "$DATA")}
-. recipes/lib.sh
+check_output --output "$OUT"
 recipe_env offline
-card() {  # card MODEL STAGE NAME: add a stage's test figures to the model's card (README.md)
-  python -m simlm_cli.model_card "$OUT/models/$1" "$OUT/$2.json" --name "$3" --dataset "BeIR/$(basename "$DATA")"
+card() {  # card MODEL_DIR STAGE NAME: add a stage's test figures to the model's card (README.md)
+  python -m simlm_cli.model_card "$1" "$OUT/$2.json" --name "$3" --dataset "BeIR/$(basename "$DATA")"
 }
 C=$DATA/corpus.jsonl
 Q=$DATA/queries.jsonl
 TEST_QRELS=$DATA/qrels/test.tsv
 TRAIN_QRELS=$DATA/qrels/train.tsv
+DATA_DEV_QRELS=$DATA/qrels/dev.tsv
 METRICS=(--metric ndcg@10 --metric mrr@10 --metric recall@100 --metric recall@1000)
 R=$OUT/runs
-mkdir -p "$OUT"/{idx,runs,models,train}
+mkdir -p "$OUT"/{idx,runs,models,train,dev}
+: > "$OUT/commands.log"
 # Every trainer below takes --overwrite: run again into the same OUT, the recipe replaces its own earlier models
 # (only the files simlm wrote; a directory simlm did not create is still refused).
 began=$(date +%s)
-# The lengths the figures above were measured with (the paper's 32/144 tokens): simlm train would otherwise keep
-# the initial model's own (MiniLM: 256), twice the passage tokens per step.
-train_flags=(--pooling $POOLING --query-max-length 32 --passage-max-length 144 --negatives $NEG --temperature $TEMP
-  --lr $LR --batch-size 16)
+# The paper's 32/144 tokens: simlm train would otherwise keep the initial model's own (MiniLM: 256), twice the
+# passage tokens per step.
+LENGTHS=(--query-max-length 32 --passage-max-length 144)
+train_flags=(--pooling $POOLING "${LENGTHS[@]}" --negatives $NEG --temperature $TEMP --lr $LR --batch-size 16
+  --save-epochs)
+COMPARES=0  # `simlm evaluate` compares runs (--baseline): each stage's paired test against its input on test
+if command simlm evaluate --help 2>/dev/null | grep -q -- --baseline; then COMPARES=1; fi
+
+compare() {  # compare NAME INPUT: the paired difference on test of NAME against INPUT (reported, never chosen on)
+  if [ "$COMPARES" = 1 ]; then
+    PURPOSE=report simlm evaluate --qrels "$TEST_QRELS" --run "$R/$2.trec" --run "$R/$1.trec" --baseline "$R/$2.trec" \
+      --metric "$SELECT_METRIC" --json > "$OUT/$1.compare.json"
+  fi
+}
+keep_stage() {  # keep_stage NAME INPUT [KEY=VALUE...]: does NAME beat INPUT on dev? (OUT/NAME.stage.json records it)
+  local name=$1 input=$2 fields=() kv v
+  shift 2
+  for kv in "input=$input" "$@"; do fields+=(--field "$kv"); done
+  compare "$name" "$input"
+  v=$(choose keep "$OUT/dev/$name.json" "$OUT/dev/$input.json" --record "$OUT/$name.stage.json" "${fields[@]}")
+  # the decision, in order among the commands; JUDGED_ONLY=1: a candidate for the final run only, which a dropped
+  # verdict does not stop the next step from using (the re-ranker alone: its interpolation is always built)
+  printf '%s\t%s %s\n' "$([ "${JUDGED_ONLY:-}" = 1 ] && echo judged || echo keep)" "$name" "$v" >> "$OUT/commands.log"
+  echo "$v"
+}
+better_of() {  # better_of A B: the stage (of two) with the better dev figure, the first on a tie
+  local best
+  best=$(choose best "$OUT/dev/$1.json" "$OUT/dev/$2.json")
+  if [ "$best" = "$OUT/dev/$1.json" ]; then echo "$1"; else echo "$2"; fi
+}
+epoch_number() { echo "${1##*epoch-}"; }  # epoch-3 -> 3
+
+early_stopped_dense() {  # early_stopped_dense NAME: every epoch of models/NAME (--save-epochs) indexed and judged on
+  # dev; the best (the earliest of equals) is the stage: its runs become runs/NAME.{trec,fit.trec,dev.trec}
+  local name=$1 dir files=() best e split
+  for dir in $(ls -d "$OUT/models/$name"/epochs/epoch-* | sort -V); do
+    e=$(basename "$dir")
+    dense_index "$name.$e" "$dir"
+    dense_search "$name.$e" dev
+    dev_evaluate "$name.$e" "$(split_run "$name.$e" dev)"
+    files+=("$OUT/dev/$name.$e.json")
+  done
+  best=$(choose best "${files[@]}")
+  e=$(basename "$best" .json); e=${e##*.}
+  dense_search "$name.$e" "test fit"
+  for split in test fit dev; do cp "$(split_run "$name.$e" $split)" "$(split_run "$name" $split)"; done
+  cp "$best" "$OUT/dev/$name.json"
+  MODEL_OF[$name]=$OUT/models/$name/epochs/$e
+  EPOCH_OF[$name]=$(epoch_number "$e")
+}
+
+train_dense() {  # train_dense NAME FROM_MODEL TRAIN_FILE EPOCHS SEED [FLAGS...]: simlm train, every epoch saved
+  local name=$1 from=$2 file=$3 epochs=$4 seed=$5
+  shift 5
+  simlm train --model "$from" --train-file "$file" --corpus "$C" --output "$OUT/models/$name" --overwrite "${train_flags[@]}" \
+    --epochs "$epochs" --seed "$seed" "$@" $(dry)
+}
+
+declare -A MODEL_OF=([zeroshot]=$INIT) EPOCH_OF=()  # a dense stage's model (its best epoch), and that epoch
+
+stage_start "dev split"
+dev_split "$DEV_FRACTION"
+stage_end dev_split
 
 stage_start "BM25 (Pyserini, k1=0.9 b=0.4)"
 bm25_runs
 evaluate bm25 "$R/bm25.trec"
+dev_evaluate bm25 "$R/bm25.dev.trec"
 stage_end bm25
 
 stage_start "zero-shot $INIT"
 dense_runs zeroshot "$INIT"
 evaluate zeroshot "$R/zeroshot.trec"
+dev_evaluate zeroshot "$R/zeroshot.dev.trec"
 stage_end zeroshot
 
-stage_start "zero-shot + BM25 (min-max interpolation, weights tuned on the train queries)"
-fuse_tuned zeroshot_bm25 "$R/zeroshot" "$R/bm25"
+stage_start "zero-shot + BM25 (min-max interpolation, weights tuned on dev)"
+fuse_dev zeroshot_bm25 zeroshot bm25
 evaluate zeroshot_bm25 "$R/zeroshot_bm25.trec"
+dev_evaluate zeroshot_bm25 "$R/zeroshot_bm25.dev.trec"
+untrained=(bm25 zeroshot)  # the stages every seed's chain may end on
+v=$(keep_stage zeroshot_bm25 "$(better_of zeroshot bm25)")
+if [ "$v" = kept ]; then untrained+=(zeroshot_bm25); fi
 stage_end zeroshot_bm25
 
-stage_start "Retriever1: BM25 hard negatives"
-mine "$R/bm25.train.trec" "$OUT/train/bm25.jsonl"
-simlm train --model "$INIT" --train-file "$OUT/train/bm25.jsonl" --corpus "$C" --output "$OUT/models/retriever1" \
-  --overwrite "${train_flags[@]}" --epochs $EPOCHS $(dry)
-dense_runs retriever1 "$OUT/models/retriever1"
-evaluate retriever1 "$R/retriever1.trec"
-card retriever1 retriever1 Retriever1
-stage_end retriever1
+stage_start "BM25 hard negatives of the fit queries"
+mine "$R/bm25.fit.trec" "$OUT/train/bm25.jsonl"
+stage_end mine_bm25
 
-stage_start "Retriever2: negatives mined with Retriever1"
-mine "$R/retriever1.train.trec" "$OUT/train/retriever1.jsonl"
-r2_from=$INIT
-if [ "$R2_INIT" = r1 ]; then r2_from=$OUT/models/retriever1; fi
-simlm train --model "$r2_from" --train-file "$OUT/train/retriever1.jsonl" --corpus "$C" \
-  --output "$OUT/models/retriever2" --overwrite "${train_flags[@]}" --epochs $R2_EPOCHS $(dry)
-dense_runs retriever2 "$OUT/models/retriever2"
-evaluate retriever2 "$R/retriever2.trec"
-card retriever2 retriever2 Retriever2
-stage_end retriever2
 
-stage_start "Retriever2 + BM25: the run the re-ranker re-ranks and the distillation teacher"
-fuse_tuned retriever2_bm25 "$R/retriever2" "$R/bm25"
-evaluate retriever2_bm25 "$R/retriever2_bm25.trec"
-card retriever2 retriever2_bm25 "Retriever2 + BM25"
-stage_end retriever2_bm25
+best_stage() {  # best_stage NAME...: the stage with the best dev figure (the first of equals)
+  local names=("$@") files=() name best
+  for name in "${names[@]}"; do files+=("$OUT/dev/$name.json"); done
+  best=$(choose best "${files[@]}")
+  best=${best#"$OUT/dev/"}
+  echo "${best%.json}"
+}
 
-stage_start "re-ranker: cross-encoder (listwise) over the top $RR_DEPTH of Retriever2 + BM25"
-FIT_QRELS=$OUT/train/qrels.fit.tsv
-DEV_QRELS=$OUT/train/qrels.dev.tsv
-python recipes/split_qrels.py "$TRAIN_QRELS" --dev-fraction 0.25 --fit "$FIT_QRELS" --dev "$DEV_QRELS"
-if [ ${#DRY[@]} -gt 0 ]; then DEV_QRELS=$TRAIN_QRELS; FIT_QRELS=$TRAIN_QRELS; fi  # a dry run searches a few queries
-mine "$R/retriever2.train.trec" "$OUT/train/reranker.jsonl" "$FIT_QRELS"
-simlm rerank train --model "$INIT" --train-file "$OUT/train/reranker.jsonl" --corpus "$C" \
-  --output "$OUT/models/reranker" --overwrite --group-size $RR_GROUP --epochs $RR_EPOCHS --lr $RR_LR $(dry)
-subset_run "$R/retriever2_bm25.train.trec" "$DEV_QRELS" "$R/first.dev.trec"
-for split in "" .dev; do
-  first=$R/retriever2_bm25.trec
-  if [ -n "$split" ]; then first=$R/first.dev.trec; fi
-  simlm rerank run --model "$OUT/models/reranker" --run "$first" --queries "$Q" --corpus "$C" --depth $RR_DEPTH \
-    --output "$R/reranker_alone$split.trec" $(precision) $(dry)
+run_seed() {  # run_seed SEED: every trained stage for one seed (OUT/sSEED/...), each choice made on dev
+  local s=$1 p=s$1 dense=zeroshot run input v dir e files
+  local candidates=("${untrained[@]}")
+  mkdir -p "$OUT/$p" "$OUT/models/$p" "$OUT/train/$p" "$R/$p" "$OUT/dev/$p"
+
+  stage_start "Retriever1 (seed $s): BM25 hard negatives, from $INIT"
+  train_dense $p/retriever1 "$INIT" "$OUT/train/bm25.jsonl" $EPOCHS $s
+  early_stopped_dense $p/retriever1
+  evaluate $p/retriever1 "$R/$p/retriever1.trec"
+  card "${MODEL_OF[$p/retriever1]}" $p/retriever1 "Retriever1 (seed $s)"
+  v=$(keep_stage $p/retriever1 zeroshot "epoch=${EPOCH_OF[$p/retriever1]}")
+  if [ "$v" = kept ]; then dense=$p/retriever1; candidates+=($p/retriever1); fi
+  stage_end $p/retriever1
+
+  case $R2_INIT in best) input=$dense ;; r1) input=$p/retriever1 ;; init) input=zeroshot ;; esac
+  stage_start "Retriever2 (seed $s): negatives of $dense (the best dense model on dev so far), from $input"
+  mine "$R/$dense.fit.trec" "$OUT/train/$p/retriever2.jsonl"
+  train_dense $p/retriever2 "${MODEL_OF[$input]}" "$OUT/train/$p/retriever2.jsonl" $R2_EPOCHS $s
+  early_stopped_dense $p/retriever2
+  evaluate $p/retriever2 "$R/$p/retriever2.trec"
+  card "${MODEL_OF[$p/retriever2]}" $p/retriever2 "Retriever2 (seed $s)"
+  v=$(keep_stage $p/retriever2 "$input" "epoch=${EPOCH_OF[$p/retriever2]}" "negatives_from=$dense")
+  if [ "$v" = kept ]; then dense=$p/retriever2; candidates+=($p/retriever2); fi
+  stage_end $p/retriever2
+  if [ "$STOP_AFTER" = retriever2 ]; then finish_seed; return; fi
+
+  stage_start "best dense model ($dense) + BM25, weights tuned on dev"
+  fuse_dev $p/dense_bm25 "$dense" bm25
+  evaluate $p/dense_bm25 "$R/$p/dense_bm25.trec"
+  dev_evaluate $p/dense_bm25 "$R/$p/dense_bm25.dev.trec"
+  v=$(keep_stage $p/dense_bm25 "$(better_of "$dense" bm25)" "dense=$dense")
+  if [ "$v" = kept ]; then candidates+=($p/dense_bm25); fi
+  stage_end $p/dense_bm25
+
+  run=$(best_stage "${candidates[@]}")
+  stage_start "re-ranker (seed $s): cross-encoder over the top $RR_DEPTH of $run (the best run on dev so far)"
+  mine "$R/$run.fit.trec" "$OUT/train/$p/reranker.jsonl"
+  simlm rerank train --model "$INIT" --train-file "$OUT/train/$p/reranker.jsonl" --corpus "$C" \
+    --output "$OUT/models/$p/reranker" --overwrite --group-size $RR_GROUP --epochs $RR_EPOCHS --lr $RR_LR --seed $s --save-epochs \
+    $(dry)
+  files=()
+  for dir in $(ls -d "$OUT/models/$p/reranker"/epochs/epoch-* | sort -V); do
+    e=$(basename "$dir")
+    simlm rerank run --model "$dir" --run "$R/$run.dev.trec" --queries "$Q" --corpus "$C" --depth $RR_DEPTH \
+      --output "$R/$p/reranker_alone.$e.dev.trec" $(precision) $(dry)
+    dev_evaluate $p/reranker_alone.$e "$R/$p/reranker_alone.$e.dev.trec"
+    files+=("$OUT/dev/$p/reranker_alone.$e.json")
+  done
+  e=$(choose best "${files[@]}"); e=$(basename "$e" .json); e=${e##*.}
+  cp "$R/$p/reranker_alone.$e.dev.trec" "$R/$p/reranker_alone.dev.trec"
+  cp "$OUT/dev/$p/reranker_alone.$e.json" "$OUT/dev/$p/reranker_alone.json"
+  simlm rerank run --model "$OUT/models/$p/reranker/epochs/$e" --run "$R/$run.trec" --queries "$Q" --corpus "$C" \
+    --depth $RR_DEPTH --output "$R/$p/reranker_alone.trec" $(precision) $(dry)
+  evaluate $p/reranker_alone "$R/$p/reranker_alone.trec"
+  card "$OUT/models/$p/reranker/epochs/$e" $p/reranker_alone "Re-ranker alone (seed $s, top $RR_DEPTH)"
+  # Alone, the re-ranker is only a candidate for the final run: the interpolation below is how the chain uses it
+  # (its dev-tuned weight ranges from the re-ranker alone to the first stage alone).
+  v=$(JUDGED_ONLY=1 keep_stage $p/reranker_alone "$run" "epoch=$(epoch_number "$e")")
+  if [ "$v" = kept ]; then candidates+=($p/reranker_alone); fi
+  stage_end $p/reranker_alone
+
+  stage_start "re-ranker (seed $s) interpolated with $run, the weight tuned on dev"
+  fuse_dev $p/reranker $p/reranker_alone "$run" test
+  evaluate $p/reranker "$R/$p/reranker.trec"
+  dev_evaluate $p/reranker "$R/$p/reranker.dev.trec"
+  v=$(keep_stage $p/reranker "$run")
+  if [ "$v" = kept ]; then candidates+=($p/reranker); fi
+  stage_end $p/reranker
+  if [ "$STOP_AFTER" = reranker ]; then finish_seed; return; fi
+
+  stage_start "Retriever_distill (seed $s): KL from $run's scores + 0.2 x contrastive, from $dense"
+  mine "$R/$run.fit.trec" "$OUT/train/$p/teacher.jsonl" "$FIT_QRELS" --teacher
+  simlm distill --model "${MODEL_OF[$dense]}" --train-file "$OUT/train/$p/teacher.jsonl" --corpus "$C" \
+    --output "$OUT/models/$p/distill" --overwrite --pooling $POOLING "${LENGTHS[@]}" --negatives $D_NEG --alpha 0.2 \
+    --teacher-temperature $TEACHER_T --temperature $TEMP --epochs $D_EPOCHS --lr $D_LR --batch-size 16 --seed $s \
+    --save-epochs $(dry)
+  early_stopped_dense $p/distill
+  evaluate $p/distill "$R/$p/distill.trec"
+  card "${MODEL_OF[$p/distill]}" $p/distill "Retriever_distill (seed $s)"
+  v=$(keep_stage $p/distill "$dense" "epoch=${EPOCH_OF[$p/distill]}" "teacher=$run")
+  stage_end $p/distill
+  if [ "$v" = kept ]; then
+    candidates+=($p/distill)
+    stage_start "Retriever_distill (seed $s) + BM25, weights tuned on dev"
+    fuse_dev $p/distill_bm25 $p/distill bm25
+    evaluate $p/distill_bm25 "$R/$p/distill_bm25.trec"
+    dev_evaluate $p/distill_bm25 "$R/$p/distill_bm25.dev.trec"
+    v=$(keep_stage $p/distill_bm25 "$(better_of $p/distill bm25)")
+    if [ "$v" = kept ]; then candidates+=($p/distill_bm25); fi
+    stage_end $p/distill_bm25
+  fi
+
+  finish_seed
+}
+
+finish_seed() {  # the seed's final run: the best on dev of its candidates (run_seed's locals p, s, candidates)
+  local final v
+  final=$(best_stage "${candidates[@]}")
+  echo "final (seed $s): $final, the best on dev of: ${candidates[*]}" >&2
+  cp "$OUT/$final.json" "$OUT/$p/final.json"
+  cp "$R/$final.trec" "$R/$p/final.trec"
+  cp "$OUT/dev/$final.json" "$OUT/dev/$p/final.json"
+  # Compared (on test, reported only) with the best untrained stage on dev: what the chain adds to no training.
+  v=$(keep_stage $p/final "$(best_stage "${untrained[@]}")" "final=$final" "candidates=${candidates[*]}")
+}
+
+for seed in $SEEDS; do run_seed "$seed"; done
+
+rows=("BM25=$OUT/bm25.json" "zero-shot=$OUT/zeroshot.json" "zero-shot + BM25=$OUT/zeroshot_bm25.json")
+for stage in "Retriever1=retriever1" "Retriever2=retriever2" "best dense + BM25=dense_bm25" \
+  "Re-ranker alone (top $RR_DEPTH)=reranker_alone" "Re-ranker + its first stage=reranker" \
+  "Retriever_distill=distill" "Retriever_distill + BM25=distill_bm25" "Final: the best on dev=final"; do
+  for seed in $SEEDS; do
+    if [ -f "$OUT/s$seed/${stage#*=}.json" ]; then rows+=("${stage%%=*}=$OUT/s$seed/${stage#*=}.json"); fi
+  done
 done
-evaluate reranker_alone "$R/reranker_alone.trec"
-card reranker reranker_alone "Re-ranker alone (top $RR_DEPTH)"
-stage_end reranker_alone
-
-stage_start "re-ranker interpolated with the run it re-ranks"
-# Interpolated with the run it re-ranks, the weight tuned on held-out train queries the re-ranker never saw.
-simlm fuse "$R/reranker_alone.trec" "$R/retriever2_bm25.trec" --method interpolate --norm minmax \
-  --tune-on "$DEV_QRELS" --tune-run "$R/reranker_alone.dev.trec" --tune-run "$R/first.dev.trec" \
-  -o "$R/reranker.trec" --tune-report "$OUT/reranker.fuse.json"
-evaluate reranker "$R/reranker.trec"
-card reranker reranker "Re-ranker interpolated with its first stage"
-stage_end reranker
-
-stage_start "Retriever_distill: KL from Retriever2 + BM25's scores + 0.2 x contrastive"
-mine "$R/retriever2_bm25.train.trec" "$OUT/train/teacher.jsonl" "$TRAIN_QRELS" --teacher
-simlm distill --model "$OUT/models/retriever2" --train-file "$OUT/train/teacher.jsonl" --corpus "$C" \
-  --output "$OUT/models/distill" --overwrite --pooling $POOLING --negatives $D_NEG --alpha 0.2 --teacher-temperature $TEACHER_T \
-  --temperature $TEMP --epochs $D_EPOCHS --lr $D_LR --batch-size 16 $(dry)
-dense_runs distill "$OUT/models/distill"
-evaluate distill "$R/distill.trec"
-card distill distill Retriever_distill
-stage_end distill
-
-stage_start "Retriever_distill + BM25"
-fuse_tuned distill_bm25 "$R/distill" "$R/bm25"
-evaluate distill_bm25 "$R/distill_bm25.trec"
-card distill distill_bm25 "Retriever_distill + BM25"
-stage_end distill_bm25
-
 python recipes/report.py --output "$OUT" --title "$(basename "$DATA") test: the SimLM chain from $(basename "$INIT")" \
-  "BM25=$OUT/bm25.json" "zero-shot=$OUT/zeroshot.json" "zero-shot + BM25=$OUT/zeroshot_bm25.json" \
-  "Retriever1=$OUT/retriever1.json" "Retriever2=$OUT/retriever2.json" \
-  "Retriever2 + BM25=$OUT/retriever2_bm25.json" "Re-ranker alone (top $RR_DEPTH)=$OUT/reranker_alone.json" \
-  "Re-ranker + first stage=$OUT/reranker.json" "Retriever_distill=$OUT/distill.json" \
-  "Retriever_distill + BM25=$OUT/distill_bm25.json"
+  --note "Every model trained on the fit split ($FIT_QRELS); every choice made on dev ($DEV_QRELS); seeds: $SEEDS." \
+  "${rows[@]}"
 echo "recipe: $(( ($(date +%s) - began) / 60 )) min; results: $OUT/results.md $OUT/results.json $OUT/results.png" >&2

@@ -7,6 +7,7 @@
 #   CORPUS_NAME, METRICS_NOTE, EXTRA_USAGE (its own flags for the usage line), and the functions
 #   data_files (sets C, QT, QD, RT, RD from DATA) and parse_extra "$@" (takes one of its own flags with its value,
 #   returns 1 for an unknown flag).
+. recipes/lib.sh  # flag checks and stage functions (definitions only)
 DATA=
 MODEL=bert-base-uncased
 GENERATOR=google/electra-base-generator
@@ -22,31 +23,37 @@ usage() {
 }
 while [ $# -gt 0 ]; do
   case "$1" in
-    --data) DATA=$2; shift 2 ;;
-    --output) OUT=$2; shift 2 ;;
-    --model) MODEL=$2; shift 2 ;;
+    --data) need_value "$@"; DATA=$2; shift 2 ;;
+    --output) need_value "$@"; OUT=$2; shift 2 ;;
+    --model) need_value "$@"; MODEL=$2; shift 2 ;;
     --pretrain) PRETRAIN=1; shift ;;
-    --generator) GENERATOR=$2; shift 2 ;;
-    --reranker-model) RERANKER_MODEL=$2; shift 2 ;;
-    --bm25-run) BM25_RUN=$2; shift 2 ;;
-    --gpus) GPUS=$2; shift 2 ;;
+    --generator) need_value "$@"; GENERATOR=$2; shift 2 ;;
+    --reranker-model) need_value "$@"; RERANKER_MODEL=$2; shift 2 ;;
+    --bm25-run) need_value "$@"; BM25_RUN=$2; shift 2 ;;
+    --gpus) need_value "$@"; GPUS=$2; shift 2 ;;
     --dry-run) DRY=(--dry-run); shift ;;
-    *) parse_extra "$@" || usage; shift 2 ;;  # the caller's own flags (each takes a value)
+    *) parse_extra "$1" "${2-}" || usage; need_value "$@"; shift 2 ;;  # the caller's own flags (each takes a value)
   esac
 done
 if [ -z "$DATA" ] && [ ${#DRY[@]} -gt 0 ]; then DATA=$SAMPLE_DATA; fi
 [ -n "$DATA" ] || usage
 [[ "$GPUS" =~ ^[1-9][0-9]*$ ]] || { echo "$0: --gpus: expected a positive integer, got '$GPUS'" >&2; exit 2; }
+check_output --output "$OUT"
+[ -z "$BM25_RUN" ] || [ -f "$BM25_RUN" ] || die "--bm25-run $BM25_RUN: no such file"
 data_files  # the caller's: sets C (corpus), QT/QD (train/evaluated queries), RT/RD (their qrels) from DATA
 for f in "$C" "$QT" "$QD" "$RT" "$RD"; do
   [ -f "$f" ] || { echo "$0: $f: no such file" >&2; exit 2; }
 done
-. recipes/lib.sh
 recipe_env
 THREADS=$(nproc)
 mkdir -p "$OUT"/{idx,runs,models,train,emb}
 # Every trainer below takes --overwrite: run again into the same OUT, the recipe replaces its own earlier models
 # (only the files simlm wrote; a directory simlm did not create is still refused).
+# A quarter of the train queries held out once as dev (OUT/qrels/{fit,dev}.tsv): every model trains on fit only.
+# The paper's settings are fixed here, so nothing is chosen on dev; it stays clean for a user's own choices.
+TRAIN_QRELS=$RT
+dev_split 0.25
+RT=$FIT_QRELS
 dry=${DRY[@]+"${DRY[@]}"}
 began=$(date +%s)
 

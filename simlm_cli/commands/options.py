@@ -157,6 +157,9 @@ WeightDecay = typer.Option(0.01, "--weight-decay", help="AdamW weight decay (not
 WarmupSteps = typer.Option(None, "--warmup-steps", help="Linear warmup steps. Default: 10% of the steps.")
 MaxGradNorm = typer.Option(1.0, "--max-grad-norm", help="Gradient clipping norm.")
 SaveSteps = typer.Option(1000, "--save-steps", help="Checkpoint every N steps (and at the end).")
+SaveEpochs = typer.Option(
+    False, "--save-epochs", help="Also write each epoch's model to OUTPUT/epochs/epoch-N (to pick one on a dev split)."
+)
 SaveTotalLimit = typer.Option(2, "--save-total-limit", min=1, help="Checkpoints kept (the newest).")
 LogSteps = typer.Option(10, "--log-steps", help="Log (stderr and train_log.jsonl) every N steps.")
 Seed = typer.Option(42, "--seed", help="Seeds initialisation, data order and negative sampling.")
@@ -213,6 +216,7 @@ TRAINER_OPTIONS: dict[str, tuple[type, Any]] = {
     "max_grad_norm": (float, MaxGradNorm),
     "save_steps": (int, SaveSteps),
     "save_total_limit": (int, SaveTotalLimit),
+    "save_epochs": (bool, SaveEpochs),
     "log_steps": (int, LogSteps),
     "seed": (int, Seed),
     "device": (str, Device),

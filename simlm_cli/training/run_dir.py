@@ -24,6 +24,7 @@ from simlm_cli.training.train_log import LOG_FILE
 
 RUN_MARKER = ".simlm-run.json"
 CHECKPOINTS = "checkpoints"
+EPOCHS = "epochs"  # --save-epochs: epochs/epoch-N, each epoch's whole model
 _TOOL = "simlm"
 # What a run writes from its first step on; the model's own files are added when it writes them at its end.
 _WRITTEN_FROM_THE_START = [LOG_FILE, CHECKPOINTS]

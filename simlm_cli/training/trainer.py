@@ -27,6 +27,7 @@ from simlm_cli.dry_run import TRAIN_BATCH as DRY_RUN_BATCH
 from simlm_cli.dry_run import TRAIN_STEPS as DRY_RUN_STEPS
 from simlm_cli.errors import SimlmError
 from simlm_cli.io.corpus import CorpusFormat
+from simlm_cli.io.files import atomic_directory
 from simlm_cli.model_card import write_training_card
 from simlm_cli.training.checkpoints import (
     TrainState,
@@ -45,7 +46,7 @@ from simlm_cli.training.distributed import (
     wrap_model,
 )
 from simlm_cli.training.pretraining.data import TextData, load_texts
-from simlm_cli.training.run_dir import check_train_output, record_written
+from simlm_cli.training.run_dir import EPOCHS, check_train_output, record_written
 from simlm_cli.training.train_log import (
     LOG_FILE,
     PLOT_FILE,
@@ -79,6 +80,7 @@ class TrainConfig:
     max_length: int = 144
     save_steps: int = 1000
     save_total_limit: int = 2
+    save_epochs: bool = False  # also write each epoch's whole model to OUTPUT/epochs/epoch-N (early stopping)
     log_steps: int = 10
     seed: int = 42
     device: str = "auto"
@@ -181,10 +183,11 @@ class Trainer:
     def _schedule(self, size: int, d: Dist) -> None:
         """Steps from --epochs (once the data size is known), then the default warmup (10% of the steps)."""
         c = self.config
+        batches = DataOrder(size, c.batch_size, c.seed, 0, d.world).batches_per_epoch
+        self.steps_per_epoch = max(1, math.ceil(batches / c.grad_accum))
         if c.epochs is not None:
             if c.epochs <= 0:
                 raise SimlmError("--epochs must be positive")
-            batches = DataOrder(size, c.batch_size, c.seed, 0, d.world).batches_per_epoch
             steps = max(1, math.ceil(c.epochs * batches / c.grad_accum))
             c.max_steps = min(c.max_steps, steps) if c.dry_run else steps
         if c.warmup_steps is None:
@@ -244,6 +247,8 @@ class Trainer:
                     self.log(log_line(record, c.max_steps))
             if done % c.save_steps == 0 or done == c.max_steps:
                 save_checkpoint(c, done, state, d)
+            if c.save_epochs and d.main and (done % self.steps_per_epoch == 0 or done == c.max_steps):
+                self._save_epoch(state.model, output, math.ceil(done / self.steps_per_epoch))
         if d.main and end == c.max_steps:
             self._write_output(state.model, output, records)
         barrier(d)
@@ -315,6 +320,15 @@ class Trainer:
         state.scheduler.step()
         optimizer.zero_grad(set_to_none=True)
         return lr, grad_norm  # a tensor: read (a device sync) only on the steps that are logged
+
+    def _save_epoch(self, model: torch.nn.Module, output: Path, epoch: int) -> None:
+        """--save-epochs: the model as it stands after `epoch` passes (the last one possibly partial), a directory
+        that loads like the final output, so that a recipe can evaluate each epoch on a dev split and keep the
+        best (early stopping) without retraining."""
+        record_written(output, [EPOCHS])  # recorded before it lands, so --overwrite removes it with the rest
+        with atomic_directory(output / EPOCHS / f"epoch-{epoch}") as tmp:
+            model.save_pretrained(tmp)
+        self.log(f"wrote {output / EPOCHS / f'epoch-{epoch}'}")
 
     def _write_output(self, model: torch.nn.Module, output: Path, records: list[dict[str, Any]]) -> None:
         """Whatever the model saves (HF files, extra parts) and the loss plot, each entry moved in whole."""

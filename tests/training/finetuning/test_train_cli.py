@@ -152,3 +152,34 @@ def test_settings_a_model_has_default_to_not_given(path):
         assert params[name].default is None, (path, name, params[name].default)
     text = CliRunner().invoke(app, [*path, "--help"], env={"COLUMNS": "200"}).output
     assert "[default: cls]" not in text and "model's own" in text
+
+
+def test_save_epochs_writes_each_epochs_model(tmp_path, tiny_data, tiny_st_dir, run_cli):
+    """--save-epochs: 3 usable queries at the dry run's batch 2 are 2 steps an epoch, so its 3 steps leave epoch 1
+    (after step 2) and a partial epoch 2 (the final model, byte for byte); epoch 1 is a model `encode` loads."""
+    from safetensors.numpy import load_file
+
+    out = tmp_path / "retriever"
+    done = run_cli(
+        ["train", "--train-file", write_train(tmp_path / "train.jsonl"), "--corpus", tiny_data.corpus,
+         "--model", tiny_st_dir, "--output", out, "--negatives", "2", "--dry-run", "--lr", "1e-3", "--epochs", "5",
+         "--save-epochs"]
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert sorted(p.name for p in (out / "epochs").iterdir()) == ["epoch-1", "epoch-2"]
+    final, last, first = (
+        load_file(d / "model.safetensors") for d in (out, out / "epochs/epoch-2", out / "epochs/epoch-1")
+    )
+    assert all(np.array_equal(final[k], last[k]) for k in final)
+    assert any(not np.array_equal(final[k], first[k]) for k in final)
+    encoded = run_cli(
+        ["encode", "--model", out / "epochs/epoch-1", "--corpus", tiny_data.corpus, "--output", tmp_path / "e"]
+    )
+    assert encoded.returncode == 0, encoded.stderr
+    # A fresh run into the same output does not keep the earlier run's epochs.
+    again = run_cli(
+        ["train", "--train-file", tmp_path / "train.jsonl", "--corpus", tiny_data.corpus, "--model", tiny_st_dir,
+         "--output", out, "--negatives", "2", "--dry-run", "--max-steps", "1", "--overwrite"]
+    )  # fmt: skip
+    assert again.returncode == 0, again.stderr
+    assert not (out / "epochs").exists()
