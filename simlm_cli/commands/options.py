@@ -18,6 +18,7 @@ from simlm_cli.index import DEFAULT_B, DEFAULT_K1, DEFAULT_THREADS
 from simlm_cli.io.corpus import CorpusFormat
 from simlm_cli.io.qrels import QrelsFormat
 from simlm_cli.io.queries import QueriesFormat
+from simlm_cli.models.batching import CUDA_BATCH_TOKENS
 
 # -- shell completion (`simlm --install-completion`): values Typer cannot know from the option's type -----------
 METRIC_EXAMPLES = (
@@ -110,7 +111,16 @@ PassageFormat = typer.Option(
     help="pair: tokenize (title, text) as the paper does; concat: title + ' ' + text as MTEB does. "
     "Default: concat for sentence-transformers models, else pair.",
 )
-BatchSize = typer.Option(None, "--batch-size", min=1, help="Texts per forward pass. Default: 16 on CPU, 256 on GPU.")
+BatchSize = typer.Option(
+    None, "--batch-size", min=1, help="Texts per forward pass. Default: 16 on CPU; on CUDA see --max-batch-tokens."
+)
+MaxBatchTokens = typer.Option(
+    None,
+    "--max-batch-tokens",
+    min=1,
+    help="Batches of length-sorted texts hold as many as fit this many padded tokens (with --batch-size: both "
+    f"bound a batch). Default: {CUDA_BATCH_TOKENS} on CUDA unless --batch-size is given; none on CPU.",
+)
 
 # -- the shared trainer's options (pretrain, train, distill, rerank train) ---------------------------------------
 TrainFile = typer.Option(
