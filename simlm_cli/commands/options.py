@@ -14,7 +14,7 @@ import typer
 from simlm_cli import dry_run
 from simlm_cli.device import Precision, TrainingPrecision
 from simlm_cli.errors import SimlmError
-from simlm_cli.index import DEFAULT_B, DEFAULT_K1, DEFAULT_THREADS
+from simlm_cli.index import DEFAULT_B, DEFAULT_K1, DEFAULT_THREADS, SearchBackend
 from simlm_cli.io.corpus import CorpusFormat
 from simlm_cli.io.qrels import QrelsFormat
 from simlm_cli.io.queries import QueriesFormat
@@ -113,6 +113,18 @@ PassageFormat = typer.Option(
 )
 BatchSize = typer.Option(
     None, "--batch-size", min=1, help="Texts per forward pass. Default: 16 on CPU; on CUDA see --max-batch-tokens."
+)
+SearchBackendOpt = typer.Option(
+    SearchBackend.auto,
+    "--search-backend",
+    help="Dense: torch (exact mm + top-k in shards, flat indexes; on --device) or faiss. auto: torch on CUDA for "
+    "flat indexes unless --gpu (faiss-gpu), faiss otherwise.",
+)
+SearchShardRows = typer.Option(
+    None,
+    "--search-shard-rows",
+    min=1,
+    help="--search-backend torch: index rows scored at a time. Default: from the GPU's free memory; 65536 on CPU.",
 )
 MaxBatchTokens = typer.Option(
     None,
