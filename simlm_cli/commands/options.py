@@ -12,13 +12,12 @@ from typing import Any
 import typer
 
 from simlm_cli import dry_run
-from simlm_cli.device import Precision, TrainingPrecision
+from simlm_cli.device import CUDA_BATCH_TOKENS, Precision, TrainingPrecision
 from simlm_cli.errors import SimlmError
 from simlm_cli.index import DEFAULT_B, DEFAULT_K1, DEFAULT_THREADS, SearchBackend
 from simlm_cli.io.corpus import CorpusFormat
 from simlm_cli.io.qrels import QrelsFormat
 from simlm_cli.io.queries import QueriesFormat
-from simlm_cli.models.batching import CUDA_BATCH_TOKENS
 
 # -- shell completion (`simlm --install-completion`): values Typer cannot know from the option's type -----------
 METRIC_EXAMPLES = (

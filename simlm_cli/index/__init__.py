@@ -19,6 +19,14 @@ DEFAULT_B = 0.4
 DEFAULT_THREADS = 2  # Lucene's indexing and search threads
 
 
+class IndexType(str, Enum):
+    """A dense index's kind (`simlm index --type`); here, not in dense.py (numpy, faiss), for the flags."""
+
+    flat = "flat"
+    hnsw = "hnsw"
+    ivfpq = "ivfpq"
+
+
 class SearchBackend(str, Enum):
     """What searches a dense index: torch (exact, flat indexes only, on the query encoder's device) or faiss;
     auto is torch on CUDA for flat indexes (unless --gpu asks for faiss-gpu), faiss otherwise."""

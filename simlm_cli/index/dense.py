@@ -13,14 +13,13 @@ import tempfile
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from enum import Enum
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from simlm_cli.errors import InputError, SimlmError
-from simlm_cli.index import DENSE_KIND, META_FILE, is_index_dir, read_meta, write_meta
+from simlm_cli.index import DENSE_KIND, META_FILE, IndexType, is_index_dir, read_meta, write_meta
 from simlm_cli.index.torch_search import TorchFlatSearch
 from simlm_cli.io.embeddings import EmbeddingReader, streams_precision
 from simlm_cli.io.files import atomic_directory
@@ -58,12 +57,6 @@ class _VectorSpool:
     def __exit__(self, *exc: object) -> None:
         self._handle.close()
         self._dir.cleanup()
-
-
-class IndexType(str, Enum):
-    flat = "flat"
-    hnsw = "hnsw"
-    ivfpq = "ivfpq"
 
 
 @dataclass

@@ -15,11 +15,10 @@ from typing import TypeVar
 
 import numpy as np
 
+from simlm_cli.device import CUDA_BATCH_TOKENS
+
 Item = TypeVar("Item")
 Result = TypeVar("Result")
-# The CUDA default batch: a token budget of 256 texts at 256 tokens (the former default of 256 texts at its
-# worst case), so short texts travel in larger batches and the device's memory peak stays where it was.
-CUDA_BATCH_TOKENS = 256 * 256
 PREFETCH = 1  # chunks tokenized and padded ahead of the model by `simlm encode`, on a background thread
 
 

@@ -12,11 +12,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from simlm_cli.device import Precision, resolve_runtime
+from simlm_cli.device import CUDA_BATCH_TOKENS, Precision, resolve_runtime
 from simlm_cli.errors import InputError
 from simlm_cli.io.corpus import Passage
 from simlm_cli.io.embeddings import EmbeddingReader
-from simlm_cli.models.batching import CUDA_BATCH_TOKENS, default_batching, length_sorted_batches, prefetched
+from simlm_cli.models.batching import default_batching, length_sorted_batches, prefetched
 from simlm_cli.models.encoder import Encoder
 from simlm_cli.models.settings import resolve_settings
 from tests.conftest import PASSAGES, run_cli
