@@ -76,19 +76,22 @@ def training_file(path: Path, data: Path = DATA, split: str = "train", seed: int
 
 
 def train_args(model: str, train_file: Path, corpus: str, out: Path, precision: str, steps: int,
-               device: str = "cuda", batch_size: int = 32) -> list[str]:  # fmt: skip
-    """The `simlm train` command line the check runs (tests run it on the CPU, and check its CUDA refusal)."""
+               device: str = "cuda", batch_size: int = 32, max_length: int | None = None) -> list[str]:  # fmt: skip
+    """The `simlm train` command line the check runs (tests run it on the CPU, and check its CUDA refusal);
+    `max_length` shortens passages for a small test model."""
+    length = ["--passage-max-length", str(max_length)] if max_length else []
     return ["train", "--model", model, "--train-file", str(train_file), "--corpus", corpus, "--output", str(out),
             "--device", device, "--precision", precision, "--max-steps", str(steps), "--batch-size", str(batch_size),
-            "--negatives", "7", "--log-steps", "1"]  # fmt: skip
+            "--negatives", "7", "--log-steps", "1", *length]  # fmt: skip
 
 
 def pretrain_args(model: str, corpus: str, out: Path, precision: str, steps: int, device: str = "cuda",
-                  batch_size: int = 32) -> list[str]:  # fmt: skip
+                  batch_size: int = 32, max_length: int | None = None) -> list[str]:  # fmt: skip
     """The `simlm pretrain --objective rlm` command line the check runs."""
+    length = ["--max-length", str(max_length)] if max_length else []
     return ["pretrain", "--objective", "rlm", "--model", model, "--corpus", corpus, "--output", str(out),
             "--device", device, "--precision", precision, "--max-steps", str(steps), "--batch-size", str(batch_size),
-            "--log-steps", "1"]  # fmt: skip
+            "--log-steps", "1", *length]  # fmt: skip
 
 
 def passages_of(count: int | None, corpus: Path = DATA / "corpus.jsonl") -> list:
@@ -270,7 +273,9 @@ def loss_span(directory: Path) -> str:
     return f"loss {losses[0]:.3f} -> {losses[-1]:.3f}{speed}" if losses else "no loss logged"
 
 
-def training_rows(model: str, work: Path, steps: int, device: str, precisions: tuple, batch_size: int) -> list[dict]:
+def training_rows(
+    model: str, work: Path, steps: int, device: str, precisions: tuple, batch_size: int, max_length: int | None
+) -> list[dict]:
     """A few `train` and `pretrain --objective rlm` steps per precision: exit code, seconds, loss, tokens/s."""
     train_file = work / "train.jsonl"
     training_file(train_file)
@@ -278,12 +283,16 @@ def training_rows(model: str, work: Path, steps: int, device: str, precisions: t
     rows = []
     for precision in precisions:
         out = work / f"train-{precision}"
-        code, seconds, tail = simlm(*train_args(model, train_file, corpus, out, precision, steps, device, batch_size))
+        code, seconds, tail = simlm(
+            *train_args(model, train_file, corpus, out, precision, steps, device, batch_size, max_length)
+        )
         rows.append({"what": f"train {precision} ({steps} steps, {batch_size} x 8 passages)", "exit": code,
                      "seconds": seconds, "note": loss_span(out) if code == 0 else tail})  # fmt: skip
     for precision in precisions:
         out = work / f"rlm-{precision}"
-        code, seconds, tail = simlm(*pretrain_args(model, corpus, out, precision, steps, device, batch_size))
+        code, seconds, tail = simlm(
+            *pretrain_args(model, corpus, out, precision, steps, device, batch_size, max_length)
+        )
         rows.append({"what": f"pretrain rlm {precision} ({steps} steps, batch {batch_size})", "exit": code,
                      "seconds": seconds, "note": loss_span(out) if code == 0 else tail})  # fmt: skip
     return rows
@@ -318,8 +327,10 @@ def faiss_rows(model: str, work: Path) -> list[dict]:
     return rows
 
 
-QUICK = {"passages": 48, "steps": 2, "search_rows": 2000, "batch_sizes": (8, 32), "train_batch": 4}
-FULL = {"passages": None, "steps": 20, "search_rows": 1_000_000, "batch_sizes": (256, 1024), "train_batch": 32}
+# quick: passages cut to 64 tokens for training, so that a test's small model (128 positions) takes them
+QUICK = {"passages": 48, "steps": 2, "search_rows": 2000, "batch_sizes": (8, 32), "train_batch": 4, "max_length": 64}
+FULL = {"passages": None, "steps": 20, "search_rows": 1_000_000, "batch_sizes": (256, 1024), "train_batch": 32,
+        "max_length": None}  # fmt: skip
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -337,7 +348,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     for name in ("passages", "steps", "search_rows"):
         if getattr(args, name) is None:
             setattr(args, name, preset[name])
-    args.batch_sizes, args.train_batch = preset["batch_sizes"], preset["train_batch"]
+    args.batch_sizes, args.train_batch, args.max_length = (
+        preset[k] for k in ("batch_sizes", "train_batch", "max_length")
+    )
     return args
 
 
@@ -363,8 +376,14 @@ def check(args: argparse.Namespace, model: str, work: Path) -> list[dict]:
         lambda: cli_rows(model, work, args.device, precisions[0], corpus),
         lambda: search_rows(model, args.device, found["vectors"], args.search_rows),
         lambda: training_rows(
-            model, work, args.steps, args.device, TRAIN_PRECISIONS if cuda else ("fp32",), args.train_batch
-        ),  # fmt: skip
+            model,
+            work,
+            args.steps,
+            args.device,
+            TRAIN_PRECISIONS if cuda else ("fp32",),
+            args.train_batch,
+            args.max_length,
+        ),
         lambda: faiss_rows(model, work) if cuda else [],
     )
     for part in parts:

@@ -168,6 +168,7 @@ def test_gpu_check_command_lines_run_on_the_cpu_and_are_refused_on_cuda(
         assert "Traceback" not in done.stderr
 
 
+@pytest.mark.slow
 def test_gpu_check_quick_runs_every_part_on_the_cpu(tiny_st_dir: Path, tmp_path: Path) -> None:
     """`--quick --device cpu`: every row of the GPU check (the ceiling, simlm's encoder, sentence-transformers,
     the CLI, torch vs faiss search, train/pretrain) runs end to end, so the H200 call does not fail on a typo."""
@@ -175,7 +176,7 @@ def test_gpu_check_quick_runs_every_part_on_the_cpu(tiny_st_dir: Path, tmp_path:
     done = subprocess.run(
         [sys.executable, str(BENCHMARKS / "gpu_check.py"), "--quick", "--device", "cpu", "--model", str(tiny_st_dir),
          "--output", str(out)],
-        capture_output=True, text=True, timeout=900,
+        capture_output=True, text=True, timeout=1800,
     )  # fmt: skip
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     rows = json.loads(out.read_text())

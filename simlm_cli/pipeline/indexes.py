@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from simlm_cli.console import info, warn
-from simlm_cli.device import Precision, resolve_runtime
+from simlm_cli.device import Runtime
 from simlm_cli.errors import InputError, SimlmError
 from simlm_cli.index import DENSE_KIND, META_FILE, SearchBackend, read_meta
 from simlm_cli.index.dense import DenseIndex, MergedDenseIndex, missing_shards
@@ -74,7 +74,8 @@ def choose_search_backend(
     index: DenseIndex | MergedDenseIndex, backend: SearchBackend, device: str, gpu: bool, shard_rows: int | None
 ) -> SearchBackend:
     """Set `index` up to be searched by `backend` on `device` (the query encoder's, resolved) and return which
-    backend that is: auto is torch on CUDA for flat indexes, unless --gpu asks for faiss-gpu; faiss otherwise."""
+    backend that is: auto is torch on CUDA for flat indexes, unless --gpu asks for faiss-gpu; faiss otherwise.
+    Called before the query encoder is loaded, so that a refusal comes first and alone."""
     parts = getattr(index, "parts", [index])
     if backend is SearchBackend.auto:
         torch_fits = device.startswith("cuda") and not gpu and all(part.flat for part in parts)
@@ -99,7 +100,7 @@ def refuse_dense_search_options(index: str, backend: SearchBackend, shard_rows: 
 
 
 def query_encoder(
-    index: DenseIndex | MergedDenseIndex, model: str | None, device: str, precision: Precision, batch_size: int | None
+    index: DenseIndex | MergedDenseIndex, model: str | None, runtime: Runtime, batch_size: int | None
 ) -> Any:
     """The encoder the index was built with (its recorded settings; `model` overrides the model only), at the
     precision asked for: an index of int8 passage vectors does not make the queries int8."""
@@ -109,7 +110,6 @@ def query_encoder(
     if model:
         settings = replace(settings, model=model, source="--model")
     validate_settings(settings)
-    runtime = resolve_runtime(device, precision)
     built = index.meta.get("precision") or "unrecorded"
     info(f"encoding queries with {settings.model}; {runtime.describe()} (the index's passages: {built})")
     return Encoder(settings, runtime, batch_size=batch_size)

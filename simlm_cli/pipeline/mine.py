@@ -33,7 +33,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 from simlm_cli.console import info
-from simlm_cli.device import Precision
+from simlm_cli.device import Precision, resolve_runtime
 from simlm_cli.dry_run import QUERIES as DRY_RUN_QUERIES
 from simlm_cli.errors import InputError, SimlmError
 from simlm_cli.index import DEFAULT_B, DEFAULT_K1, DEFAULT_THREADS, SearchBackend
@@ -294,9 +294,9 @@ def index_candidates(config: MineConfig, queries: list[tuple[str, str]]) -> tupl
     need_ids = config.random_negatives > 0 and not config.corpus
     if is_dense_set(config.index):
         index = open_dense(config.index)
-        encoder = query_encoder(index, config.model, config.device, config.precision, config.batch_size)
-        device = encoder.runtime.device
-        choose_search_backend(index, config.search_backend, device, False, config.search_shard_rows)
+        runtime = resolve_runtime(config.device, config.precision)
+        choose_search_backend(index, config.search_backend, runtime.device, False, config.search_shard_rows)
+        encoder = query_encoder(index, config.model, runtime, config.batch_size)
         _warn_unindexed(config, set(index.docids.tolist()).__contains__, index.meta.get("dry_run", False))
         ids = index.docids.tolist() if need_ids else None
         return _dense_blocks(index, encoder, queries, config.depth), ids
