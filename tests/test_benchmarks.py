@@ -196,3 +196,24 @@ def test_gpu_check_quick_runs_every_part_on_the_cpu(tiny_st_dir: Path, tmp_path:
     assert "the same ids for 1109/1109 queries" in faiss_row["note"]
     assert any("tokens/s" in r.get("note", "") for name, r in by_name.items() if name.startswith("train"))
     assert "| forward-only ceiling fp32, batch 8" in done.stdout
+
+
+def test_encode_pipeline_compares_prefetch_and_batching_on_the_same_vectors(
+    tiny_st_dir: Path, tiny_data, tmp_path: Path
+) -> None:
+    out = tmp_path / "pipeline.json"
+    done = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "encode_pipeline.py"), "--model", str(tiny_st_dir), "--corpus",
+         str(tiny_data.corpus), "--passages", "10", "--chunk-size", "3", "--repeats", "1", "--threads", "1",
+         "--json", str(out)],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.startswith("CPU: ")
+    report = json.loads(out.read_text())
+    rows = {r["row"]: r for r in report["rows"]}
+    assert set(rows) == {"prefetch 0, batch 16", "prefetch 1, batch 16", "prefetch 1, 4096 tokens"}
+    assert rows["prefetch 0, batch 16"]["ratio"] == 1.0
+    assert rows["prefetch 1, batch 16"]["max_abs_diff"] == 0.0  # the same batches on another thread: bit for bit
+    assert rows["prefetch 1, 4096 tokens"]["max_abs_diff"] < 1e-5  # other batches: fp32 rounding only
+    assert all(r["passages_per_s"] > 0 and r["passages_per_cpu_s"] > 0 for r in rows.values())
