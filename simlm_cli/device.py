@@ -45,6 +45,11 @@ def cpu_has_fast_bf16() -> bool:
     return False
 
 
+# The inference commands' default batch on CUDA: a token budget of 256 texts at 256 tokens (the former default of
+# 256 texts, at its worst case), so short texts travel in larger batches and the memory peak stays where it was.
+CUDA_BATCH_TOKENS = 256 * 256
+
+
 @dataclass(frozen=True)
 class Runtime:
     device: str  # "cpu" or "cuda:N"

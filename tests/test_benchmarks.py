@@ -166,3 +166,54 @@ def test_gpu_check_command_lines_run_on_the_cpu_and_are_refused_on_cuda(
         assert done.returncode != 0
         assert done.stderr.strip().splitlines()[-1].endswith("--device cuda:0: no CUDA device is visible to PyTorch")
         assert "Traceback" not in done.stderr
+
+
+@pytest.mark.slow
+def test_gpu_check_quick_runs_every_part_on_the_cpu(tiny_st_dir: Path, tmp_path: Path) -> None:
+    """`--quick --device cpu`: every row of the GPU check (the ceiling, simlm's encoder, sentence-transformers,
+    the CLI, torch vs faiss search, train/pretrain) runs end to end, so the H200 call does not fail on a typo."""
+    out = tmp_path / "rows.json"
+    done = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "gpu_check.py"), "--quick", "--device", "cpu", "--model", str(tiny_st_dir),
+         "--output", str(out)],
+        capture_output=True, text=True, timeout=1800,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    rows = json.loads(out.read_text())
+    names = [r["what"] for r in rows]
+    assert not [r for r in rows if r["what"] == "error"], rows
+    for start in ("forward-only ceiling fp32, batch 8", "forward-only ceiling fp32, batch 32",
+                  "encode simlm fp32, default batches (16 texts), prefetch 1",
+                  "encode simlm fp32, default batches (16 texts), prefetch 0", "encode simlm fp32, batch 32",
+                  "encode sentence-transformers fp32", "CLI simlm encode --help", "CLI simlm encode 10 passages",
+                  "CLI simlm encode whole corpus", "search torch cpu, 2,048 x 32", "search faiss-cpu",
+                  "train fp32", "pretrain rlm fp32"):  # fmt: skip
+        assert any(name.startswith(start) for name in names), (start, names)
+    by_name = {r["what"]: r for r in rows}
+    encodes = [r for name, r in by_name.items() if name.startswith("encode simlm")]
+    assert all(r["cosine"] > 0.9999 and r["passages_per_s"] > 0 for r in encodes)  # prefetch/batching: same vectors
+    faiss_row = next(r for name, r in by_name.items() if name.startswith("search faiss-cpu"))
+    assert "the same ids for 1109/1109 queries" in faiss_row["note"]
+    assert any("tokens/s" in r.get("note", "") for name, r in by_name.items() if name.startswith("train"))
+    assert "| forward-only ceiling fp32, batch 8" in done.stdout
+
+
+def test_encode_pipeline_compares_prefetch_and_batching_on_the_same_vectors(
+    tiny_st_dir: Path, tiny_data, tmp_path: Path
+) -> None:
+    out = tmp_path / "pipeline.json"
+    done = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "encode_pipeline.py"), "--model", str(tiny_st_dir), "--corpus",
+         str(tiny_data.corpus), "--passages", "10", "--chunk-size", "3", "--repeats", "1", "--threads", "1",
+         "--json", str(out)],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.startswith("CPU: ")
+    report = json.loads(out.read_text())
+    rows = {r["row"]: r for r in report["rows"]}
+    assert set(rows) == {"prefetch 0, batch 16", "prefetch 1, batch 16", "prefetch 1, 4096 tokens"}
+    assert rows["prefetch 0, batch 16"]["ratio"] == 1.0
+    assert rows["prefetch 1, batch 16"]["max_abs_diff"] == 0.0  # the same batches on another thread: bit for bit
+    assert rows["prefetch 1, 4096 tokens"]["max_abs_diff"] < 1e-5  # other batches: fp32 rounding only
+    assert all(r["passages_per_s"] > 0 and r["passages_per_cpu_s"] > 0 for r in rows.values())

@@ -27,6 +27,7 @@ def encode(
     passage_max_length: int = options.PassageMaxLength,
     passage_format: str = options.PassageFormat,
     batch_size: int = options.BatchSize,
+    max_batch_tokens: int = options.MaxBatchTokens,
     chunk_size: int = typer.Option(2048, "--chunk-size", min=1, help="Passages length-sorted together (memory bound)."),
     shard_id: int = typer.Option(None, "--shard-id", help="Encode passages i with i % num-shards == shard-id."),
     num_shards: int = typer.Option(None, "--num-shards", help="Default: torchrun's WORLD_SIZE, else 1."),
@@ -51,8 +52,8 @@ def encode(
     )
     config = EncodeConfig(
         corpus=str(corpus), settings=settings, output=output, corpus_format=corpus_format, device=device,
-        precision=precision, batch_size=batch_size, chunk_size=chunk_size, shard_id=shard_id,
-        num_shards=num_shards, dry_run=dry_run,
+        precision=precision, batch_size=batch_size, max_batch_tokens=max_batch_tokens, chunk_size=chunk_size,
+        shard_id=shard_id, num_shards=num_shards, dry_run=dry_run,
     )  # fmt: skip
     encode_corpus(config)
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import typer
 
 from simlm_cli.commands import options
-from simlm_cli.eval.compare import DEFAULT_RESAMPLES, DEFAULT_SEED
+from simlm_cli.eval import DEFAULT_RESAMPLES, DEFAULT_SEED
 from simlm_cli.io.qrels import QrelsFormat
 from simlm_cli.io.runs import RunFormat
 

@@ -9,7 +9,7 @@ import typer
 from simlm_cli.commands import options
 from simlm_cli.io.qrels import QrelsFormat
 from simlm_cli.io.runs import RunFormat
-from simlm_cli.pipeline.fuse import FUSE_TAG, FuseMethod, Norm
+from simlm_cli.pipeline.fuse_options import FUSE_TAG, FuseMethod, Norm
 
 
 def fuse(

@@ -9,7 +9,7 @@ import typer
 
 from simlm_cli.commands import options
 from simlm_cli.errors import SimlmError
-from simlm_cli.index.dense import IndexType
+from simlm_cli.index import IndexType
 from simlm_cli.io.corpus import CorpusFormat
 
 

@@ -10,6 +10,7 @@ import typer
 
 from simlm_cli.commands import options
 from simlm_cli.device import Precision
+from simlm_cli.index import SearchBackend
 from simlm_cli.io.corpus import CorpusFormat
 from simlm_cli.io.qrels import QrelsFormat
 from simlm_cli.io.queries import QueriesFormat
@@ -62,6 +63,8 @@ def mine(
     model: str = typer.Option(None, "--model", "-m", help="--index (dense): encode queries with this model."),
     batch_size: int = typer.Option(None, "--batch-size", min=1, help="--index (dense): queries per forward pass."),
     device: str = options.Device,
+    search_backend: SearchBackend = options.SearchBackendOpt,
+    search_shard_rows: int = options.SearchShardRows,
     precision: Precision = options.PrecisionOpt,
     queries_format: QueriesFormat = options.QueriesFormatOpt,
     qrels_format: QrelsFormat = options.QrelsFormatOpt,
@@ -79,6 +82,7 @@ def mine(
         rank_range=parse_rank_range(rank_range), score_margin=score_margin, max_negatives=max_negatives,
         random_negatives=random_negatives, corpus=str(corpus) if corpus else None, corpus_format=corpus_format,
         seed=seed, dry_run=dry_run, model=model, device=device, precision=precision, batch_size=batch_size,
+        search_backend=search_backend, search_shard_rows=search_shard_rows,
         **bm25, queries_format=queries_format, qrels_format=qrels_format, teacher=teacher,
     )  # fmt: skip
     summary = run_mine(config)

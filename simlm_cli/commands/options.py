@@ -12,9 +12,9 @@ from typing import Any
 import typer
 
 from simlm_cli import dry_run
-from simlm_cli.device import Precision, TrainingPrecision
+from simlm_cli.device import CUDA_BATCH_TOKENS, Precision, TrainingPrecision
 from simlm_cli.errors import SimlmError
-from simlm_cli.index import DEFAULT_B, DEFAULT_K1, DEFAULT_THREADS
+from simlm_cli.index import DEFAULT_B, DEFAULT_K1, DEFAULT_THREADS, SearchBackend
 from simlm_cli.io.corpus import CorpusFormat
 from simlm_cli.io.qrels import QrelsFormat
 from simlm_cli.io.queries import QueriesFormat
@@ -131,7 +131,28 @@ TrainerPooling = typer.Option(
     autocompletion=complete_trainer_pooling,
     help=f"cls (the paper's), mean, or model (the model's own: the same as not giving it). {_OWN} cls.",
 )
-BatchSize = typer.Option(None, "--batch-size", min=1, help="Texts per forward pass. Default: 16 on CPU, 256 on GPU.")
+BatchSize = typer.Option(
+    None, "--batch-size", min=1, help="Texts per forward pass. Default: 16 on CPU; on CUDA see --max-batch-tokens."
+)
+SearchBackendOpt = typer.Option(
+    SearchBackend.auto,
+    "--search-backend",
+    help="Dense: torch (exact mm + top-k in shards, flat indexes; on --device) or faiss. auto: torch on CUDA for "
+    "flat indexes unless --gpu (faiss-gpu), faiss otherwise.",
+)
+SearchShardRows = typer.Option(
+    None,
+    "--search-shard-rows",
+    min=1,
+    help="--search-backend torch: index rows scored at a time. Default: from the GPU's free memory; 65536 on CPU.",
+)
+MaxBatchTokens = typer.Option(
+    None,
+    "--max-batch-tokens",
+    min=1,
+    help="Batches of length-sorted texts hold as many as fit this many padded tokens (with --batch-size: both "
+    f"bound a batch). Default: {CUDA_BATCH_TOKENS} on CUDA unless --batch-size is given; none on CPU.",
+)
 
 # -- the shared trainer's options (pretrain, train, distill, rerank train) ---------------------------------------
 # Input files are taken as typed (str, not Path, which turns `./-` into `-`): only the exact `-` is stdin.

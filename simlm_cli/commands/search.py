@@ -9,6 +9,7 @@ import typer
 
 from simlm_cli.commands import options
 from simlm_cli.device import Precision
+from simlm_cli.index import SearchBackend
 from simlm_cli.io.qrels import QrelsFormat
 from simlm_cli.io.queries import QueriesFormat
 from simlm_cli.io.runs import RunFormat
@@ -36,6 +37,8 @@ def search(
     ),
     batch_size: int = typer.Option(None, "--batch-size", min=1, help="Queries per forward pass."),
     device: str = options.Device,
+    search_backend: SearchBackend = options.SearchBackendOpt,
+    search_shard_rows: int = options.SearchShardRows,
     precision: Precision = typer.Option(
         Precision.auto,
         "--precision",
@@ -57,7 +60,8 @@ def search(
     config = SearchConfig(
         index=[str(path) for path in index], queries=str(queries), output=output, qrels=str(qrels) if qrels else None, k=k,
         run_format=run_format, tag=tag, model=model, device=device, precision=precision, batch_size=batch_size,
-        gpu=gpu, nprobe=nprobe, ef_search=ef_search, **bm25, dry_run=dry_run, queries_format=queries_format,
+        gpu=gpu, search_backend=search_backend, search_shard_rows=search_shard_rows, nprobe=nprobe,
+        ef_search=ef_search, **bm25, dry_run=dry_run, queries_format=queries_format,
         qrels_format=qrels_format,
     )  # fmt: skip
     run_search(config)

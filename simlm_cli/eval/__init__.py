@@ -1,1 +1,6 @@
 """Evaluation of runs against qrels."""
+
+# The defaults of `simlm evaluate`'s significance tests (`compare.py`), here so that the command's flags (and
+# `simlm --help`) load without numpy.
+DEFAULT_RESAMPLES = 10_000
+DEFAULT_SEED = 42

@@ -20,8 +20,8 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-DEFAULT_RESAMPLES = 10_000
-DEFAULT_SEED = 42
+from simlm_cli.eval import DEFAULT_RESAMPLES, DEFAULT_SEED
+
 CI_METHOD = "paired bootstrap percentile"
 TESTS = ("paired randomization (sign flip)", "paired bootstrap (shifted to mean 0)")
 # A resampled statistic that equals the observed one up to rounding counts as reaching it.

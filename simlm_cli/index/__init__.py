@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from enum import Enum
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,23 @@ BM25_KIND = "simlm-bm25-index"
 DEFAULT_K1 = 0.9
 DEFAULT_B = 0.4
 DEFAULT_THREADS = 2  # Lucene's indexing and search threads
+
+
+class IndexType(str, Enum):
+    """A dense index's kind (`simlm index --type`); here, not in dense.py (numpy, faiss), for the flags."""
+
+    flat = "flat"
+    hnsw = "hnsw"
+    ivfpq = "ivfpq"
+
+
+class SearchBackend(str, Enum):
+    """What searches a dense index: torch (exact, flat indexes only, on the query encoder's device) or faiss;
+    auto is torch on CUDA for flat indexes (unless --gpu asks for faiss-gpu), faiss otherwise."""
+
+    auto = "auto"
+    torch = "torch"
+    faiss = "faiss"
 
 
 def read_meta(index_dir: str | Path) -> dict[str, Any]:

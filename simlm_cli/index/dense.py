@@ -16,14 +16,14 @@ import tempfile
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from enum import Enum
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from simlm_cli.errors import InputError, SimlmError
-from simlm_cli.index import DENSE_KIND, META_FILE, is_index_dir, read_meta, write_meta
+from simlm_cli.index import DENSE_KIND, META_FILE, IndexType, is_index_dir, read_meta, write_meta
+from simlm_cli.index.torch_search import TorchFlatSearch
 from simlm_cli.io.embeddings import EmbeddingReader, streams_precision
 from simlm_cli.io.files import atomic_directory
 from simlm_cli.io.ranked_block import RankedBlock
@@ -62,12 +62,6 @@ class _VectorSpool:
     def __exit__(self, *exc: object) -> None:
         self._handle.close()
         self._dir.cleanup()
-
-
-class IndexType(str, Enum):
-    flat = "flat"
-    hnsw = "hnsw"
-    ivfpq = "ivfpq"
 
 
 @dataclass
@@ -362,6 +356,21 @@ class DenseIndex(_Rankings):
             raise InputError(self.path / META_FILE, str(err), field="search_params") from None
         if gpu:
             self.index = _to_gpu(faiss, self.index)
+        self.torch_search: TorchFlatSearch | None = None
+
+    @property
+    def flat(self) -> bool:
+        """An exact (flat inner-product) index, which `use_torch` can search."""
+        return isinstance(self.index, faiss_module().IndexFlat)
+
+    def use_torch(self, device: str, shard_rows: int | None = None) -> TorchFlatSearch:
+        """Search from now on with torch on `device` (exact, the same results as faiss's flat search)."""
+        if not self.flat:
+            raise SimlmError(f"--search-backend torch searches flat (exact) indexes; {self.path} is "
+                             f"{self.meta.get('index_type')}: use --search-backend faiss (faiss-gpu: --gpu)")  # fmt: skip
+        vectors = faiss_module().rev_swig_ptr(self.index.get_xb(), self.index.ntotal * self.index.d)
+        self.torch_search = TorchFlatSearch(vectors.reshape(self.index.ntotal, self.index.d), device, shard_rows)
+        return self.torch_search
 
     def set_search_params(self, ef_search: int | None = None, nprobe: int | None = None, **_: Any) -> None:
         faiss = faiss_module()
@@ -380,6 +389,8 @@ class DenseIndex(_Rankings):
         """Top-k (scores, row numbers); rows are -1 where fewer than k documents exist."""
         self.check_query_dim(queries.shape[1])  # faiss would stop on a bare AssertionError
         k = min(k, self.index.ntotal)
+        if self.torch_search is not None:
+            return self.torch_search.search(queries, k)
         return self.index.search(np.ascontiguousarray(queries, dtype=np.float32), k)
 
     @functools.cached_property

@@ -14,11 +14,13 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
 from simlm_cli.errors import InputError, SimlmError
 from simlm_cli.io.files import atomic_output, first_content_line, is_stdout, iter_lines
-from simlm_cli.io.ranked_block import RankedBlock, format_msmarco, format_trec
+
+if TYPE_CHECKING:  # numpy, which the commands' --help does not need
+    from simlm_cli.io.ranked_block import RankedBlock
 
 # One query's ranking: document ids with their scores, best first.
 Ranking = tuple[str, Sequence[str], Sequence[float]]
@@ -95,6 +97,8 @@ def write_run(
 ) -> int:
     """Write rankings (one query each, or `RankedBlock`s of many) atomically to `path` (or to stdout for None or
     `-`); returns the number of queries written."""
+    from simlm_cli.io.ranked_block import RankedBlock
+
     path = None if is_stdout(path) else path
     fmt = format_for_output(path or "-", fmt)
     if fmt is RunFormat.trec:
@@ -113,6 +117,8 @@ def write_run(
 
 
 def _write_block(handle: IO[str], block: RankedBlock, fmt: RunFormat, tag: str) -> None:
+    from simlm_cli.io.ranked_block import format_msmarco, format_trec
+
     if fmt is RunFormat.msmarco:
         handle.write(format_msmarco(block))
     elif block.formattable():

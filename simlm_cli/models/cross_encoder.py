@@ -21,6 +21,7 @@ from torch import nn
 from simlm_cli.device import Precision, Runtime
 from simlm_cli.errors import InputError, SimlmError, first_line
 from simlm_cli.io.json_input import read_json
+from simlm_cli.models.batching import length_sorted_batches
 from simlm_cli.models.loading import load_pretrained, load_tokenizer
 from simlm_cli.models.settings import resolve_model_path
 
@@ -182,10 +183,8 @@ class Reranker:
             return out
         tokens = tokenize_pairs(self.tokenizer, queries, texts, self.max_length)
         lengths = np.fromiter((len(x) for x in tokens["input_ids"]), dtype=np.int64)
-        order = np.argsort(-lengths, kind="stable")  # similar lengths together: little padding
         with torch.inference_mode(), self.runtime.autocast():
-            for start in range(0, len(order), self.batch_size):
-                rows = order[start : start + self.batch_size]
+            for rows in length_sorted_batches(lengths, self.batch_size):  # similar lengths together: little padding
                 batch = {k: v.to(self.runtime.device) for k, v in pad_pairs(self.tokenizer, tokens, rows).items()}
                 out[rows] = pair_logits(self.model, batch).cpu().numpy()
                 if on_batch is not None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import sys
@@ -17,6 +18,7 @@ from simlm_cli.errors import SimlmError
 from simlm_cli.io.corpus import CorpusFormat, Passage, iter_corpus
 from simlm_cli.io.embeddings import EmbeddingWriter, StreamHeader
 from simlm_cli.io.files import atomic_output, check_output_file, count_lines, is_stdout
+from simlm_cli.models.batching import PREFETCH
 from simlm_cli.models.settings import EncoderSettings
 
 
@@ -29,10 +31,12 @@ class EncodeConfig:
     device: str = "auto"
     precision: Precision = Precision.auto
     batch_size: int | None = None
+    max_batch_tokens: int | None = None  # a batch's padded tokens (with batch_size: both bound it)
     chunk_size: int = 2048  # passages tokenized and length-sorted together; bounds memory
     shard_id: int | None = None  # None: this process's torchrun rank, or 0
     num_shards: int | None = None  # None: torchrun's world size, or 1
     dry_run: bool = False
+    prefetch: int = PREFETCH  # chunks tokenized ahead of the model on a background thread (0: none)
 
 
 def resolve_shard(shard_id: int | None, num_shards: int | None) -> tuple[int, int]:
@@ -95,7 +99,7 @@ def encode_corpus(config: EncodeConfig, runtime: Runtime | None = None) -> dict:
     chunks = _chunks(passages, config.chunk_size)
     first_chunk = next(chunks, [])
     s = config.settings
-    encoder = Encoder(s, runtime, batch_size=config.batch_size)
+    encoder = Encoder(s, runtime, batch_size=config.batch_size, max_batch_tokens=config.max_batch_tokens)
     info(
         f"encoding {config.corpus} (shard {shard_id}/{num_shards}) with {s.model}: {s.pooling} pooling, "
         f"{'L2-normalised' if s.normalize else 'unnormalised'}, {s.passage_format} passages of <= "
@@ -121,9 +125,12 @@ def encode_corpus(config: EncodeConfig, runtime: Runtime | None = None) -> dict:
             rate = done / (time.perf_counter() - started)
             bar.update(task, advance=n, rate=f"{rate:,.1f} passages/s")
 
-        for chunk in itertools.chain([first_chunk], chunks):
-            if chunk:
-                writer.write([p.id for p in chunk], encoder.encode_passages(chunk, advance))
+        # The next chunk is read and tokenized while the model encodes this one; at most prefetch + 2 chunks are
+        # in memory at once (closing() ends the background work if writing fails).
+        pending = (chunk for chunk in itertools.chain([first_chunk], chunks) if chunk)
+        with contextlib.closing(encoder.encode_stream(pending, advance, config.prefetch)) as encoded:
+            for chunk, vectors in encoded:
+                writer.write([p.id for p in chunk], vectors)
         writer.close()
     seconds = time.perf_counter() - started
     summary = {

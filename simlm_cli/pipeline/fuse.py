@@ -51,7 +51,6 @@ import json
 import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from enum import Enum
 from pathlib import Path
 
 import numpy as np
@@ -60,22 +59,11 @@ from simlm_cli.errors import SimlmError
 from simlm_cli.io.files import check_output_file, is_stdout
 from simlm_cli.io.qrels import QrelsFormat
 from simlm_cli.io.runs import RunBlock, RunFormat, iter_run_blocks
+from simlm_cli.pipeline.fuse_options import FUSE_TAG, FuseMethod, Norm
 
-FUSE_TAG = "simlm-fuse"
 TWO_RUN_STEP = 0.05  # the 2-run grid: 21 points
 EPSILON = 1e-12  # metric values closer than this are ties
 MAX_GRID = 5000  # weight vectors a --grid-step may ask for (each is one evaluation of the tuning queries)
-
-
-class FuseMethod(str, Enum):
-    rrf = "rrf"
-    interpolate = "interpolate"
-
-
-class Norm(str, Enum):
-    minmax = "minmax"
-    zscore = "zscore"
-    none = "none"
 
 
 @dataclass

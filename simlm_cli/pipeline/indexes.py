@@ -8,9 +8,9 @@ from pathlib import Path
 from typing import Any
 
 from simlm_cli.console import info, warn
-from simlm_cli.device import Precision, resolve_runtime
+from simlm_cli.device import Runtime
 from simlm_cli.errors import InputError, SimlmError
-from simlm_cli.index import DENSE_KIND, META_FILE, read_meta
+from simlm_cli.index import DENSE_KIND, META_FILE, SearchBackend, read_meta
 from simlm_cli.index.dense import DenseIndex, MergedDenseIndex, missing_shards
 from simlm_cli.io.qrels import QrelsFormat, read_qrels
 from simlm_cli.models.settings import EncoderSettings, validate_settings
@@ -70,8 +70,37 @@ def open_dense(indexes: list[str], gpu: bool = False) -> DenseIndex | MergedDens
     return parts[0] if len(parts) == 1 else MergedDenseIndex(parts)
 
 
+def choose_search_backend(
+    index: DenseIndex | MergedDenseIndex, backend: SearchBackend, device: str, gpu: bool, shard_rows: int | None
+) -> SearchBackend:
+    """Set `index` up to be searched by `backend` on `device` (the query encoder's, resolved) and return which
+    backend that is: auto is torch on CUDA for flat indexes, unless --gpu asks for faiss-gpu; faiss otherwise.
+    Called before the query encoder is loaded, so that a refusal comes first and alone."""
+    parts = getattr(index, "parts", [index])
+    if backend is SearchBackend.auto:
+        torch_fits = device.startswith("cuda") and not gpu and all(part.flat for part in parts)
+        backend = SearchBackend.torch if torch_fits else SearchBackend.faiss
+    if backend is SearchBackend.faiss:
+        if shard_rows is not None:
+            raise SimlmError("--search-shard-rows applies to --search-backend torch; faiss searches whole indexes")
+        return backend
+    if gpu:
+        raise SimlmError("--search-backend torch and --gpu (faiss-gpu) exclude each other: give one of them")
+    searches = [part.use_torch(device, shard_rows) for part in parts]
+    each = f" (each of {len(parts)} parts)" if len(parts) > 1 else ""
+    info(f"searching with {searches[0].describe()}{each}")
+    return backend
+
+
+def refuse_dense_search_options(index: str, backend: SearchBackend, shard_rows: int | None) -> None:
+    """--search-backend torch and --search-shard-rows say how to search a dense index; a BM25 one ignores neither."""
+    if backend is SearchBackend.torch or shard_rows is not None:
+        flag = "--search-backend torch" if backend is SearchBackend.torch else "--search-shard-rows"
+        raise SimlmError(f"{flag} applies to dense indexes; {index} is a BM25 index")
+
+
 def query_encoder(
-    index: DenseIndex | MergedDenseIndex, model: str | None, device: str, precision: Precision, batch_size: int | None
+    index: DenseIndex | MergedDenseIndex, model: str | None, runtime: Runtime, batch_size: int | None
 ) -> Any:
     """The encoder the index was built with (its recorded settings; `model` overrides the model only), at the
     precision asked for: an index of int8 passage vectors does not make the queries int8."""
@@ -81,7 +110,6 @@ def query_encoder(
     if model:
         settings = replace(settings, model=model, source="--model")
     validate_settings(settings)
-    runtime = resolve_runtime(device, precision)
     encoder = Encoder(settings, runtime, batch_size=batch_size)
     index.check_query_dim(encoder.dim)  # before any query is encoded
     built = index.meta.get("precision") or "unrecorded"

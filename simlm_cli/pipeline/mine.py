@@ -33,10 +33,10 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 from simlm_cli.console import info
-from simlm_cli.device import Precision
+from simlm_cli.device import Precision, resolve_runtime
 from simlm_cli.dry_run import QUERIES as DRY_RUN_QUERIES
 from simlm_cli.errors import InputError, SimlmError
-from simlm_cli.index import DEFAULT_B, DEFAULT_K1, DEFAULT_THREADS
+from simlm_cli.index import DEFAULT_B, DEFAULT_K1, DEFAULT_THREADS, SearchBackend
 from simlm_cli.index.bm25 import BM25Index
 from simlm_cli.io.corpus import CorpusFormat, iter_corpus
 from simlm_cli.io.files import atomic_output, check_output_file
@@ -44,7 +44,14 @@ from simlm_cli.io.qrels import Qrels, QrelsFormat, read_qrels
 from simlm_cli.io.queries import QueriesFormat, read_queries
 from simlm_cli.io.runs import RunBlock, RunFormat, iter_run_blocks
 from simlm_cli.io.train_file import Candidate, TrainExample, write_example
-from simlm_cli.pipeline.indexes import check_qrels_documents, is_dense_set, open_dense, query_encoder
+from simlm_cli.pipeline.indexes import (
+    check_qrels_documents,
+    choose_search_backend,
+    is_dense_set,
+    open_dense,
+    query_encoder,
+    refuse_dense_search_options,
+)
 
 INDEX_BATCH = 256  # queries searched together with --index: bounds the results held at once
 
@@ -74,6 +81,8 @@ class MineConfig:
     device: str = "auto"
     precision: Precision = Precision.auto
     batch_size: int | None = None
+    search_backend: SearchBackend = SearchBackend.auto
+    search_shard_rows: int | None = None
     k1: float = DEFAULT_K1
     b: float = DEFAULT_B
     teacher: bool = False  # every candidate gets a score (a teacher for `simlm distill`): see Miner.mine
@@ -285,10 +294,13 @@ def index_candidates(config: MineConfig, queries: list[tuple[str, str]]) -> tupl
     need_ids = config.random_negatives > 0 and not config.corpus
     if is_dense_set(config.index):
         index = open_dense(config.index)
-        encoder = query_encoder(index, config.model, config.device, config.precision, config.batch_size)
+        runtime = resolve_runtime(config.device, config.precision)
+        choose_search_backend(index, config.search_backend, runtime.device, False, config.search_shard_rows)
+        encoder = query_encoder(index, config.model, runtime, config.batch_size)
         _warn_unindexed(config, set(index.docids.tolist()).__contains__, index.meta.get("dry_run", False))
         ids = index.docids.tolist() if need_ids else None
         return _dense_blocks(index, encoder, queries, config.depth), ids
+    refuse_dense_search_options(config.index[0], config.search_backend, config.search_shard_rows)
     index = BM25Index(config.index[0])
     _warn_unindexed(config, index.contains)
     return _bm25_blocks(index, config, queries), _lucene_ids(index) if need_ids else None

@@ -10,16 +10,23 @@ from dataclasses import dataclass
 from typing import Any
 
 from simlm_cli.console import info, progress
-from simlm_cli.device import Precision
+from simlm_cli.device import Precision, resolve_runtime
 from simlm_cli.dry_run import QUERIES as DRY_RUN_QUERIES
 from simlm_cli.errors import InputError
-from simlm_cli.index import DEFAULT_B, DEFAULT_K1, DEFAULT_THREADS
+from simlm_cli.index import DEFAULT_B, DEFAULT_K1, DEFAULT_THREADS, SearchBackend
 from simlm_cli.index.bm25 import BM25Index
 from simlm_cli.io.files import check_output_file
 from simlm_cli.io.qrels import QrelsFormat, read_qrels
 from simlm_cli.io.queries import QueriesFormat, read_queries
 from simlm_cli.io.runs import RunFormat, write_run
-from simlm_cli.pipeline.indexes import check_qrels_documents, is_dense_set, open_dense, query_encoder
+from simlm_cli.pipeline.indexes import (
+    check_qrels_documents,
+    choose_search_backend,
+    is_dense_set,
+    open_dense,
+    query_encoder,
+    refuse_dense_search_options,
+)
 
 QUERY_BLOCK = 4096  # queries encoded together; bounds memory for large query sets
 # Queries per faiss call: writing one block overlaps searching the next; smaller blocks cost GEMM speed.
@@ -40,6 +47,8 @@ class SearchConfig:
     precision: Precision = Precision.auto
     batch_size: int | None = None
     gpu: bool = False
+    search_backend: SearchBackend = SearchBackend.auto
+    search_shard_rows: int | None = None  # torch backend: rows scored at a time (default: from free memory)
     nprobe: int | None = None
     ef_search: int | None = None
     k1: float = DEFAULT_K1
@@ -91,7 +100,9 @@ def _dense_rankings(config: SearchConfig, queries: dict[str, str], advance: Call
     index = open_dense(config.index, gpu=config.gpu)
     index.set_search_params(ef_search=config.ef_search, nprobe=config.nprobe)
     _check_qrels(config, set(index.docids.tolist()).__contains__, index.meta.get("dry_run", False))
-    encoder = query_encoder(index, config.model, config.device, config.precision, config.batch_size)
+    runtime = resolve_runtime(config.device, config.precision)
+    choose_search_backend(index, config.search_backend, runtime.device, config.gpu, config.search_shard_rows)
+    encoder = query_encoder(index, config.model, runtime, config.batch_size)
     qids = list(queries)
     for start in range(0, len(qids), QUERY_BLOCK):
         block = qids[start : start + QUERY_BLOCK]
@@ -118,6 +129,7 @@ def search_overlapped(
 
 
 def _bm25_rankings(config: SearchConfig, queries: dict[str, str], advance: Callable[[int], None]) -> Iterator[tuple]:
+    refuse_dense_search_options(config.index[0], config.search_backend, config.search_shard_rows)
     index = BM25Index(config.index[0])
     _check_qrels(config, index.contains)
     qids = list(queries)

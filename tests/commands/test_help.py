@@ -116,3 +116,24 @@ def test_an_objectives_own_options_are_whole_at_80_columns() -> None:
     assert max(len(line) for line in result.output.splitlines()) <= 80
     for option in load_objective("rlm").options:
         assert f"--{option.name}" in result.output.split(), option.name
+
+
+HEAVY = ("torch", "transformers", "faiss", "pyserini", "openvino", "matplotlib", "numpy")
+
+
+@pytest.mark.parametrize("args", [["--help"], ["encode", "--help"], ["search", "--help"], ["fuse", "--help"]])
+def test_help_loads_no_heavy_library(args) -> None:
+    """`simlm ... --help` (and argument parsing) loads none of the libraries the work needs (issue 25, item 3):
+    torch and transformers cost ~4.5 s of a 10-passage encode's ~5 s here; numpy was a quarter of --help's."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from simlm_cli.cli import app\n"
+        f"try: app(prog_name='simlm', args={args!r})\n"
+        "except SystemExit: pass\n"
+        f"print(' '.join(m for m in {HEAVY!r} if m in sys.modules))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=cli_env(), timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[-1] == "", f"loaded by {args}: {done.stdout.splitlines()[-1]}"
