@@ -235,6 +235,18 @@ def tiny_st_legacy_dir(tmp_path_factory: pytest.TempPathFactory, tiny_st_dir: Pa
 # --------------------------------------------------------------------------------------------------------------
 # Running the CLI
 # --------------------------------------------------------------------------------------------------------------
+def run_main(monkeypatch, capfd, *args: object) -> tuple[int, str]:
+    """`simlm ARGS` through the real entry point, in this process: (exit code, stderr)."""
+    from simlm_cli.cli import main
+
+    monkeypatch.setattr(sys, "argv", ["simlm", *map(str, args)])
+    capfd.readouterr()
+    with pytest.raises(SystemExit) as caught:
+        main()
+        raise SystemExit(0)
+    return caught.value.code, capfd.readouterr().err
+
+
 def cli_env() -> dict[str, str]:
     env = dict(os.environ)
     env.update(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", TOKENIZERS_PARALLELISM="false")

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 import threading
 from pathlib import Path
 
@@ -21,6 +20,7 @@ from simlm_cli.errors import SimlmError
 from simlm_cli.index import DENSE_KIND
 from simlm_cli.io.files import check_not_an_input, check_output_file
 from tests.conftest import SIMLM, cli_env
+from tests.conftest import run_main as simlm
 
 RUN = "q1 Q0 d1 1 2.0 a\nq1 Q0 d2 2 1.0 a\nq2 Q0 d2 1 3.0 a\nq2 Q0 d1 2 0.5 a\n"
 RUN_B = "q1 Q0 d2 1 5.0 b\nq1 Q0 d1 2 4.0 b\nq2 Q0 d1 1 1.0 b\nq2 Q0 d2 2 0.1 b\n"
@@ -42,18 +42,6 @@ def files(tmp_path: Path) -> dict[str, Path]:
     for name, text in content.items():
         (tmp_path / name).write_text(text, encoding="utf-8")
     return {name: tmp_path / name for name in content}
-
-
-def simlm(monkeypatch, capfd, *args: object) -> tuple[int, str]:
-    """`simlm ARGS` through the real entry point: (exit code, stderr)."""
-    from simlm_cli.cli import main
-
-    monkeypatch.setattr(sys, "argv", ["simlm", *map(str, args)])
-    capfd.readouterr()
-    with pytest.raises(SystemExit) as caught:
-        main()
-        raise SystemExit(0)
-    return caught.value.code, capfd.readouterr().err
 
 
 def snapshot(directory: Path) -> dict[str, bytes]:

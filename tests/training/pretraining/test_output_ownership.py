@@ -6,13 +6,13 @@ marker is refused even with --overwrite. For every trainer: pretrain, train, dis
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import pytest
 
 from simlm_cli.errors import SimlmError
 from simlm_cli.training.run_dir import RUN_MARKER, check_train_output, read_marker
+from tests.conftest import run_main as simlm
 
 from .test_trainer import _log, _trainer
 
@@ -22,18 +22,6 @@ TRAINERS = {
     "rerank-train": ["rerank", "train"],
     "pretrain": ["pretrain", "--objective", "mlm"],
 }
-
-
-def simlm(monkeypatch, capfd, *args: object) -> tuple[int, str]:
-    """`simlm ARGS` through the real entry point: (exit code, stderr)."""
-    from simlm_cli.cli import main
-
-    monkeypatch.setattr(sys, "argv", ["simlm", *map(str, args)])
-    capfd.readouterr()
-    with pytest.raises(SystemExit) as caught:
-        main()
-        raise SystemExit(0)
-    return caught.value.code, capfd.readouterr().err
 
 
 def snapshot(directory: Path) -> dict[str, bytes | None]:
