@@ -50,15 +50,28 @@ def _run(command: str, model: Path, precision: str, output: Path, files, corpus)
     elif command == "rerank":
         config = TrainConfig(objective="rerank", train_file=str(train_file), max_length=64, **common)
         train_reranker(train_file, config, group_size=3, log=quiet)
-    else:  # RLM, its generator the same checkpoint: both are loaded from it
+    else:  # RLM, its generator the same checkpoint with an MLM head, stored in the same dtype: both load from it
         from transformers import AutoTokenizer
 
         cls = load_objective("rlm")
-        values = resolve_options(cls, [("generator", str(model))])
+        generator = _with_mlm_head(model, output.parent / f"{output.name}-generator")
+        values = resolve_options(cls, [("generator", str(generator))])
         config = TrainConfig(objective="rlm", objective_options=values, max_length=32, **common)
         build = lambda path, tok, log: cls(path, tok, values, log)  # noqa: E731
         Trainer(config, build, AutoTokenizer.from_pretrained(model), str(model), log=quiet).run()
     return [json.loads(line)["loss"] for line in (output / "train_log.jsonl").read_text().splitlines()]
+
+
+def _with_mlm_head(model: Path, directory: Path) -> Path:
+    """`model` as a masked LM stored in `model`'s own dtype (a generator needs an MLM head, and the tiny BERT has
+    none). The head is drawn from a fixed seed, so the fp32 and the half-precision runs get the same one (rounded)."""
+    from transformers import AutoTokenizer, BertForMaskedLM
+
+    torch.manual_seed(0)
+    masked_lm = BertForMaskedLM.from_pretrained(model, dtype=torch.float32)
+    masked_lm.to(getattr(torch, _stored_dtype(model))).save_pretrained(directory)
+    AutoTokenizer.from_pretrained(model).save_pretrained(directory)
+    return directory
 
 
 @pytest.fixture(scope="module")
