@@ -99,3 +99,20 @@ def batch_of(tokenizer, texts: list[str]):
     from simlm_cli.training.pretraining.data import tokenize
 
     return dict(tokenize(tokenizer, texts, 48))
+
+
+@pytest.fixture(scope="module")
+def app():
+    """The `pretrain` command alone in a Typer app (what CliRunner invokes in these tests)."""
+    import typer
+
+    from simlm_cli.commands import pretrain
+
+    application = typer.Typer(pretty_exceptions_enable=False)
+    pretrain.register(application)
+
+    @application.callback()
+    def _root() -> None:
+        pass
+
+    return application

@@ -9,7 +9,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-import typer
 from typer.testing import CliRunner
 
 from simlm_cli.errors import SimlmError
@@ -19,20 +18,6 @@ from simlm_cli.training.trainer import TrainConfig, Trainer
 from .conftest import batch_of, make_objective
 
 SETTINGS = ["--batch-size", "8", "--max-length", "32", "--log-steps", "1", "--device", "cpu", "--save-steps", "100"]
-
-
-@pytest.fixture(scope="module")
-def app():
-    from simlm_cli.commands import pretrain
-
-    application = typer.Typer(pretty_exceptions_enable=False)
-    pretrain.register(application)
-
-    @application.callback()
-    def _root() -> None:
-        pass
-
-    return application
 
 
 def _pretrain(app, model: Path, corpus: Path, output: Path, *extra: str) -> Path:

@@ -132,22 +132,6 @@ def test_corpus_without_text_is_a_one_line_error(tiny_model, tmp_path):
 
 
 # -- the command ---------------------------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def app():
-    import typer
-
-    from simlm_cli.commands import pretrain
-
-    application = typer.Typer(pretty_exceptions_enable=False)
-    pretrain.register(application)
-
-    @application.callback()
-    def _root() -> None:
-        pass
-
-    return application
-
-
 def test_cli_lists_objectives(app):
     result = CliRunner().invoke(app, ["pretrain", "--list-objectives"])
     assert result.exit_code == 0, result.output
