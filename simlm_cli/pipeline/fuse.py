@@ -1,40 +1,16 @@
 """`simlm fuse`: two or more runs -> one run, by reciprocal-rank fusion or score interpolation, with weights given
 or tuned on training queries.
 
-Methods (for one query; `rank` is a document's 1-based position in its run after ordering by score, best first,
-as `iter_run_blocks` orders a block and trec_eval ranks it; MS MARCO runs carry ranks only, and their score is
--rank):
-- `rrf`: score = sum over runs of w_i / (rrf_k + rank_i); a run that did not retrieve the document adds 0.
-- `interpolate`: score = sum over runs of w_i * norm_i(score_i), normalised per query and per run:
-  - `minmax`: (s - min) / (max - min), so the run's best document gets 1 and its last 0;
-  - `zscore`: (s - mean) / std over the documents the run returned for the query;
-  - `none`: the raw scores.
-  A document that a run did not retrieve gets that run's normalised *minimum* for the query (0 with min-max): the
-  run ranked it below everything it returned, so it can at best tie with the run's last document. A run that
-  returned equal scores for every document of a query (or a single document) says nothing about their order:
-  min-max and z-score give all of them 0, and so the missing documents too. A query that a run does not hold at
-  all gets nothing from that run.
-Both methods are linear in the weights: each run's per-query contribution is computed once ("unit" scores) and a
-weight vector only scales and sums them, which is what makes the tuning grid cheap. Scaling every weight by the
-same positive factor does not change the ranking; the default weights are 1 each (the classic RRF score).
-Ties in the fused score keep the order in which documents first appear (run 1's ranking, then run 2's new
-documents, ...).
+The arithmetic (RRF, min-max / z-score interpolation, the weight grid) is `simlm_cli.pipeline.fusion`; the runs are
+streamed side by side by `simlm_cli.io.runs.iter_aligned`, one query's block of each run at a time (each run must
+keep a query's lines together, as `iter_run_blocks` requires); the tuning table and JSON report are
+`simlm_cli.pipeline.fuse_report`.
 
 Tuning (`tune_weights`): the training runs (one per run to fuse, same order) are fused for every weight vector of a
 grid over the simplex (2 runs: w = 0.00, 0.05, ..., 1.00 for the first and 1 - w for the second; more runs: a
 coarser grid, `grid_points`), each fused run is cut to the output depth and scored with `simlm_cli.eval.metrics`
 on the queries judged in the tuning qrels that the training runs hold; the best wins (ties: the vector nearest to
 equal weights, then the first in grid order). No other qrels are read: the command has no way to name them.
-
-Reading: the runs are streamed in lockstep with `iter_run_blocks`, one query's block of each run at a time.
-Runs written by `simlm search` over the same queries list them in the same order, so a query is fused as soon as
-every run has yielded its block and memory holds a few blocks. Runs in different orders are still correct: a
-block waits in memory until its query's block has come from every run (or a run has ended without it), so the
-worst case (opposite orders) holds whole runs as blocks, still well under reading them whole into dicts; this
-keeps the common case small without asking users to sort. Each run must keep a query's lines together, as
-`iter_run_blocks` requires (its error names the line otherwise). Measured on 2 runs of 7,000 queries x 1,000
-documents (250 MB each, min-max): peak RSS 58 MiB in the same order (35 s on a busy 2-core machine), 444 MiB
-with the second run's queries shuffled (34 s); reading both whole with `read_run` takes 1.6 GiB.
 
 Why not `pyserini.fusion` (1.6, installed): it offers RRF (no weights), 2-run interpolation of raw scores,
 average, and min-max "normalize" (no weights; a query whose scores are all equal gets 1s), over whole runs read
@@ -46,23 +22,20 @@ query over this package's own streaming reader (one-line errors with file and li
 
 from __future__ import annotations
 
-import itertools
-import json
 import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 
 from simlm_cli.errors import SimlmError
 from simlm_cli.io.files import check_output_file, is_stdout
 from simlm_cli.io.qrels import QrelsFormat
-from simlm_cli.io.runs import RunBlock, RunFormat, iter_run_blocks
+from simlm_cli.io.runs import RunBlock, RunFormat, iter_aligned
 from simlm_cli.pipeline.fuse_options import FUSE_TAG, FuseMethod, Norm
+from simlm_cli.pipeline.fuse_report import render_grid, report_path, write_report
+from simlm_cli.pipeline.fusion import best_weights, default_step, grid_points, top_k, unit_scores
 
-TWO_RUN_STEP = 0.05  # the 2-run grid: 21 points
-EPSILON = 1e-12  # metric values closer than this are ties
 MAX_GRID = 5000  # weight vectors a --grid-step may ask for (each is one evaluation of the tuning queries)
 
 
@@ -143,81 +116,7 @@ def check_config(config: FuseConfig) -> None:
         config.metric = parse_metric(config.metric).name  # lower case: the report's key, as evaluate's JSON
 
 
-# -- one query ----------------------------------------------------------------------------------------------------
-def _normalise(scores: np.ndarray, norm: Norm) -> np.ndarray:
-    if norm is Norm.none:
-        return scores
-    if norm is Norm.minmax:
-        low, span = scores.min(), scores.max() - scores.min()
-        return (scores - low) / span if span > 0 else np.zeros_like(scores)
-    std = scores.std()
-    return (scores - scores.mean()) / std if std > 0 else np.zeros_like(scores)
-
-
-def unit_scores(
-    blocks: Sequence[RunBlock | None], method: FuseMethod, norm: Norm, rrf_k: float
-) -> tuple[list[str], np.ndarray]:
-    """One query's documents (the union of the runs', in order of first appearance) and a (runs x documents)
-    matrix of each run's contribution at weight 1; the fused scores are `weights @ matrix`."""
-    index: dict[str, int] = {}
-    for block in blocks:
-        if block is not None:
-            for docid in block.docids:
-                index.setdefault(docid, len(index))
-    matrix = np.zeros((len(blocks), len(index)), dtype=np.float64)
-    for row, block in enumerate(blocks):
-        if block is None:
-            continue  # the run does not hold the query: it adds nothing
-        positions = np.fromiter((index[d] for d in block.docids), dtype=np.int64, count=len(block.docids))
-        ranks = np.arange(1, len(block.docids) + 1, dtype=np.float64)
-        if method is FuseMethod.rrf:
-            matrix[row, positions] = 1.0 / (rrf_k + ranks)
-            continue
-        raw = np.asarray(block.scores, dtype=np.float64) if block.scores is not None else -ranks  # MS MARCO: -rank
-        normalised = _normalise(raw, norm)
-        # Missing documents get the run's minimum, for z-score too: filling them with 0 (the mean) would put a
-        # document the run did not retrieve above the half of its ranking that scored below the mean, i.e.
-        # reward absence. The minimum says what the run does say: it ranked the document below all it returned.
-        matrix[row, :] = normalised.min()
-        matrix[row, positions] = normalised
-    return list(index), matrix
-
-
-def top_k(docids: list[str], scores: np.ndarray, k: int) -> tuple[list[str], list[float]]:
-    """The best k, ties in order of first appearance (a stable sort)."""
-    order = np.argsort(-scores, kind="stable")[:k]
-    return [docids[i] for i in order], scores[order].tolist()
-
-
-# -- reading runs in lockstep --------------------------------------------------------------------------------------
-def iter_aligned(paths: Sequence[str], fmt: RunFormat = RunFormat.auto) -> Iterator[tuple[str, list[RunBlock | None]]]:
-    """(qid, one block per run or None where the run lacks the query), streaming the runs side by side.
-
-    A query is yielded once every run has yielded its block or ended; blocks of queries that other runs have not
-    reached yet wait in memory (none, when the runs list queries in the same order)."""
-    streams: list[Iterator[RunBlock] | None] = [iter_run_blocks(path, fmt) for path in paths]
-    waiting: dict[str, list[RunBlock | None]] = {}  # qid -> blocks so far, in order of first appearance
-
-    def complete(blocks: list[RunBlock | None]) -> bool:
-        return all(block is not None or stream is None for block, stream in zip(blocks, streams))
-
-    while any(stream is not None for stream in streams):
-        for i, stream in enumerate(streams):
-            if stream is None:
-                continue
-            block = next(stream, None)
-            if block is None:
-                streams[i] = None
-                candidates = list(waiting)  # a run ended: any waiting query may now have all it will get
-            else:
-                block.lines = []  # line numbers serve the reader's errors only; a waiting block need not hold them
-                waiting.setdefault(block.qid, [None] * len(paths))[i] = block
-                candidates = [block.qid]
-            for qid in candidates:
-                if complete(waiting[qid]):
-                    yield qid, waiting.pop(qid)
-
-
+# -- fusing -------------------------------------------------------------------------------------------------------
 def iter_cut(
     paths: Sequence[str], fmt: RunFormat, depth: int | None, depths: list[int]
 ) -> Iterator[tuple[str, list[RunBlock | None]]]:
@@ -228,8 +127,7 @@ def iter_cut(
             if block is None:
                 continue
             if depth is not None and len(block.docids) > depth:
-                scores = block.scores[:depth] if block.scores is not None else None
-                blocks[i] = block = RunBlock(block.qid, block.docids[:depth], scores, block.line)
+                blocks[i] = block = block.top(depth)
             depths[i] = max(depths[i], len(block.docids))
         yield qid, blocks
 
@@ -245,25 +143,6 @@ def fuse_rankings(
 
 
 # -- tuning -------------------------------------------------------------------------------------------------------
-def default_step(runs: int) -> float:
-    """Grid steps that keep the grid near 100 points or fewer: 21 (2 runs), 66 (3), 56 / 126 (4 / 5), 84+ (6+)."""
-    return {2: TWO_RUN_STEP, 3: 0.1, 4: 0.2, 5: 0.2}.get(runs, 0.25 if runs <= 7 else 0.5)
-
-
-def grid_points(runs: int, step: float) -> list[list[float]]:
-    """Every weight vector of non-negative multiples of `step` summing to 1, the first run's weight rising first
-    (2 runs: 0.00/1.00, 0.05/0.95, ..., 1.00/0.00)."""
-    parts = round(1 / step)
-    if parts < 1 or abs(parts * step - 1) > 1e-9:
-        raise SimlmError(f"--grid-step {step}: 1 must be a whole number of steps (e.g. 0.05, 0.1, 0.25)")
-    points = []
-    for cuts in itertools.combinations(range(parts + runs - 1), runs - 1):  # stars and bars
-        bounds = (-1, *cuts, parts + runs - 1)
-        counts = [bounds[i + 1] - bounds[i] - 1 for i in range(runs)]
-        points.append([round(c / parts, 10) for c in counts])
-    return points
-
-
 def tune_weights(config: FuseConfig, grid: list[list[float]] | None = None) -> TuneResult:
     """The grid's best weight vector on `config.tune_on`, fusing the training runs (`tune_runs`, else `runs`)."""
     from simlm_cli.eval.metrics import evaluate, parse_metric
@@ -291,61 +170,8 @@ def tune_weights(config: FuseConfig, grid: list[list[float]] | None = None) -> T
             run[qid] = dict(zip(ids, scores))
         means, _ = evaluate(judged, run, [metric], config.relevance_level)
         results.append((weights, means[metric.name]))
-    equal = np.full(len(paths), 1 / len(paths))
-    best_value = max(value for _, value in results)
-    ties = [(w, v) for w, v in results if v >= best_value - EPSILON]
-    best = min(ties, key=lambda item: float(np.linalg.norm(np.asarray(item[0]) - equal)))  # min is stable
+    best = best_weights(results)
     return TuneResult(weights=list(best[0]), value=best[1], queries=len(units), grid=results, depths=depths)
-
-
-def render_grid(result: TuneResult, names: Sequence[str], metric: str) -> None:
-    from rich.markup import escape
-    from rich.table import Table
-
-    from simlm_cli.console import console
-
-    table = Table(title=f"{metric} on {result.queries} tuning queries")
-    for number, name in enumerate(names, 1):
-        table.add_column(escape(f"w{number} {Path(name).name}"), justify="right")
-    table.add_column(escape(metric), justify="right")
-    for weights, value in result.grid:
-        best = weights == result.weights
-        cells = [f"{w:.2f}" for w in weights] + [f"{value:.4f}"]
-        table.add_row(*cells, style="bold green" if best else None)
-    console.print(table)
-
-
-def report_path(config: FuseConfig) -> str | None:
-    if config.tune_report:
-        return config.tune_report
-    if config.tune_on and config.output:
-        return f"{config.output}.fuse.json"
-    return None
-
-
-def write_report(path: str, config: FuseConfig, weights: Sequence[float], tuned: TuneResult | None) -> None:
-    from simlm_cli.io.files import atomic_output
-
-    report: dict = {
-        "runs": list(config.runs),
-        "method": config.method.value,
-        "norm": (config.norm or Norm.minmax).value if config.method is FuseMethod.interpolate else None,
-        "rrf_k": config.rrf_k if config.method is FuseMethod.rrf else None,
-        "k": config.k,
-        "depth": config.depth,
-        "weights": list(weights),
-    }
-    if tuned is not None:
-        report.update(
-            tune_on=config.tune_on,
-            tune_runs=list(config.tune_runs or config.runs),
-            metric=config.metric,
-            tuning_queries=tuned.queries,
-            best=round(tuned.value, 6),
-            grid=[{"weights": w, config.metric: round(v, 6)} for w, v in tuned.grid],
-        )
-    with atomic_output(path) as handle:
-        handle.write(json.dumps(report, indent=2) + "\n")
 
 
 # -- the command --------------------------------------------------------------------------------------------------

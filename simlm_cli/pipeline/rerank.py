@@ -65,7 +65,7 @@ def _checked_blocks(
             return
         if block.qid not in queries:
             raise InputError(c.run, f"query {block.qid!r} is not in {c.queries}", line=block.line)
-        top = RunBlock(block.qid, block.docids[: c.depth], None, block.line, block.lines[: c.depth])
+        top = block.top(c.depth)
         for docid, lineno in zip(top.docids, top.lines):
             if docid not in passages:
                 raise InputError(c.run, f"document {docid!r} is not in the corpus {c.corpus}", line=lineno)

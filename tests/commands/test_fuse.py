@@ -11,16 +11,9 @@ import pytest
 
 from simlm_cli.errors import SimlmError
 from simlm_cli.io import files
-from simlm_cli.io.runs import read_run
-from simlm_cli.pipeline.fuse import (
-    FuseConfig,
-    FuseMethod,
-    Norm,
-    grid_points,
-    iter_aligned,
-    run_fuse,
-    tune_weights,
-)
+from simlm_cli.io.runs import iter_aligned, read_run
+from simlm_cli.pipeline.fuse import FuseConfig, FuseMethod, Norm, run_fuse, tune_weights
+from simlm_cli.pipeline.fusion import grid_points
 
 # Run A (TREC) ranks a > b > c for q1; run B (TREC) ranks c > d for q1. q2: A has e only, B has f only.
 RUN_A = {"q1": [("a", 3.0), ("b", 2.0), ("c", 1.0)], "q2": [("e", 7.0)]}
