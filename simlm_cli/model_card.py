@@ -16,6 +16,7 @@ import os
 import re
 import shlex
 import sys
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -34,34 +35,86 @@ BEIR = {
 _METRIC_NAMES = {"ndcg": "nDCG", "mrr": "MRR", "recall": "Recall", "r": "Recall", "map": "MAP", "p": "P"}
 
 
-def _kind(objective: str) -> dict[str, Any]:
-    """What a run of `objective` produced, and how the Hub and its users should treat it."""
-    if objective in ("train", "distill"):
-        return {
-            "what": "bi-encoder retriever" + (" (distilled)" if objective == "distill" else ""),
-            "command": f"simlm {objective}",
-            "library_name": "sentence-transformers",
-            "pipeline_tag": "sentence-similarity",
-            "tags": ["sentence-transformers", "feature-extraction", "dense-retrieval", "simlm"],
-            "task": "retrieval",
-        }
-    if objective == "rerank":
-        return {
-            "what": "cross-encoder re-ranker",
-            "command": "simlm rerank train",
-            "library_name": "sentence-transformers",
-            "pipeline_tag": "text-ranking",
-            "tags": ["sentence-transformers", "cross-encoder", "reranker", "simlm"],
-            "task": "reranking",
-        }
-    return {
-        "what": f"encoder pretrained with the {objective} objective",
-        "command": "simlm pretrain",
-        "library_name": "transformers",
-        "pipeline_tag": "feature-extraction",
-        "tags": ["simlm", "retrieval-pretraining", objective],
-        "task": "retrieval",
-    }
+@dataclass(frozen=True)
+class CardKind:
+    """What a kind of training produces and how the Hub and its users should treat it. Every objective declares
+    its kind (`card_kind`); the card follows that, not the objective's name. In `what`, `command` and `tags`,
+    "{objective}" stands for the objective's name; in `usage`, "{name}" for the model's directory or Hub id."""
+
+    what: str
+    command: str
+    library_name: str
+    pipeline_tag: str
+    tags: tuple[str, ...]
+    usage: str
+
+    def noted(self, note: str) -> CardKind:
+        """The same kind with `note` appended to what it is, e.g. " (distilled)"."""
+        return replace(self, what=self.what + note)
+
+    def named(self, objective: str) -> CardKind:
+        return replace(
+            self,
+            what=self.what.format(objective=objective),
+            command=self.command.format(objective=objective),
+            tags=tuple(tag.format(objective=objective) for tag in self.tags),
+        )
+
+
+RETRIEVER_CARD = CardKind(
+    what="bi-encoder retriever",
+    command="simlm {objective}",
+    library_name="sentence-transformers",
+    pipeline_tag="sentence-similarity",
+    tags=("sentence-transformers", "feature-extraction", "dense-retrieval", "simlm"),
+    usage=(
+        "```bash\n"
+        "simlm encode --model {name} --corpus corpus.jsonl | simlm index --output idx\n"
+        "simlm search --index idx --queries queries.jsonl --model {name} --output run.trec\n"
+        "```\n\n"
+        "```python\n"
+        "from sentence_transformers import SentenceTransformer\n\n"
+        'model = SentenceTransformer("{name}")\n'
+        'queries = model.encode(["what causes fever?"])  # same vectors as `simlm encode`\n'
+        "```\n"
+    ),
+)
+RERANKER_CARD = CardKind(
+    what="cross-encoder re-ranker",
+    command="simlm rerank train",
+    library_name="sentence-transformers",
+    pipeline_tag="text-ranking",
+    tags=("sentence-transformers", "cross-encoder", "reranker", "simlm"),
+    usage=(
+        "```bash\n"
+        "simlm rerank run --model {name} --run run.trec --queries queries.jsonl --corpus corpus.jsonl "
+        "--output reranked.trec\n"
+        "```\n\n"
+        "```python\n"
+        "from sentence_transformers import CrossEncoder\n\n"
+        'model = CrossEncoder("{name}")\n'
+        'scores = model.predict([("what causes fever?", "Fever is caused by ...")])\n'
+        "```\n"
+    ),
+)
+PRETRAINED_CARD = CardKind(
+    what="encoder pretrained with the {objective} objective",
+    command="simlm pretrain",
+    library_name="transformers",
+    pipeline_tag="feature-extraction",
+    tags=("simlm", "retrieval-pretraining", "{objective}"),
+    usage=(
+        "Fine-tune it into a retriever (`simlm mine`, then `simlm train`):\n\n"
+        "```bash\n"
+        "simlm train --model {name} --train-file train.jsonl --corpus corpus.jsonl --output retriever\n"
+        "```\n\n"
+        "```python\n"
+        "from transformers import AutoModel, AutoTokenizer\n\n"
+        'model = AutoModel.from_pretrained("{name}")\n'
+        'tokenizer = AutoTokenizer.from_pretrained("{name}")\n'
+        "```\n"
+    ),
+)
 
 
 def _is_hub_id(model: str | None) -> bool:
@@ -111,54 +164,19 @@ def _losses(records: list[dict[str, Any]]) -> str | None:
     return f"loss {l0:.4f} at step {s0} -> {l1:.4f} at step {s1}"
 
 
-def _usage(kind: dict[str, Any], name: str) -> str:
-    if kind["pipeline_tag"] == "sentence-similarity":
-        return (
-            "```bash\n"
-            f"simlm encode --model {name} --corpus corpus.jsonl | simlm index --output idx\n"
-            f"simlm search --index idx --queries queries.jsonl --model {name} --output run.trec\n"
-            "```\n\n"
-            "```python\n"
-            "from sentence_transformers import SentenceTransformer\n\n"
-            f'model = SentenceTransformer("{name}")\n'
-            'queries = model.encode(["what causes fever?"])  # same vectors as `simlm encode`\n'
-            "```\n"
-        )
-    if kind["pipeline_tag"] == "text-ranking":
-        return (
-            "```bash\n"
-            f"simlm rerank run --model {name} --run run.trec --queries queries.jsonl --corpus corpus.jsonl "
-            "--output reranked.trec\n"
-            "```\n\n"
-            "```python\n"
-            "from sentence_transformers import CrossEncoder\n\n"
-            f'model = CrossEncoder("{name}")\n'
-            'scores = model.predict([("what causes fever?", "Fever is caused by ...")])\n'
-            "```\n"
-        )
-    return (
-        "Fine-tune it into a retriever (`simlm mine`, then `simlm train`):\n\n"
-        "```bash\n"
-        f"simlm train --model {name} --train-file train.jsonl --corpus corpus.jsonl --output retriever\n"
-        "```\n\n"
-        "```python\n"
-        "from transformers import AutoModel, AutoTokenizer\n\n"
-        f'model = AutoModel.from_pretrained("{name}")\n'
-        f'tokenizer = AutoTokenizer.from_pretrained("{name}")\n'
-        "```\n"
-    )
-
-
-def training_card(config: Any, records: list[dict[str, Any]], name: str, argv: list[str] | None = None) -> str:
-    """The card of a finished training run (`config`: the trainer's TrainConfig; `records`: its log)."""
+def training_card(
+    config: Any, kind: CardKind, records: list[dict[str, Any]], name: str, argv: list[str] | None = None
+) -> str:
+    """The card of a finished training run (`config`: the trainer's TrainConfig; `kind`: what its objective
+    declares; `records`: its log)."""
     from simlm_cli.models.settings import DEFAULT_MODEL
 
-    kind = _kind(config.objective)
+    kind = kind.named(config.objective)
     base = config.model or DEFAULT_MODEL
     meta: dict[str, Any] = {}
     if _is_hub_id(base):
         meta["base_model"] = base
-    meta.update(library_name=kind["library_name"], pipeline_tag=kind["pipeline_tag"], tags=kind["tags"])
+    meta.update(library_name=kind.library_name, pipeline_tag=kind.pipeline_tag, tags=list(kind.tags))
     datasets = sorted({d for d in (dataset_of(config.corpus),) if d})
     if datasets:
         meta["datasets"] = datasets
@@ -167,7 +185,7 @@ def training_card(config: Any, records: list[dict[str, Any]], name: str, argv: l
     lines = [
         f"# {Path(name).name}",
         "",
-        f"A {kind['what']} trained with [simlm]({REPOSITORY}) (`{kind['command']}`) from `{base}`.",
+        f"A {kind.what} trained with [simlm]({REPOSITORY}) (`{kind.command}`) from `{base}`.",
         "",
         "## Training",
         "",
@@ -182,15 +200,20 @@ def training_card(config: Any, records: list[dict[str, Any]], name: str, argv: l
         lines.append("- Options: " + ", ".join(f"{k}={v}" for k, v in sorted(options.items())))
     if loss := _losses(records):
         lines.append(f"- Loss: {loss}; the curve is `loss.png`, every logged step `train_log.jsonl`")
-    lines += ["", "## Usage", "", _usage(kind, name)]
+    lines += ["", "## Usage", "", kind.usage.format(name=name)]
     return join_card(meta, "\n".join(lines))
 
 
 def write_training_card(
-    directory: Path, config: Any, records: list[dict[str, Any]], name: str, argv: list[str] | None = None
+    directory: Path,
+    config: Any,
+    kind: CardKind,
+    records: list[dict[str, Any]],
+    name: str,
+    argv: list[str] | None = None,
 ) -> Path:
     path = Path(directory) / CARD
-    path.write_text(training_card(config, records, name, argv), encoding="utf-8")
+    path.write_text(training_card(config, kind, records, name, argv), encoding="utf-8")
     return path
 
 

@@ -17,6 +17,7 @@ from simlm_cli.models.loading import load_tokenizer
 from simlm_cli.models.settings import resolve_model_path, resolve_settings
 from simlm_cli.training.finetuning.biencoder import BiEncoderObjective, GroupData, load_groups
 from simlm_cli.training.finetuning.cross_encoder import CrossEncoderObjective, RerankData, usable_examples
+from simlm_cli.training.losses import ContrastiveLoss, DistillationLoss
 from simlm_cli.training.trainer import TrainConfig, Trainer
 
 
@@ -82,9 +83,10 @@ def train_retriever(spec: RetrieverSpec, config: TrainConfig, log: Callable[[str
         return GroupData(examples, passages, tokenizer, settings, spec.negatives, c.seed, teacher_scores=distill)
 
     def build(path: str, tok: Any, _log: Callable[[str], None]) -> BiEncoderObjective:
-        return BiEncoderObjective(
-            path, tok, settings, spec.temperature, spec.loss, spec.alpha, spec.teacher_temperature
-        )
+        loss = ContrastiveLoss(spec.temperature, spec.loss)
+        if distill:
+            loss = DistillationLoss(loss, spec.alpha, spec.teacher_temperature)
+        return BiEncoderObjective(path, tok, settings, loss)
 
     return Trainer(config, build, tokenizer, model_path, log=log, data=data).run()
 

@@ -338,8 +338,8 @@ class Trainer:
             model.save_pretrained(tmp)
             plot_losses(records, tmp / PLOT_FILE)
             write_training_card(
-                tmp, self.config, records, name=self.config.output
-            )  # README.md, after any the model saved
+                tmp, self.config, model.card_kind, records, name=self.config.output
+            )  # README.md, after any the model saved; what the model is, its objective declares
             entries = sorted(tmp.iterdir())
             record_written(output, [entry.name for entry in entries])
             for entry in entries:

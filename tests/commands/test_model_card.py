@@ -10,7 +10,16 @@ import sys
 
 import pytest
 
-from simlm_cli.model_card import add_metrics, command_line, dataset_of, split_card, training_card
+from simlm_cli.model_card import (
+    PRETRAINED_CARD,
+    RERANKER_CARD,
+    RETRIEVER_CARD,
+    add_metrics,
+    command_line,
+    dataset_of,
+    split_card,
+    training_card,
+)
 from simlm_cli.training.trainer import TrainConfig
 from tests.conftest import cli_env, run_cli
 from tests.training.finetuning.test_biencoder import write_train
@@ -95,20 +104,21 @@ def test_a_bad_metrics_file_is_one_line(tmp_path):
 
 
 @pytest.mark.parametrize(
-    "objective, library, tag, usage",
+    "objective, kind, library, tag, usage",
     [
-        ("rerank", "sentence-transformers", "text-ranking", 'CrossEncoder("out/reranker")'),
-        ("distill", "sentence-transformers", "sentence-similarity", 'SentenceTransformer("out/reranker")'),
-        ("rlm", "transformers", "feature-extraction", 'AutoModel.from_pretrained("out/reranker")'),
+        ("rerank", RERANKER_CARD, "sentence-transformers", "text-ranking", 'CrossEncoder("out/reranker")'),
+        ("distill", RETRIEVER_CARD.noted(" (distilled)"), "sentence-transformers", "sentence-similarity",
+         'SentenceTransformer("out/reranker")'),
+        ("rlm", PRETRAINED_CARD, "transformers", "feature-extraction", 'AutoModel.from_pretrained("out/reranker")'),
     ],
-)
-def test_each_trainer_kind_gets_its_own_card(objective, library, tag, usage):
+)  # fmt: skip
+def test_each_trainer_kind_gets_its_own_card(objective, kind, library, tag, usage):
     config = TrainConfig(
         objective=objective, corpus="data/nfcorpus/corpus.jsonl", output="out/reranker", model="bert-base-uncased",
         max_steps=20, batch_size=4, warmup_steps=2, objective_options={"train_file": "t.jsonl", "group_size": 8},
     )  # fmt: skip
     records = [{"step": 1, "loss": 2.5}, {"step": 20, "loss": 1.25}]
-    meta, body = split_card(training_card(config, records, "out/reranker", ["simlm", "rerank", "train"]))
+    meta, body = split_card(training_card(config, kind, records, "out/reranker", ["simlm", "rerank", "train"]))
     assert meta["base_model"] == "bert-base-uncased" and meta["library_name"] == library
     assert meta["pipeline_tag"] == tag and meta["datasets"] == ["BeIR/nfcorpus"]
     assert usage in body and "loss 2.5000 at step 1 -> 1.2500 at step 20" in body

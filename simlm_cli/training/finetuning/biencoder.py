@@ -1,9 +1,10 @@
 """Fine-tuning the bi-encoder (`simlm train`, `simlm distill`): the query groups it learns from and its losses.
 
 The model is `simlm_cli.models.biencoder.BiEncoder` (one encoder shared by queries and passages, the same
-`embed` as `simlm encode`); scores are cosines divided by a temperature (0.02, the paper's). `train` minimises the contrastive loss over
-each query's group (1 positive + n hard negatives) and every other passage in the batch; `distill` adds
-KL(teacher || student) over the group's re-ranker scores, with the contrastive loss weighted by alpha.
+`embed` as `simlm encode`); scores are cosines divided by a temperature (0.02, the paper's). The loss is a module
+of `simlm_cli.training.losses`: `train` minimises `ContrastiveLoss` over each query's group (1 positive + n hard
+negatives) and every other passage in the batch; `distill` minimises `DistillationLoss`, KL(teacher || student)
+over the group's re-ranker scores plus the contrastive loss weighted by alpha.
 """
 
 from __future__ import annotations
@@ -16,13 +17,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from simlm_cli.errors import InputError, SimlmError
+from simlm_cli.errors import InputError
 from simlm_cli.io.corpus import CorpusFormat, Passage, iter_corpus
 from simlm_cli.io.train_file import TrainExample, read_train_file
+from simlm_cli.model_card import RETRIEVER_CARD
 from simlm_cli.models.biencoder import BiEncoder, tokenize_passages, tokenize_texts
 from simlm_cli.models.settings import EncoderSettings
 from simlm_cli.training.finetuning.groups import draw_group
-from simlm_cli.training.finetuning.losses import CONTRASTIVE_VARIANTS, contrastive_loss, distill_loss
+from simlm_cli.training.losses import BiEncoderLoss, ContrastiveLoss
 from simlm_cli.training.step import StepOutput
 
 
@@ -119,39 +121,17 @@ def doc_key(docid: str) -> int:
 
 # -- the objective -------------------------------------------------------------------------------------------------
 class BiEncoderObjective(BiEncoder):
-    """The bi-encoder with its training loss: contrastive (`train`), or distillation + alpha x contrastive
-    (`distill`). It saves as the plain bi-encoder does."""
+    """The bi-encoder with its training loss (`ContrastiveLoss` by default, `DistillationLoss` for `distill`).
+    It saves as the plain bi-encoder does."""
 
-    def __init__(
-        self,
-        model_path: str,
-        tokenizer: Any,
-        settings: EncoderSettings,
-        temperature: float = 0.02,
-        loss: str = "paper",
-        alpha: float | None = None,
-        teacher_temperature: float = 1.0,
-    ):
-        if loss not in CONTRASTIVE_VARIANTS:
-            raise SimlmError(f"--loss {loss}: expected one of {', '.join(CONTRASTIVE_VARIANTS)}")
-        if temperature <= 0:
-            raise SimlmError("--temperature must be positive")
+    def __init__(self, model_path: str, tokenizer: Any, settings: EncoderSettings, loss: BiEncoderLoss | None = None):
         super().__init__(model_path, tokenizer, settings)
-        self.temperature = temperature
-        self.loss_variant = loss
-        self.alpha = alpha  # None: contrastive only (train); a weight: distillation + alpha x contrastive
-        self.teacher_temperature = teacher_temperature
+        self.loss = loss or ContrastiveLoss()
+        self.card_kind = RETRIEVER_CARD.noted(self.loss.card_note)  # the model card: what was trained, and how
 
     def forward(self, batch: dict[str, torch.Tensor], rng: torch.Generator | None = None) -> StepOutput:
         q = self.embed("q_", batch)
         p = self.embed("p_", batch)
         # The losses in fp32 even under bf16/fp16 autocast: at t = 0.02 a bf16 cosine would be off by ~0.2 logits.
         with torch.autocast(device_type=q.device.type, enabled=False):
-            contrastive = contrastive_loss(q, p, self.temperature, self.loss_variant, doc_ids=batch.get("doc_ids"))
-            if self.alpha is None:
-                return StepOutput(contrastive, {"contrastive": contrastive.detach()})
-            group = p.shape[0] // q.shape[0]
-            student = torch.einsum("bd,bgd->bg", q, p.view(q.shape[0], group, -1)) / self.temperature
-            kl = distill_loss(student, batch["teacher_scores"].float(), self.teacher_temperature)
-        loss = kl + self.alpha * contrastive
-        return StepOutput(loss, {"kl": kl.detach(), "contrastive": contrastive.detach()})
+            return self.loss(q, p, batch)

@@ -29,9 +29,11 @@ import torch
 from simlm_cli.errors import InputError, SimlmError
 from simlm_cli.io.corpus import Passage
 from simlm_cli.io.train_file import TrainExample
+from simlm_cli.model_card import RERANKER_CARD
 from simlm_cli.models.cross_encoder import CrossEncoder, pad_pairs, pair_logits, tokenize_pairs
 from simlm_cli.training.finetuning.groups import draw_group
-from simlm_cli.training.finetuning.losses import listwise_loss, listwise_top
+from simlm_cli.training.losses import ListwiseLoss
+from simlm_cli.training.losses.listwise import listwise_top
 from simlm_cli.training.step import StepOutput
 
 
@@ -105,6 +107,8 @@ class CrossEncoderObjective(CrossEncoder):
     """The re-ranker being trained: `forward(batch, rng)` returns the listwise loss of each query's group, or of
     its top `backprop_top` when that is set and smaller than the group (see the module docstring)."""
 
+    card_kind = RERANKER_CARD
+
     def __init__(
         self,
         model_path: str,
@@ -118,14 +122,15 @@ class CrossEncoderObjective(CrossEncoder):
         if backprop_top is not None and not 2 <= backprop_top <= group_size:
             raise SimlmError(f"--backprop-top must be between 2 and --group-size ({group_size}), got {backprop_top}")
         self.backprop_top = backprop_top if backprop_top is not None and backprop_top < group_size else None
+        self.loss = ListwiseLoss()
 
     def forward(self, batch: dict[str, torch.Tensor], rng: torch.Generator | None = None) -> StepOutput:
         if self.backprop_top is None:
-            return StepOutput(listwise_loss(self.scores(batch)))
+            return self.loss(self.scores(batch))
         rows = self.top_rows(batch)
         chosen = {key: value[rows] for key, value in batch.items()}
         scores = pair_logits(self.model, _without_padding_columns(chosen)).view(-1, self.backprop_top)
-        return StepOutput(listwise_loss(scores))
+        return self.loss(scores)
 
     def top_rows(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """The batch rows to back-propagate through: per query, its positive and the `backprop_top`-1 negatives

@@ -18,6 +18,7 @@ from torch import nn
 
 from simlm_cli.errors import SimlmError
 from simlm_cli.io.json_input import read_json
+from simlm_cli.model_card import PRETRAINED_CARD, CardKind
 from simlm_cli.models.loading import load_pretrained
 from simlm_cli.models.settings import resolve_model_path
 from simlm_cli.training.checkpoints import load_state, save_state
@@ -121,6 +122,7 @@ class Objective(nn.Module):
     summary: ClassVar[str] = ""
     options: ClassVar[tuple[Option, ...]] = ()
     find_unused_parameters: ClassVar[bool] = False
+    card_kind: ClassVar[CardKind] = PRETRAINED_CARD  # how the model card presents the encoder it trains
 
     def __init__(self, model_path: str, tokenizer: Any, opts: dict[str, Any], log: Callable[[str], None] = print):
         super().__init__()

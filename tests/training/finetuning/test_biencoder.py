@@ -12,6 +12,7 @@ import torch
 from simlm_cli.errors import InputError
 from simlm_cli.models.settings import EncoderSettings
 from simlm_cli.training.finetuning.biencoder import BiEncoderObjective, GroupData, load_groups
+from simlm_cli.training.losses import ContrastiveLoss, DistillationLoss
 
 TRAIN = [
     {"qid": "q1", "query": "how do proteins fold", "positives": [{"docid": "d1", "score": 3.0}, "d2"],
@@ -128,7 +129,7 @@ def test_bad_training_files_name_file_and_line(tmp_path, tiny_data, records, nee
 def test_loss_falls_on_a_toy_task(groups):
     examples, passages, tokenizer, settings = groups
     torch.manual_seed(0)
-    model = BiEncoderObjective(settings.model, tokenizer, settings, temperature=0.05)
+    model = BiEncoderObjective(settings.model, tokenizer, settings, ContrastiveLoss(0.05))
     data = GroupData(examples, passages, tokenizer, settings, negatives=2, seed=0)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
     batch = data.batch(np.arange(len(examples)), 0)
@@ -143,7 +144,7 @@ def test_loss_falls_on_a_toy_task(groups):
 
 
 def test_distillation_adds_alpha_times_contrastive(groups, tmp_path, tiny_data):
-    from simlm_cli.training.finetuning.losses import contrastive_loss, distill_loss
+    from simlm_cli.training.losses.distillation import teacher_kl
 
     _, passages, tokenizer, settings = groups
     examples, _ = load_groups(
@@ -151,14 +152,16 @@ def test_distillation_adds_alpha_times_contrastive(groups, tmp_path, tiny_data):
     )
     data = GroupData(examples, passages, tokenizer, settings, negatives=2, seed=0, teacher_scores=True)
     batch = data.batch(np.arange(3), 0)
-    model = BiEncoderObjective(settings.model, tokenizer, settings, temperature=0.05, alpha=0.2).eval()
+    loss = DistillationLoss(ContrastiveLoss(0.05), alpha=0.2)
+    model = BiEncoderObjective(settings.model, tokenizer, settings, loss).eval()
     with torch.no_grad():
         out = model(batch)
         q, p = model.embed("q_", batch), model.embed("p_", batch)
         student = (q.unsqueeze(1) * p.view(3, 3, -1)).sum(-1) / 0.05
-        expected = distill_loss(student, batch["teacher_scores"]) + 0.2 * contrastive_loss(q, p, 0.05)
+        expected = teacher_kl(student, batch["teacher_scores"]) + 0.2 * ContrastiveLoss(0.05)(q, p).loss
     assert torch.allclose(out.loss, expected, atol=1e-5)
     assert set(out.parts) == {"kl", "contrastive"}
+    assert model.card_kind.what == "bi-encoder retriever (distilled)"  # the loss, not a name, says so in the card
 
 
 def test_queries_without_enough_negatives_are_skipped_and_counted(tmp_path, tiny_data):

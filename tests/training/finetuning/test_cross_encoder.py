@@ -80,17 +80,6 @@ def test_listwise_loss_matches_hand_computation(tiny_bert_dir, tiny_data, passag
     assert loss > 0
 
 
-def test_listwise_top_keeps_the_positive_then_the_hardest_negatives():
-    from simlm_cli.training.finetuning.losses import listwise_top
-
-    scores = torch.tensor([[0.1, 5.0, -1.0, 3.0, 2.0], [-9.0, 1.0, 2.0, 3.0, 0.0]])
-    # Row 2's positive scores lowest of all and is still kept, first, as the authors' +inf does.
-    assert listwise_top(scores, 3).tolist() == [[0, 1, 3], [0, 3, 2]]
-    assert listwise_top(scores, 5)[:, 0].tolist() == [0, 0]
-    with pytest.raises(ValueError):
-        listwise_top(scores, 6)
-
-
 def _grad_calls(model: CrossEncoderObjective) -> list[tuple[int, bool, bool]]:
     """Each forward of the HF model: (pairs, gradients on, training mode), recorded by a hook."""
     calls: list[tuple[int, bool, bool]] = []

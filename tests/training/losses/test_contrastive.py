@@ -1,4 +1,4 @@
-"""The fine-tuning losses against values worked out by hand, and the DDP gathering against one process."""
+"""The contrastive loss against values worked out by hand, and the DDP gathering against one process."""
 
 from __future__ import annotations
 
@@ -12,9 +12,15 @@ from pathlib import Path
 import pytest
 import torch
 
-from simlm_cli.training.finetuning.losses import contrastive_loss, distill_loss, gather_with_grad, listwise_loss
+from simlm_cli.errors import SimlmError
+from simlm_cli.training.losses import ContrastiveLoss
+from simlm_cli.training.losses.contrastive import gather_with_grad
 
 T = 0.1  # a temperature that keeps the hand-computed exponentials moderate
+
+
+def contrastive_loss(q, p, temperature=0.02, variant="paper", doc_ids=None) -> torch.Tensor:
+    return ContrastiveLoss(temperature, variant)(q, p, None if doc_ids is None else {"doc_ids": doc_ids}).loss
 
 
 def unit(angle: float) -> list[float]:
@@ -102,11 +108,11 @@ def test_contrastive_lower_when_positives_closer(variant):
 
 def test_contrastive_rejects_bad_arguments():
     q, p = tensors()
-    with pytest.raises(ValueError, match="paper, full"):
+    with pytest.raises(SimlmError, match="--loss nope: expected one of paper, full"):
         contrastive_loss(q, p, variant="nope")
     with pytest.raises(ValueError, match="B\\*G"):
         contrastive_loss(q, p[:3])
-    with pytest.raises(ValueError, match="temperature"):
+    with pytest.raises(SimlmError, match="temperature"):
         contrastive_loss(q, p, temperature=0.0)
 
 
@@ -157,41 +163,6 @@ def test_distinct_doc_ids_change_nothing():
 def test_gather_without_process_group_is_identity():
     t = torch.randn(3, 2)
     assert gather_with_grad(t) is t
-
-
-def test_listwise_matches_hand_computation():
-    scores = [[2.0, 1.0, -1.0], [0.5, 3.0, 0.0]]
-    expected = -sum(math.log(math.exp(row[0]) / sum(math.exp(x) for x in row)) for row in scores) / 2
-    loss = listwise_loss(torch.tensor(scores, dtype=torch.float64))
-    assert loss.item() == pytest.approx(expected, rel=1e-12)
-
-
-def test_distill_zero_when_student_equals_teacher():
-    scores = torch.tensor([[3.0, 1.0, 0.5], [-1.0, 2.0, 0.0]])
-    assert distill_loss(scores, scores.clone()).item() == pytest.approx(0.0, abs=1e-7)
-    # with a teacher temperature the target is softmax(teacher / T): equal to the student scaled the same way
-    assert distill_loss(scores / 2, scores, teacher_temperature=2.0).item() == pytest.approx(0.0, abs=1e-7)
-
-
-def softmax(row: list[float]) -> list[float]:
-    z = sum(math.exp(x) for x in row)
-    return [math.exp(x) / z for x in row]
-
-
-def test_distill_matches_hand_kl():
-    student = [[2.0, 0.0, -1.0], [0.0, 1.0, 1.0]]
-    teacher = [[4.0, 2.0, 0.0], [1.0, 3.0, -2.0]]
-    tt = 2.0
-    kl = 0.0
-    for s_row, t_row in zip(student, teacher, strict=True):
-        target = softmax([x / tt for x in t_row])
-        predicted = softmax(s_row)
-        kl += sum(t * math.log(t / p) for t, p in zip(target, predicted, strict=True))
-    expected = kl / 2  # batchmean: summed over a row, averaged over the 2 rows
-    loss = distill_loss(torch.tensor(student, dtype=torch.float64), torch.tensor(teacher, dtype=torch.float64), tt)
-    assert loss.item() == pytest.approx(expected, rel=1e-12)
-    with pytest.raises(ValueError, match="one shape"):
-        distill_loss(torch.zeros(2, 3), torch.zeros(2, 4))
 
 
 # -- DDP: two gloo processes against one process on the whole batch -------------------------------------------
@@ -247,3 +218,19 @@ def test_ddp_gathered_loss_and_gradients_equal_whole_batch(tmp_path):
                                      worker.TEMPERATURE, variant)  # fmt: skip
             assert r["results"][f"{variant}/False"]["loss"].item() == pytest.approx(alone.item(), abs=1e-12)
             assert alone.item() != pytest.approx(r["results"][f"{variant}/True"]["loss"].item())
+
+
+def test_paper_variant_against_logits_built_one_by_one():
+    """Each row's logits listed pair by pair (q_i against every passage, d_i+ against every passage but itself),
+    then torch.nn.functional.cross_entropy: the same loss as the module's masked matrices."""
+    rng = torch.Generator().manual_seed(5)
+    q = torch.nn.functional.normalize(torch.randn(3, 6, generator=rng, dtype=torch.float64), dim=-1)
+    p = torch.nn.functional.normalize(torch.randn(9, 6, generator=rng, dtype=torch.float64), dim=-1)
+    losses = []
+    for i in range(3):
+        positive = p[i * 3]
+        logits = [q[i] @ p[n] for n in range(9)] + [positive @ p[n] for n in range(9) if n != i * 3]
+        row = torch.stack(logits) / 0.05
+        losses.append(torch.nn.functional.cross_entropy(row.unsqueeze(0), torch.tensor([i * 3])))
+    expected = torch.stack(losses).mean()
+    assert contrastive_loss(q, p, temperature=0.05).item() == pytest.approx(expected.item(), rel=1e-12)

@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
-from simlm_cli.training.finetuning.losses import contrastive_loss
+from simlm_cli.training.losses import ContrastiveLoss
 
 QUERIES, GROUP, DIM, TEMPERATURE = 6, 3, 8, 0.05
 # Passage 10 (rank 1's, a hard negative of query 3) is the same document as passage 0 (rank 0's query 0 positive),
@@ -38,13 +38,13 @@ def main() -> None:
         for gather in (True, False):
             q_local = q[rank * local : (rank + 1) * local].clone().requires_grad_()
             p_local = p[rank * local * GROUP : (rank + 1) * local * GROUP].clone().requires_grad_()
-            loss = contrastive_loss(q_local, p_local, TEMPERATURE, variant, gather=gather)
+            loss = ContrastiveLoss(TEMPERATURE, variant, gather=gather)(q_local, p_local).loss
             loss.backward()
             results[f"{variant}/{gather}"] = {"loss": loss.detach(), "q_grad": q_local.grad, "p_grad": p_local.grad}
         q_local = q[rank * local : (rank + 1) * local].clone().requires_grad_()
         p_local = p[rank * local * GROUP : (rank + 1) * local * GROUP].clone().requires_grad_()
         ids = DUP_DOC_IDS[rank * local * GROUP : (rank + 1) * local * GROUP]
-        loss = contrastive_loss(q_local, p_local, TEMPERATURE, variant, doc_ids=ids)
+        loss = ContrastiveLoss(TEMPERATURE, variant)(q_local, p_local, {"doc_ids": ids}).loss
         loss.backward()
         results[f"{variant}/dup"] = {"loss": loss.detach(), "q_grad": q_local.grad, "p_grad": p_local.grad}
     out.mkdir(parents=True, exist_ok=True)
