@@ -9,7 +9,6 @@ import os
 import sys
 
 import typer
-from typer._click import exceptions as click  # Typer >= 0.26 carries its own copy of click
 
 from simlm_cli import __version__
 from simlm_cli.commands import distill, encode, env, evaluate, fuse, index, mine, pretrain, rerank, search, train
@@ -50,19 +49,22 @@ INTERRUPTED = (
 )
 
 
-def _usage_error(err: click.ClickException) -> int:
+def _usage_error(err: typer.TyperException) -> int:
     """A usage mistake (a bad option value, an unknown command, an unreadable path) as one line, like every other
-    error, with where to look; `simlm` alone still shows the help."""
+    error, with where to look; `simlm` alone still shows the help.
+
+    Typer's public API only: since 0.28 every error its (vendored) click raises is a `typer.TyperException`, and
+    a usage error carries the context (`ctx`) of the command it was raised in."""
     from rich.markup import escape
 
     from simlm_cli.console import console
 
-    if isinstance(err, click.NoArgsIsHelpError):  # its message is the help text
+    ctx = getattr(err, "ctx", None)
+    if ctx is not None and err.format_message() == ctx.get_help():  # `simlm` alone: the error is the help text
         err.show()
         return err.exit_code
     message = " ".join(err.format_message().split())
-    ctx = getattr(err, "ctx", None)
-    if isinstance(err, click.UsageError) and ctx is not None:
+    if ctx is not None:
         message += f" (see `{ctx.command_path} -h`)"
     console.print(f"[red]simlm: error:[/red] {escape(message)}")
     return err.exit_code
@@ -78,7 +80,7 @@ def main() -> None:
     try:
         # standalone_mode=False: usage errors come here as exceptions instead of Typer's multi-line box.
         code = app(prog_name="simlm", standalone_mode=False)
-    except click.ClickException as err:
+    except typer.TyperException as err:
         sys.exit(_usage_error(err))
     except typer.Abort:  # EOF at a prompt
         console.print(f"[red]{INTERRUPTED}[/red]")

@@ -1,4 +1,5 @@
 """The built-in pretraining objectives of `simlm pretrain`, one module each, registered as entry points.
 
-See `simlm_cli.training.pretraining.objective.Objective` for the interface and pyproject.toml's `simlm.objectives` group.
+They import only `simlm_cli.api`, the public plugin API a third-party objective uses too (see its docstring), and
+are registered in pyproject.toml's `simlm.objectives` group.
 """

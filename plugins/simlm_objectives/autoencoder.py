@@ -6,12 +6,12 @@ from typing import Any
 
 import torch
 
-from simlm_cli.training.pretraining.objective import Objective, StepOutput
-from simlm_cli.training.pretraining.registry import Option
+from simlm_cli.api import Objective, Option, StepOutput
 
 
 class AutoEncoder(Objective):
     name = "autoencoder"
+    api_version = "1.0"
     summary = "clean encoder input; decoder sees only [MASK]s plus the [CLS] vector and reconstructs the text"
     options = (
         Option("decoder-layers", int, 2, "Decoder depth; its layers start as copies of the encoder's last ones."),

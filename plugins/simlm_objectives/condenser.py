@@ -6,15 +6,14 @@ from typing import Any
 
 import torch
 
-from simlm_cli.errors import SimlmError
-from simlm_cli.training.pretraining.objective import Objective, StepOutput, encoder_layers
-from simlm_cli.training.pretraining.registry import Option
+from simlm_cli.api import Objective, Option, SimlmError, StepOutput, encoder_layers
 
 HEAD_INITS = ("random", "copy")
 
 
 class Condenser(Objective):
     name = "condenser"
+    api_version = "1.0"
     summary = "MLM through a 2-layer head fed last-layer [CLS] + early-layer tokens (and optionally the encoder's MLM)"
     options = (
         Option("mask-rate", float, 0.30, "Share of words masked (BERT 80/10/10 corruption)."),

@@ -6,12 +6,12 @@ from typing import Any
 
 import torch
 
-from simlm_cli.training.pretraining.objective import Objective, StepOutput
-from simlm_cli.training.pretraining.registry import Option
+from simlm_cli.api import Objective, Option, StepOutput
 
 
 class EncDecMLM(Objective):
     name = "enc-dec-mlm"
+    api_version = "1.0"
     summary = "encoder + shallow [CLS]-bottleneck decoder, both on [MASK]ed inputs, loss on masked tokens"
     options = (
         Option("encoder-mask-rate", float, 0.30, "Share of words masked in the encoder's input."),

@@ -6,12 +6,12 @@ from typing import Any
 
 import torch
 
-from simlm_cli.training.pretraining.objective import Objective, StepOutput
-from simlm_cli.training.pretraining.registry import Option
+from simlm_cli.api import Objective, Option, StepOutput
 
 
 class MLM(Objective):
     name = "mlm"
+    api_version = "1.0"
     summary = "BERT masked language modelling (whole words, 80/10/10 corruption), loss on masked tokens"
     options = (Option("mask-rate", float, 0.30, "Share of words masked."),)
 

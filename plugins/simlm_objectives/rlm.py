@@ -6,14 +6,7 @@ from typing import Any
 
 import torch
 
-from simlm_cli.training.pretraining.objective import (
-    Generator,
-    Objective,
-    ReplacedInputs,
-    StepOutput,
-    mlm_targets,
-    replacement_options,
-)
+from simlm_cli.api import Generator, Objective, ReplacedInputs, StepOutput, mlm_targets, replacement_options
 
 
 class RLM(ReplacedInputs, Objective):
@@ -27,6 +20,7 @@ class RLM(ReplacedInputs, Objective):
     """
 
     name = "rlm"
+    api_version = "1.0"
     summary = "SimLM replaced language modelling: generator-corrupted encoder/decoder, [CLS] bottleneck"
     options = replacement_options()
 

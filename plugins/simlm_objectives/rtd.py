@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from simlm_cli.training.pretraining.objective import (
+from simlm_cli.api import (
     Generator,
     Objective,
     ReplacedInputs,
@@ -24,6 +24,7 @@ class RTD(ReplacedInputs, Objective):
     the ablation changes only the loss; each head then labels every non-special token replaced or original."""
 
     name = "rtd"
+    api_version = "1.0"
     summary = "RLM architecture with binary replaced-or-original heads on the encoder and the decoder"
     options = replacement_options()
 

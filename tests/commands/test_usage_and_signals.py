@@ -120,3 +120,18 @@ def test_a_run_read_from_dev_stdin_is_read_whole(run_cli, tiny_data) -> None:
                    input=run)  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert done.stdout.decode().strip() == '{"recall@10": 0.25}'  # half of q1's and q2's, none of q3's and q4's
+
+
+def test_simlm_imports_no_private_typer_module() -> None:
+    """cli.py imported `typer._click` (Typer's vendored click, private: "subject to change"); the usage errors are
+    now caught as the public `typer.TyperException`."""
+    import ast
+
+    root = Path(__file__).resolve().parents[2] / "simlm_cli"
+    private = []
+    for path in root.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names = [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+            names += [alias.name for alias in node.names] if isinstance(node, ast.Import) else []
+            private += [f"{path.name}: {name}" for name in names if name.startswith(("typer._", "click"))]
+    assert not private, private

@@ -31,10 +31,9 @@ CONTRASTIVE_VARIANTS = ("paper", "full")
 
 class BiEncoderLoss(nn.Module):
     """A bi-encoder loss: `forward(q, p, batch)` -> StepOutput, q [B, D] and p [B*G, D] L2-normalised embeddings,
-    `batch` the training batch (doc_ids, teacher_scores). Subclasses declare what their data must carry and how a
-    model card names what they trained."""
+    `batch` the training batch (doc_ids, teacher_scores). Subclasses declare how a model card names what they
+    trained."""
 
-    needs_teacher_scores: ClassVar[bool] = False  # the batch must carry the re-ranker's scores of each group
     card_note: ClassVar[str] = ""  # added to "bi-encoder retriever" in the model card
 
     def forward(self, q: Tensor, p: Tensor, batch: Mapping[str, Tensor] | None = None) -> StepOutput:

@@ -30,7 +30,6 @@ class DistillationLoss(BiEncoderLoss):
     divided by the contrastive loss's temperature; the teacher's are `batch["teacher_scores"]` [B, G] (the
     re-ranker's raw scores) divided by `teacher_temperature`."""
 
-    needs_teacher_scores = True
     card_note = " (distilled)"
 
     def __init__(self, contrastive: ContrastiveLoss, alpha: float = 0.2, teacher_temperature: float = 1.0):

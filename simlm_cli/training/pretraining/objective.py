@@ -116,9 +116,11 @@ def small_generator_config(encoder_config: Any, vocab_size: int) -> Any:
 
 
 class Objective(nn.Module):
-    """Subclass, set `name`, `summary` and `options`, build parts in `__init__`, implement `forward`."""
+    """Subclass, set `name`, `summary`, `options` and `api_version`, build parts in `__init__`, implement `forward`.
+    Plugins import it from `simlm_cli.api`, the public API."""
 
     name: ClassVar[str] = ""
+    api_version: ClassVar[str] = ""  # the plugin API the subclass was written for, e.g. "1.0"; checked at load
     summary: ClassVar[str] = ""
     options: ClassVar[tuple[Option, ...]] = ()
     find_unused_parameters: ClassVar[bool] = False

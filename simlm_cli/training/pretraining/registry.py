@@ -5,7 +5,8 @@ A third party adds one from its own package::
     [project.entry-points."simlm.objectives"]
     my-objective = "my_package.module:MyObjective"
 
-The class subclasses `simlm_cli.training.pretraining.objective.Objective` and declares its `options`.
+The class subclasses `simlm_cli.api.Objective` (the public plugin API: `simlm_cli.api`), declares its `options` and
+the API version it was written for (`api_version`), which `load_objective` checks against `API_VERSION`.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from typing import Any
 from simlm_cli.errors import SimlmError
 
 GROUP = "simlm.objectives"
+# The plugin API's version, "major.minor" (see simlm_cli.api): a minor release only adds, a major one may break.
+API_VERSION = "1.0"
 
 
 class TrainOnly(str, Enum):
@@ -77,7 +80,28 @@ def load_objective(name: str) -> type:
         cls = matches[0].load()
     except Exception as err:  # a broken third-party plugin must not crash the CLI with a traceback
         raise SimlmError(f"objective {name!r} ({matches[0].value}) failed to load: {err}") from None
+    check_api_version(cls, f"objective {name!r} ({matches[0].value})")
     return cls
+
+
+def check_api_version(cls: type, what: str) -> None:
+    """A one-line error unless `cls` is an Objective written for this API: the same major version, and a minor
+    version no newer than this simlm's (a plugin may use what its minor version added)."""
+    from simlm_cli.training.pretraining.objective import Objective
+
+    if not (isinstance(cls, type) and issubclass(cls, Objective)):
+        raise SimlmError(f"{what} is not a subclass of simlm_cli.api.Objective")
+    declared = getattr(cls, "api_version", "")
+    try:
+        major, minor = (int(part) for part in str(declared).split("."))
+    except ValueError:
+        raise SimlmError(
+            f"{what} declares api_version {declared!r}; expected 'major.minor', e.g. {API_VERSION!r} "
+            "(see simlm_cli.api)"
+        ) from None
+    own_major, own_minor = (int(part) for part in API_VERSION.split("."))
+    if major != own_major or minor > own_minor:
+        raise SimlmError(f"{what} needs simlm plugin API {declared}; this simlm provides {API_VERSION}")
 
 
 def all_objectives() -> dict[str, type]:
