@@ -262,7 +262,7 @@ def _build_ivfpq(faiss: Any, vectors: np.ndarray, dim: int, options: BuildOption
     # "np": no polysemous training. faiss's factory otherwise reorders the PQ centroids for Hamming-distance
     # filtering, which simlm's searches never use; it took 58% of the CPU time of a 30k x 384-d build (264 s
     # against 110 s, 2 shared cores, faiss's default BLAS threshold) and changed no search result (same ids and
-    # scores); tests/test_dense_index.py checks the latter.
+    # scores); tests/index/test_dense.py checks the latter.
     index = faiss.index_factory(dim, f"IVF{nlist},PQ{pq_m}np", faiss.METRIC_INNER_PRODUCT)
     if options.gpu:
         index = _to_gpu(faiss, index)

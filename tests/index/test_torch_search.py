@@ -12,7 +12,7 @@ from simlm_cli.index import SearchBackend
 from simlm_cli.index.dense import DenseIndex, IndexType, MergedDenseIndex, faiss_module
 from simlm_cli.index.torch_search import TorchFlatSearch, shard_rows_for
 from simlm_cli.pipeline.indexes import choose_search_backend
-from tests.test_dense_index import DIM, build, clustered
+from tests.index.test_dense import DIM, build, clustered
 
 SHARD_ROWS = (7, 64, 1000, None)  # 7: k above a shard's rows; 1000: one shard; None: the CPU default
 KS = (1, 10, 50, 300, 5000)  # 300 = every row; 5000 > every row
