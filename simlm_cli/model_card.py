@@ -61,22 +61,23 @@ class CardKind:
         )
 
 
+def _snippets(bash: str, python: str) -> str:
+    """A card's usage: a shell block, then a Python block."""
+    return f"```bash\n{bash}```\n\n```python\n{python}```\n"
+
+
 RETRIEVER_CARD = CardKind(
     what="bi-encoder retriever",
     command="simlm {objective}",
     library_name="sentence-transformers",
     pipeline_tag="sentence-similarity",
     tags=("sentence-transformers", "feature-extraction", "dense-retrieval", "simlm"),
-    usage=(
-        "```bash\n"
+    usage=_snippets(
         "simlm encode --model {name} --corpus corpus.jsonl | simlm index --output idx\n"
-        "simlm search --index idx --queries queries.jsonl --model {name} --output run.trec\n"
-        "```\n\n"
-        "```python\n"
+        "simlm search --index idx --queries queries.jsonl --model {name} --output run.trec\n",
         "from sentence_transformers import SentenceTransformer\n\n"
         'model = SentenceTransformer("{name}")\n'
-        'queries = model.encode(["what causes fever?"])  # same vectors as `simlm encode`\n'
-        "```\n"
+        'queries = model.encode(["what causes fever?"])  # same vectors as `simlm encode`\n',
     ),
 )
 RERANKER_CARD = CardKind(
@@ -85,16 +86,12 @@ RERANKER_CARD = CardKind(
     library_name="sentence-transformers",
     pipeline_tag="text-ranking",
     tags=("sentence-transformers", "cross-encoder", "reranker", "simlm"),
-    usage=(
-        "```bash\n"
+    usage=_snippets(
         "simlm rerank run --model {name} --run run.trec --queries queries.jsonl --corpus corpus.jsonl "
-        "--output reranked.trec\n"
-        "```\n\n"
-        "```python\n"
+        "--output reranked.trec\n",
         "from sentence_transformers import CrossEncoder\n\n"
         'model = CrossEncoder("{name}")\n'
-        'scores = model.predict([("what causes fever?", "Fever is caused by ...")])\n'
-        "```\n"
+        'scores = model.predict([("what causes fever?", "Fever is caused by ...")])\n',
     ),
 )
 PRETRAINED_CARD = CardKind(
@@ -103,16 +100,12 @@ PRETRAINED_CARD = CardKind(
     library_name="transformers",
     pipeline_tag="feature-extraction",
     tags=("simlm", "retrieval-pretraining", "{objective}"),
-    usage=(
-        "Fine-tune it into a retriever (`simlm mine`, then `simlm train`):\n\n"
-        "```bash\n"
-        "simlm train --model {name} --train-file train.jsonl --corpus corpus.jsonl --output retriever\n"
-        "```\n\n"
-        "```python\n"
+    usage="Fine-tune it into a retriever (`simlm mine`, then `simlm train`):\n\n"
+    + _snippets(
+        "simlm train --model {name} --train-file train.jsonl --corpus corpus.jsonl --output retriever\n",
         "from transformers import AutoModel, AutoTokenizer\n\n"
         'model = AutoModel.from_pretrained("{name}")\n'
-        'tokenizer = AutoTokenizer.from_pretrained("{name}")\n'
-        "```\n"
+        'tokenizer = AutoTokenizer.from_pretrained("{name}")\n',
     ),
 )
 
