@@ -77,6 +77,7 @@ def index(
         from simlm_cli.index.bm25 import build_bm25_index
 
         meta = build_bm25_index(corpus, output, corpus_format, threads)
+        _write_run_config(output)
         info(f"BM25 index of {meta['count']:,} passages in {meta['build_seconds']:.1f} s -> {output}")
         return
     if corpus is not None:
@@ -89,6 +90,18 @@ def index(
         nlist=nlist, pq_m=pq_m, nprobe=nprobe, gpu=gpu, partial=partial,
     )  # fmt: skip
     build_index_from_streams(_stream_paths(inputs or []), output, opts)
+    _write_run_config(output)
+
+
+def _write_run_config(output: Path) -> None:
+    """The resolved options beside meta.json (after the directory is in place; the file itself is written whole),
+    so that `simlm index --config OUTPUT/simlm-config.json` rebuilds it."""
+    from simlm_cli.commands.config import resolved_options
+    from simlm_cli.run_config import write_run_config
+
+    resolved = resolved_options()
+    if resolved is not None:
+        write_run_config(output, resolved)
 
 
 register = options.registrar(

@@ -68,6 +68,19 @@ def _list_objectives(value: bool) -> None:
     raise typer.Exit()
 
 
+def _run_config(pairs: list[tuple[str, str]], extra_flags: bool) -> dict | None:
+    """The resolved options, the objective's (`--name value` or --option) recorded as --option name=value, the
+    form a config file can give back."""
+    from simlm_cli.commands.config import resolved_options
+
+    resolved = resolved_options()
+    if resolved is None or not pairs:
+        return resolved
+    options = resolved["options"] | {"option": [f"{key}={value}" for key, value in pairs]}
+    sources = resolved["sources"] | ({"option": "flag"} if extra_flags else {})
+    return resolved | {"options": options, "sources": sources}
+
+
 def pretrain(
     ctx: typer.Context,
     objective: str = typer.Option(
@@ -176,6 +189,7 @@ def pretrain(
         weight_decay=weight_decay, warmup_steps=warmup_steps, max_grad_norm=max_grad_norm, max_length=max_length,
         save_steps=save_steps, save_total_limit=save_total_limit, log_steps=log_steps, seed=seed, device=device,
         precision=precision, resume=resume, overwrite=overwrite, dry_run=dry_run, train_only=train_only.value,
+        run_config=_run_config(pairs, bool(ctx.args)),
     )  # fmt: skip
     Trainer(config, build, tokenizer, model_path, log=info).run()
 

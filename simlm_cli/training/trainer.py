@@ -92,6 +92,8 @@ class TrainConfig:
     stop_at_step: int | None = None  # stop early as if preempted (tests of --resume)
     train_file: str | None = None  # train, distill, rerank train: named in the model card
     train_only: str = "all"  # pretrain --train-only: recorded, and fixed on --resume (the optimizer holds that set)
+    # the command's resolved options (`simlm_cli.commands.config`), written to OUTPUT/simlm-config.json
+    run_config: dict[str, Any] | None = None
 
 
 # -- optimisation ---------------------------------------------------------------------------------------------
