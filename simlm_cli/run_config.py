@@ -1,6 +1,6 @@
-"""The resolved options of a run, written beside its outputs (a training directory, an index directory) so that
-`simlm COMMAND --config DIR/simlm-config.json` repeats it. Built by `simlm_cli.commands.config`; written here,
-where the training and index code can reach it without importing the CLI."""
+"""The resolved options of a training run, written into its output directory so that
+`simlm COMMAND --config DIR/simlm-config.json` repeats it (an index records them in its meta.json instead). Built by
+`simlm_cli.commands.config`; written here, where the trainer can reach it without importing the CLI."""
 
 from __future__ import annotations
 

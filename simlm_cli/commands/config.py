@@ -4,7 +4,8 @@ overriding the file; and the resolved options (each final value and where it cam
 The file's values become click's `default_map` for the command, so they pass through the same conversion and
 checks as the flags, and an option's source (flag, config file, default) is click's own record of it. Keys are the
 flags' names without the dashes, dashed or with underscores (`passage-max-length` or `passage_max_length`); the
-file `run_config` writes (`{"tool": "simlm", "command": ..., "options": {...}}`) is read back as it is.
+record of resolved options a run writes (`{"tool": "simlm", "command": ..., "options": {...}}`: a training
+directory's simlm-config.json, an index's meta.json `run_config`) is read back as it is.
 """
 
 from __future__ import annotations
@@ -75,7 +76,9 @@ def _names(command: Any) -> dict[str, str]:
 
 def _options_of(path: str, data: dict[str, Any], command_name: str) -> dict[str, Any]:
     """The options in a config file: the mapping itself, or the `options` of a record `run_config` wrote (which
-    must be this command's)."""
+    must be this command's), alone or in an index's meta.json."""
+    if isinstance(data.get("run_config"), dict):
+        data = data["run_config"]
     if data.get("tool") != "simlm" or not isinstance(data.get("options"), dict):
         return data
     if data.get("command") != command_name:

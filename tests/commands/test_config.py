@@ -80,14 +80,15 @@ def _stream(path, count: int = 20, dim: int = 8):
     return path
 
 
-def test_index_reads_yaml_flags_win_and_the_resolved_options_lie_beside_meta(monkeypatch, capfd, tmp_path):
+def test_index_reads_yaml_flags_win_and_meta_records_the_resolved_options(monkeypatch, capfd, tmp_path):
     stream = _stream(tmp_path / "a.emb")
     out = tmp_path / "idx"
     config = _write(tmp_path / "index.yaml", f"output: {out}\ntype: hnsw\nhnsw_m: 8\nef-search: 64\n")
     code, err = run_main(monkeypatch, capfd, "index", str(stream), "--config", config, "--type", "flat")
     assert code == 0, err
-    assert json.loads((out / "meta.json").read_text())["index_type"] == "flat"  # the flag, not the file's hnsw
-    resolved = json.loads((out / RUN_CONFIG_FILE).read_text())
+    meta = json.loads((out / "meta.json").read_text())
+    assert meta["index_type"] == "flat"  # the flag, not the file's hnsw
+    resolved = meta["run_config"]
     assert resolved["command"] == "index" and resolved["config_file"] == str(config)
     options, sources = resolved["options"], resolved["sources"]
     assert (options["type"], sources["type"]) == ("flat", "flag")
@@ -97,17 +98,14 @@ def test_index_reads_yaml_flags_win_and_the_resolved_options_lie_beside_meta(mon
     assert (options["inputs"], sources["inputs"]) == ([str(stream)], "flag")
     assert set(options) == set(sources)
 
-    # The resolved file given back rebuilds the same index, each option now from the file.
-    again = tmp_path / "again.json"
-    _write(again, json.dumps(resolved | {"options": options | {"output": str(tmp_path / "idx2")}}))
-    code, err = run_main(monkeypatch, capfd, "index", "--config", again)
+    # The index's meta.json given back rebuilds it: the same options, each from the file but the new --output.
+    code, err = run_main(monkeypatch, capfd, "index", "--config", out / "meta.json", "--output", tmp_path / "idx2")
     assert code == 0, err
-    repeated = json.loads((tmp_path / "idx2" / RUN_CONFIG_FILE).read_text())
+    repeated = json.loads((tmp_path / "idx2" / "meta.json").read_text())["run_config"]
     assert repeated["options"] == options | {"output": str(tmp_path / "idx2")}
     # null in the file is "not given": the option's default (None) again
-    assert {key for key, source in repeated["sources"].items() if source != "config file"} == {
-        key for key, value in options.items() if value is None
-    } == {"corpus"}
+    assert {key for key, source in repeated["sources"].items() if source != "config file"} == {"output", "corpus"}
+    assert options["corpus"] is None
 
 
 def test_train_config_file_with_a_flag_over_it_round_trips(tmp_path, tiny_data, tiny_st_dir, run_cli):
