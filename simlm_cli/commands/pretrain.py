@@ -11,13 +11,6 @@ from simlm_cli.device import TrainingPrecision
 from simlm_cli.io.corpus import CorpusFormat
 from simlm_cli.training.pretraining.registry import TrainOnly
 
-GENERIC_FLAGS = (
-    "--objective", "--corpus", "--output", "--model", "--corpus-format", "--option", "--max-steps", "--batch-size",
-    "--grad-accum", "--lr", "--weight-decay", "--warmup-steps", "--max-grad-norm", "--max-length", "--save-steps",
-    "--save-total-limit", "--log-steps", "--seed", "--device", "--precision", "--resume", "--overwrite", "--dry-run",
-    "--list-objectives", "--train-only",
-)  # fmt: skip
-
 EPILOG = (
     "Objective options go on the command line as --name value (or --option name=value); see "
     "`simlm pretrain --list-objectives`, or `simlm pretrain --objective NAME --help` for one objective's options.\n\n"
@@ -171,7 +164,8 @@ def pretrain(
         if not sep:
             raise SimlmError(f"--option {item!r}: expected name=value")
         pairs.append((key.strip().lstrip("-"), value))
-    values = resolve_options(cls, pairs, GENERIC_FLAGS)
+    # pretrain's own flags, read from the command (--config included), for the hint on a mistyped objective option
+    values = resolve_options(cls, pairs, tuple(o for p in ctx.command.params for o in p.opts if o.startswith("--")))
     model_path = resolve_model_path(model)
     tokenizer = load_tokenizer(model_path)
 

@@ -133,3 +133,29 @@ def test_train_config_file_with_a_flag_over_it_round_trips(tmp_path, tiny_data, 
     repeated = json.loads((tmp_path / "again" / RUN_CONFIG_FILE).read_text())
     assert repeated["options"] == options | {"output": str(tmp_path / "again")}
     assert repeated["sources"]["epochs"] == "config file" and repeated["sources"]["output"] == "flag"
+
+
+def test_pretrain_hints_config_for_a_mistyped_flag(monkeypatch, capfd, tmp_path):
+    """pretrain's own flags are read from the command (no hand-kept list), --config among them."""
+    code, err = run_main(monkeypatch, capfd, "pretrain", "--corpus", tmp_path / "c.jsonl", "--output", tmp_path / "o",
+                         "--confg", "x")  # fmt: skip
+    assert code == 2 and "does not take --confg (did you mean --config?)" in err, err
+
+
+def test_pretrain_records_objective_options_so_the_run_repeats(tmp_path, tiny_data, tiny_bert_dir, run_cli):
+    """An objective's options (`--mask-rate 0.2`, not pretrain's own flags) are recorded as `option`, the form a
+    config file gives back."""
+    out = tmp_path / "pretrained"
+    cfg = _write(tmp_path / "cfg.yaml", f"objective: mlm\ncorpus: {tiny_data.corpus}\nmodel: {tiny_bert_dir}\n"
+                                        f"output: {out}\ndry-run: true\nmax_length: 32\n")  # fmt: skip
+    done = run_cli(["pretrain", "--config", cfg, "--mask-rate", "0.2"])
+    assert done.returncode == 0, done.stderr
+    resolved = json.loads((out / RUN_CONFIG_FILE).read_text())
+    assert (resolved["options"]["option"], resolved["sources"]["option"]) == (["mask-rate=0.2"], "flag")
+    assert (resolved["options"]["max_length"], resolved["sources"]["max_length"]) == (32, "config file")
+    again = run_cli(["pretrain", "--config", out / RUN_CONFIG_FILE, "--output", tmp_path / "again"])
+    assert again.returncode == 0, again.stderr
+    repeated = json.loads((tmp_path / "again" / RUN_CONFIG_FILE).read_text())
+    assert repeated["options"] == resolved["options"] | {"output": str(tmp_path / "again")}
+    state = json.loads((tmp_path / "again" / "checkpoints" / "step-3" / "state.json").read_text())
+    assert "0.2" in str(state["config"]["objective_options"])
