@@ -4,13 +4,17 @@
 
 Prints, for the Python files under ROOT's simlm_cli/ and plugins/ (tests, benchmarks and recipes are not library
 code): the largest functions, the imports written inside functions (all, and those of simlm's own modules), and
-how many times each CLI flag ("--corpus-format") is declared across simlm_cli/commands/.
+how many times each CLI flag ("--corpus-format") is declared across simlm_cli/commands/; and issue 27's figures:
+typer.Option/Argument calls against the fields of the option dataclasses (*Config, *Spec, *Options), the places
+each shared default (144, 32, 42, 0.05) is written as a literal, the classes of each model, and the files that
+name the int8 (OpenVINO) backend - what adding a backend touches today.
 """
 
 from __future__ import annotations
 
 import argparse
 import ast
+import re
 import statistics
 from collections import Counter
 from collections.abc import Iterator
@@ -19,6 +23,11 @@ from pathlib import Path
 OWN_PACKAGES = ("simlm_cli", "simlm_objectives")
 LIBRARY_DIRS = ("simlm_cli", "plugins")
 OPTION_CALLS = {"Option", "Argument"}
+CONFIG_SUFFIXES = ("Config", "Spec", "Options")  # the dataclasses that carry a command's options
+DEFAULTS = (144, 32, 42, 0.05)  # passage tokens, query tokens, seed, temperature
+# A model's classes: the nn.Module, its training subclass and its inference wrapper (names as the code has them).
+MODEL_FAMILIES = {"bi-encoder": ("Encoder", "BiEncoder"), "cross-encoder": ("CrossEncoder", "Reranker")}
+BACKEND_WORDS = ("int8", "openvino", "OvModel")  # how code names the int8 backend
 
 
 def python_files(root: Path, dirs: tuple[str, ...]) -> list[Path]:
@@ -62,6 +71,87 @@ def declared_flags(tree: ast.AST) -> Iterator[str]:
                 yield arg.value.split("/")[0]
 
 
+def _call_name(node: ast.Call) -> str:
+    return node.func.attr if isinstance(node.func, ast.Attribute) else getattr(node.func, "id", "")
+
+
+def _is_typer_option(node: ast.Call) -> bool:
+    """typer.Option(...) / typer.Argument(...), not the plugins' own `Option` declarations."""
+    func = node.func
+    return isinstance(func, ast.Attribute) and func.attr in OPTION_CALLS and getattr(func.value, "id", "") == "typer"
+
+
+def _is_dataclass(node: ast.ClassDef) -> bool:
+    names = [d.func if isinstance(d, ast.Call) else d for d in node.decorator_list]
+    return any((n.attr if isinstance(n, ast.Attribute) else getattr(n, "id", "")) == "dataclass" for n in names)
+
+
+def _model_family(name: str) -> str | None:
+    for family, stems in MODEL_FAMILIES.items():
+        # a stem alone, or a stem and what follows it (BiEncoderObjective); `Encoder` only alone (EncoderSettings)
+        longer = [stem for stem in stems if stem != "Encoder"]
+        if name in stems or any(name.startswith(s) and not name.endswith(("Data", "Settings")) for s in longer):
+            return family
+    return None
+
+
+def _names_backend(tree: ast.AST) -> bool:
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Attribute) and node.attr in BACKEND_WORDS:
+            return True
+        if isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value in BACKEND_WORDS:
+            return True
+        if isinstance(node, ast.ImportFrom) and any(w in (node.module or "") for w in BACKEND_WORDS):
+            return True
+        if isinstance(node, ast.Import | ast.ImportFrom) and any(a.name in BACKEND_WORDS for a in node.names):
+            return True
+        if isinstance(node, ast.Name) and node.id in BACKEND_WORDS:
+            return True
+    return False
+
+
+def issue27(root: Path) -> list[str]:
+    """Issue 27's figures: each is what it counts, printed with what it found so a reader can check it."""
+    options = fields = 0
+    configs: list[str] = []
+    defaults: dict[object, list[str]] = {value: [] for value in DEFAULTS}
+    in_text: dict[object, list[str]] = {value: [] for value in DEFAULTS}
+    families: dict[str, list[str]] = {family: [] for family in MODEL_FAMILIES}
+    backend_files: list[str] = []
+    for path in python_files(root, LIBRARY_DIRS):
+        tree = ast.parse(path.read_text(), str(path))
+        where = str(path.relative_to(root))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Call) and _is_typer_option(node):
+                options += 1
+            elif isinstance(node, ast.ClassDef):
+                if _is_dataclass(node) and node.name.endswith(CONFIG_SUFFIXES):
+                    count = sum(isinstance(item, ast.AnnAssign) for item in node.body)
+                    fields += count
+                    configs.append(f"{node.name} {count}")
+                if (family := _model_family(node.name)) is not None:
+                    families[family].append(node.name)
+            elif isinstance(node, ast.Constant) and (type(node.value), node.value) in {(type(v), v) for v in DEFAULTS}:
+                defaults[node.value].append(f"{where}:{node.lineno}")
+            elif isinstance(node, ast.Constant) and isinstance(node.value, str):
+                for value in DEFAULTS:  # help text that states the default ("Default: ... 144.")
+                    if re.search(rf"(?<![\w.]){re.escape(str(value))}(?![\w]|\.\d)", node.value):
+                        in_text[value].append(f"{where}:{node.lineno}")
+        if _names_backend(tree):
+            backend_files.append(where)
+    lines = [
+        f"typer.Option/Argument calls: {options}; option dataclass fields: {fields} in {len(configs)} "
+        f"({', '.join(configs)})"
+    ]
+    for value, places in defaults.items():
+        lines.append(f"{value} written as a literal in {len(places)} places: {' '.join(places)}")
+        lines.append(f"  and in {len(in_text[value])} strings (help text, docstrings): {' '.join(in_text[value])}")
+    for family, names in families.items():
+        lines.append(f"{family} classes: {len(names)} ({', '.join(sorted(names))})")
+    lines.append(f"files naming the int8/OpenVINO backend: {len(backend_files)} ({' '.join(backend_files)})")
+    return lines
+
+
 def report(root: Path, top: int) -> list[str]:
     sizes: list[tuple[int, str, str]] = []
     imports = own = 0
@@ -86,7 +176,7 @@ def report(root: Path, top: int) -> list[str]:
         f"mean {statistics.mean(counts):.2f}, {len(repeated)} declared more than once"
     )
     lines += [f"  {n}x {flag}" for flag, n in sorted(repeated.items(), key=lambda item: (-item[1], item[0]))]
-    return lines
+    return lines + issue27(root)
 
 
 def main() -> None:

@@ -8,6 +8,7 @@ from pathlib import Path
 import typer
 
 from simlm_cli.commands import options
+from simlm_cli.commands.config import resolved_options
 from simlm_cli.errors import SimlmError
 from simlm_cli.index import IndexType
 from simlm_cli.io.corpus import CorpusFormat
@@ -76,7 +77,7 @@ def index(
             raise SimlmError("--partial is for dense indexes: BM25 (Lucene) parts are not merged by `search`")
         from simlm_cli.index.bm25 import build_bm25_index
 
-        meta = build_bm25_index(corpus, output, corpus_format, threads)
+        meta = build_bm25_index(corpus, output, corpus_format, threads, run_config=resolved_options())
         info(f"BM25 index of {meta['count']:,} passages in {meta['build_seconds']:.1f} s -> {output}")
         return
     if corpus is not None:
@@ -88,7 +89,7 @@ def index(
         index_type=index_type, hnsw_m=hnsw_m, ef_construction=ef_construction, ef_search=ef_search,
         nlist=nlist, pq_m=pq_m, nprobe=nprobe, gpu=gpu, partial=partial,
     )  # fmt: skip
-    build_index_from_streams(_stream_paths(inputs or []), output, opts)
+    build_index_from_streams(_stream_paths(inputs or []), output, opts, run_config=resolved_options())
 
 
 register = options.registrar(

@@ -12,6 +12,7 @@ from typing import Any
 import typer
 
 from simlm_cli import dry_run
+from simlm_cli.commands.config import ConfiguredCommand
 from simlm_cli.device import CUDA_BATCH_TOKENS, Precision, TrainingPrecision
 from simlm_cli.errors import SimlmError
 from simlm_cli.index import DEFAULT_B, DEFAULT_K1, DEFAULT_THREADS, SearchBackend
@@ -332,11 +333,11 @@ def example(command: str, width: int = 74) -> str:
 def registrar(
     command: Callable[..., None], short_help: str, epilog: str, **settings: Any
 ) -> Callable[[typer.Typer], None]:
-    """A command module's `register(app)`: `command` under its function's name, with its one-line help and its
-    epilog (`example`); `settings` go to `app.command` as they are."""
+    """A command module's `register(app)`: `command` under its function's name, with its one-line help, its
+    epilog (`example`) and --config (`ConfiguredCommand`); `settings` go to `app.command` as they are."""
 
     def register(app: typer.Typer) -> None:
-        app.command(command.__name__, short_help=short_help, epilog=epilog, **settings)(command)
+        app.command(command.__name__, short_help=short_help, epilog=epilog, cls=ConfiguredCommand, **settings)(command)
 
     return register
 
@@ -359,6 +360,7 @@ def trainer_config(
     """The shared trainer's configuration (a `TrainConfig`) from a command's options: `trainer` (from
     `trainer_options`) and the command's own in `kw` (required ones checked here)."""
     # torch comes with the trainer: imported when a training command runs, not when the CLI starts.
+    from simlm_cli.commands.config import resolved_options
     from simlm_cli.training.run_dir import check_train_output
     from simlm_cli.training.trainer import TrainConfig
 
@@ -371,5 +373,5 @@ def trainer_config(
     return TrainConfig(
         objective=objective, corpus=str(corpus), output=str(output), train_file=str(train_file),
         max_steps=max_steps if max_steps is not None else 10**9, epochs=None if max_steps is not None else epochs,
-        **kw,
+        run_config=resolved_options(), **kw,
     )  # fmt: skip

@@ -11,13 +11,6 @@ from simlm_cli.device import TrainingPrecision
 from simlm_cli.io.corpus import CorpusFormat
 from simlm_cli.training.pretraining.registry import TrainOnly
 
-GENERIC_FLAGS = (
-    "--objective", "--corpus", "--output", "--model", "--corpus-format", "--option", "--max-steps", "--batch-size",
-    "--grad-accum", "--lr", "--weight-decay", "--warmup-steps", "--max-grad-norm", "--max-length", "--save-steps",
-    "--save-total-limit", "--log-steps", "--seed", "--device", "--precision", "--resume", "--overwrite", "--dry-run",
-    "--list-objectives", "--train-only",
-)  # fmt: skip
-
 EPILOG = (
     "Objective options go on the command line as --name value (or --option name=value); see "
     "`simlm pretrain --list-objectives`, or `simlm pretrain --objective NAME --help` for one objective's options.\n\n"
@@ -66,6 +59,19 @@ def _list_objectives(value: bool) -> None:
             for opt in cls.options:
                 typer.echo(f"{name}\t--{opt.name}\t{opt.type.__name__}\t{opt.default!r}\t{opt.help}")
     raise typer.Exit()
+
+
+def _run_config(pairs: list[tuple[str, str]], extra_flags: bool) -> dict | None:
+    """The resolved options, the objective's (`--name value` or --option) recorded as --option name=value, the
+    form a config file can give back."""
+    from simlm_cli.commands.config import resolved_options
+
+    resolved = resolved_options()
+    if resolved is None or not pairs:
+        return resolved
+    options = resolved["options"] | {"option": [f"{key}={value}" for key, value in pairs]}
+    sources = resolved["sources"] | ({"option": "flag"} if extra_flags else {})
+    return resolved | {"options": options, "sources": sources}
 
 
 def pretrain(
@@ -158,7 +164,8 @@ def pretrain(
         if not sep:
             raise SimlmError(f"--option {item!r}: expected name=value")
         pairs.append((key.strip().lstrip("-"), value))
-    values = resolve_options(cls, pairs, GENERIC_FLAGS)
+    # pretrain's own flags, read from the command (--config included), for the hint on a mistyped objective option
+    values = resolve_options(cls, pairs, tuple(o for p in ctx.command.params for o in p.opts if o.startswith("--")))
     model_path = resolve_model_path(model)
     tokenizer = load_tokenizer(model_path)
 
@@ -176,6 +183,7 @@ def pretrain(
         weight_decay=weight_decay, warmup_steps=warmup_steps, max_grad_norm=max_grad_norm, max_length=max_length,
         save_steps=save_steps, save_total_limit=save_total_limit, log_steps=log_steps, seed=seed, device=device,
         precision=precision, resume=resume, overwrite=overwrite, dry_run=dry_run, train_only=train_only.value,
+        run_config=_run_config(pairs, bool(ctx.args)),
     )  # fmt: skip
     Trainer(config, build, tokenizer, model_path, log=info).run()
 

@@ -8,6 +8,7 @@ from typing import Any
 import typer
 
 from simlm_cli.commands import options
+from simlm_cli.commands.config import ConfiguredCommand
 from simlm_cli.device import Precision
 from simlm_cli.dry_run import RERANK_QUERIES
 from simlm_cli.io.corpus import CorpusFormat
@@ -24,7 +25,8 @@ RerankerModel = typer.Option(None, "--model", "-m", help="(required) Re-ranker d
 
 
 @app.command(
-    "train",
+    cls=ConfiguredCommand,
+    name="train",
     short_help="Training file -> listwise cross-encoder re-ranker.",
     epilog=options.example("simlm rerank train -t train.jsonl -c corpus.jsonl --model DIR --output reranker"),
 )
@@ -100,7 +102,8 @@ def train(
 
 
 @app.command(
-    "run",
+    cls=ConfiguredCommand,
+    name="run",
     short_help="Re-rank the top-k of a run.",
     epilog=options.example(
         "simlm rerank run --model reranker --run run.trec --queries queries.jsonl --corpus corpus.jsonl --output reranked.trec"
@@ -156,7 +159,8 @@ def run(
 
 
 @app.command(
-    "score",
+    cls=ConfiguredCommand,
+    name="score",
     short_help="Teacher scores for a training file (for `simlm distill`).",
     epilog=options.example("simlm rerank score --model reranker -t train.jsonl -c corpus.jsonl --output scored.jsonl"),
 )

@@ -109,8 +109,11 @@ def _write_pyserini_jsonl(corpus: str | Path, fmt: CorpusFormat, out_dir: Path) 
     return count
 
 
-def build_bm25_index(corpus: str | Path, output: str | Path, fmt: CorpusFormat, threads: int) -> dict[str, Any]:
-    """Index a corpus with Anserini's IndexCollection (run as its own Java process) into `output/lucene`.
+def build_bm25_index(
+    corpus: str | Path, output: str | Path, fmt: CorpusFormat, threads: int, run_config: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """Index a corpus with Anserini's IndexCollection (run as its own Java process) into `output/lucene`;
+    `run_config` (the command's resolved options) is recorded in meta.json.
 
     The corpus is staged as Pyserini JSONL inside the output's temporary directory (on the output's disk, not in
     the system's /tmp) and removed before the directory is published.
@@ -144,6 +147,8 @@ def build_bm25_index(corpus: str | Path, output: str | Path, fmt: CorpusFormat, 
             "defaults": {"k1": DEFAULT_K1, "b": DEFAULT_B},
             "build_seconds": round(time.perf_counter() - started, 3),
         }
+        if run_config is not None:
+            meta["run_config"] = run_config
         write_meta(tmp, meta)
     return meta
 

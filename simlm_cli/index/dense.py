@@ -169,9 +169,14 @@ def _merge_streams(readers: list[EmbeddingReader]) -> Iterator[tuple[str, list[s
 
 
 def build_dense_index(
-    readers: list[EmbeddingReader], output: str | Path, options: BuildOptions, progress: Any = None
+    readers: list[EmbeddingReader],
+    output: str | Path,
+    options: BuildOptions,
+    progress: Any = None,
+    run_config: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Read every stream to its end marker, build the index, and write the directory atomically."""
+    """Read every stream to its end marker, build the index, and write the directory atomically (`run_config`,
+    the command's resolved options, recorded in meta.json)."""
     faiss = faiss_module()
     parts = check_shards(readers, options.partial)
     header = readers[0].header
@@ -218,6 +223,8 @@ def build_dense_index(
     }
     if options.partial:
         meta["part_of"] = parts
+    if run_config is not None:
+        meta["run_config"] = run_config
     with atomic_directory(output, marker=META_FILE, owned=is_index_dir) as tmp:
         _write_faiss(faiss, _to_cpu(faiss, index), tmp / INDEX_FILE, Path(output))
         (tmp / DOCIDS_FILE).write_text("".join(f"{d}\n" for d in docids), encoding="utf-8")

@@ -4,11 +4,10 @@ re-ranker (`simlm rerank train`)."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from simlm_cli.device import resolve_runtime
 from simlm_cli.errors import SimlmError
 from simlm_cli.io.corpus import CorpusFormat, load_passages
 from simlm_cli.io.train_file import read_train_file
@@ -108,14 +107,12 @@ def train_reranker(
         raise SimlmError("--group-size must be at least 2 (one positive and one negative)")
     if backprop_top is not None and not 2 <= backprop_top <= group_size:
         raise SimlmError(f"--backprop-top must be between 2 and --group-size ({group_size}), got {backprop_top}")
-    if config.batch_size is None and config.global_batch_size is None:
-        on_cpu = resolve_runtime(config.device, config.precision, training=True).device_type == "cpu"
-        config.batch_size = cpu_batch if on_cpu else 16
-    config.objective_options.update(train_file=str(train_file), group_size=group_size)
+    recorded = {"train_file": str(train_file), "group_size": group_size}
     if backprop_top is not None and backprop_top < group_size:
-        config.objective_options.update(backprop_top=backprop_top)
+        recorded["backprop_top"] = backprop_top
     model_path = resolve_model_path(config.model)
-    config.max_length, length_source = resolve_reranker_max_length(model_path, config.max_length)
+    max_length, length_source = resolve_reranker_max_length(model_path, config.max_length)
+    config = replace(config, objective_options=config.objective_options | recorded, max_length=max_length)
     tokenizer = load_tokenizer(model_path)
 
     def data(c: TrainConfig) -> RerankData:
@@ -141,4 +138,4 @@ def train_reranker(
         )
         return CrossEncoderObjective(path, tok, group_size, config.max_length, build_log, backprop_top)
 
-    return Trainer(config, build, tokenizer, model_path, log=log, data=data).run()
+    return Trainer(config, build, tokenizer, model_path, log=log, data=data, default_batch=(cpu_batch, 16)).run()

@@ -21,8 +21,9 @@ import torch
 from simlm_cli.errors import InputError, SimlmError, first_line
 from simlm_cli.io.files import atomic_directory
 from simlm_cli.io.json_input import read_json
+from simlm_cli.run_config import RUN_CONFIG_FILE, write_run_config
 from simlm_cli.training.distributed import Dist, barrier, gather_objects
-from simlm_cli.training.run_dir import CHECKPOINTS, claim_output
+from simlm_cli.training.run_dir import CHECKPOINTS, claim_output, record_written
 
 # Resuming with another value of these would not continue the same run (another data order or batch).
 _FIXED_ON_RESUME = (
@@ -120,8 +121,10 @@ def _restore_rng(json_state: dict[str, Any], tensors: dict[str, Any]) -> None:
 
 # -- saving and restoring ---------------------------------------------------------------------------------------------
 def config_record(config: Any) -> dict[str, Any]:
-    """The run's configuration (a dataclass) as JSON values, as saved in each checkpoint."""
-    return {k: str(v) if not isinstance(v, int | float | bool | None) else v for k, v in asdict(config).items()}
+    """The run's configuration (a dataclass) as JSON values, as saved in each checkpoint (the command's options,
+    `run_config`, lie in OUTPUT/simlm-config.json instead)."""
+    values = {k: v for k, v in asdict(config).items() if k != "run_config"}
+    return {k: str(v) if not isinstance(v, int | float | bool | None) else v for k, v in values.items()}
 
 
 def save_checkpoint(config: Any, step: int, state: TrainState, d: Dist) -> None:
@@ -218,5 +221,8 @@ def start_step(config: Any, state: TrainState, d: Dist, log: Callable[[str], Non
         log(f"resumed from {checkpoints[-1]} (step {start})")
     if d.main:
         claim_output(output, config.resume, log)
+        if config.run_config is not None:  # how this run was asked for, so that it can be repeated
+            record_written(output, [RUN_CONFIG_FILE])
+            write_run_config(output, config.run_config)
     barrier(d)
     return start

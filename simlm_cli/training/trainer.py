@@ -14,7 +14,7 @@ import shutil
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -60,8 +60,11 @@ from simlm_cli.training.train_log import (
 )
 
 
-@dataclass
+@dataclass(frozen=True)
 class TrainConfig:
+    """What a training run was asked for. Never changed: the values a run derives from it (the batch from
+    --global-batch-size, a dry run's caps, the steps from --epochs, the warmup) are a new one, `Trainer.config`."""
+
     objective: str
     corpus: str
     output: str
@@ -92,6 +95,8 @@ class TrainConfig:
     stop_at_step: int | None = None  # stop early as if preempted (tests of --resume)
     train_file: str | None = None  # train, distill, rerank train: named in the model card
     train_only: str = "all"  # pretrain --train-only: recorded, and fixed on --resume (the optimizer holds that set)
+    # the command's resolved options (`simlm_cli.commands.config`), written to OUTPUT/simlm-config.json
+    run_config: dict[str, Any] | None = None
 
 
 # -- optimisation ---------------------------------------------------------------------------------------------
@@ -145,10 +150,13 @@ class Trainer:
         model_path: str,
         log: Callable[[str], None] = print,
         data: Callable[[TrainConfig], TrainData] | None = None,
+        default_batch: tuple[int, int] = (16, 64),
     ):
         """`data` builds the training data once the settings are final (a dry run shrinks them); the default
-        reads `config.corpus` as pretraining text."""
-        self.config = config
+        reads `config.corpus` as pretraining text. `default_batch`: the batch on CPU and on an accelerator when
+        neither --batch-size nor --global-batch-size is given."""
+        self.config = config  # replaced, not changed, by the values `run` derives from it
+        self.default_batch = default_batch
         self.make_data = data or self._text_data
         self.build = build
         self.tokenizer = tokenizer
@@ -159,39 +167,42 @@ class Trainer:
         return TextData(load_texts(c.corpus, c.corpus_format, c.max_passages), self.tokenizer, c.max_length)
 
     # The pieces --------------------------------------------------------------------------------------------
-    def _settings(self, runtime: Runtime, d: Dist) -> None:
-        c = self.config
+    def _settings(self, c: TrainConfig, runtime: Runtime, d: Dist) -> TrainConfig:
+        """`c` with the batch (from --global-batch-size, else the default) and a dry run's caps, checked."""
+        batch = c.batch_size
         if c.global_batch_size is not None:
-            if c.batch_size is not None:
+            if batch is not None:
                 raise SimlmError("give --batch-size (per process) or --global-batch-size (all processes), not both")
             # The same flags then train alike on 1 or 8 GPUs (in-batch negatives are gathered across processes).
-            c.batch_size = per_process_batch(c.global_batch_size, d.world, c.grad_accum)
+            batch = per_process_batch(c.global_batch_size, d.world, c.grad_accum)
         if c.dry_run:
-            c.max_steps = min(c.max_steps, DRY_RUN_STEPS)
-            c.batch_size = min(c.batch_size or DRY_RUN_BATCH, DRY_RUN_BATCH)
-            c.max_passages = min(c.max_passages or DRY_RUN_PASSAGES, DRY_RUN_PASSAGES)
-            c.save_steps = min(c.save_steps, 2)
-            c.log_steps = 1
-        if c.batch_size is None:
-            c.batch_size = 16 if runtime.device_type == "cpu" else 64
+            c = replace(
+                c, max_steps=min(c.max_steps, DRY_RUN_STEPS), save_steps=min(c.save_steps, 2), log_steps=1,
+                max_passages=min(c.max_passages or DRY_RUN_PASSAGES, DRY_RUN_PASSAGES),
+            )  # fmt: skip
+            batch = min(batch or DRY_RUN_BATCH, DRY_RUN_BATCH)
+        if batch is None:
+            batch = self.default_batch[0 if runtime.device_type == "cpu" else 1]
+        c = replace(c, batch_size=batch)
         for name in ("max_steps", "batch_size", "grad_accum", "save_steps", "log_steps", "max_length"):
             if getattr(c, name) < 1:
                 raise SimlmError(f"--{name.replace('_', '-')} must be at least 1")
         if c.lr <= 0:
             raise SimlmError("--lr must be positive")
+        return c
 
-    def _schedule(self, size: int, d: Dist) -> None:
-        """Steps from --epochs (once the data size is known), then the default warmup (10% of the steps)."""
-        c = self.config
+    def _schedule(self, c: TrainConfig, size: int, d: Dist) -> TrainConfig:
+        """`c` with the steps from --epochs (once the data size is known) and the default warmup (10% of them)."""
         batches = DataOrder(size, c.batch_size, c.seed, 0, d.world).batches_per_epoch
         self.steps_per_epoch = max(1, math.ceil(batches / c.grad_accum))
         if c.epochs is not None:
             if c.epochs <= 0:
                 raise SimlmError("--epochs must be positive")
             steps = max(1, math.ceil(c.epochs * batches / c.grad_accum))
-            c.max_steps = min(c.max_steps, steps) if c.dry_run else steps
+            c = replace(c, max_steps=min(c.max_steps, steps) if c.dry_run else steps)
         if c.warmup_steps is None:
-            c.warmup_steps = max(0, c.max_steps // 10)
+            c = replace(c, warmup_steps=max(0, c.max_steps // 10))
+        return c
 
     def _stop_if_not_finite(self, loss: float, step: int, d: Dist) -> None:
         """A NaN or infinite loss (a NaN teacher score, an overflow) would poison every weight at the next
@@ -212,16 +223,16 @@ class Trainer:
 
     # The loop ------------------------------------------------------------------------------------------------
     def run(self) -> Path:
-        c = self.config
-        output = Path(c.output)
+        asked = self.config
+        output = Path(asked.output)
         # Every rank checks before the rendezvous in init_distributed; the main one claims the directory after it,
         # so no rank can find it already claimed by this very run.
-        check_train_output(output, c.resume, c.overwrite)
-        runtime = resolve_runtime(c.device, c.precision, training=True)
+        check_train_output(output, asked.resume, asked.overwrite)
+        runtime = resolve_runtime(asked.device, asked.precision, training=True)
         d = init_distributed(runtime)
-        self._settings(runtime, d)
-        data = self.make_data(c)
-        self._schedule(len(data), d)
+        settled = self._settings(asked, runtime, d)
+        data = self.make_data(settled)
+        self.config = c = self._schedule(settled, len(data), d)
         state = self._build(runtime, d)
         start = start_step(c, state, d, self.log)
         wrapped = wrap_model(state.model, runtime, d)

@@ -339,3 +339,31 @@ def test_rerank_train_keeps_the_length_a_reranker_was_trained_with(cli, tiny_dat
     train_reranker(train_file, config, group_size=3, log=messages.append)
     assert json.loads((tmp_path / "again" / "simlm_reranker.json").read_text())["max_length"] == 64
     assert any("pairs of <= 64 tokens (simlm_reranker.json)" in m for m in messages), messages
+
+
+def test_rerank_train_resolves_the_runtime_once_and_takes_batch_4_on_cpu(cli, tiny_data, tmp_path, monkeypatch):
+    """Issue 27, item 2: `train_reranker` resolved the runtime a second time to pick its CPU batch; the trainer's
+    one runtime now picks it (4 queries on CPU, as before)."""
+    import simlm_cli.training.trainer as trainer_module
+    from simlm_cli.device import resolve_runtime
+    from simlm_cli.pipeline.train import train_reranker
+    from simlm_cli.training.trainer import TrainConfig
+
+    calls = []
+
+    def counted(*args, **kwargs):
+        calls.append(args)
+        return resolve_runtime(*args, **kwargs)
+
+    monkeypatch.setattr(trainer_module, "resolve_runtime", counted)
+    monkeypatch.setattr("simlm_cli.pipeline.train.resolve_runtime", counted, raising=False)
+    train_file = tmp_path / "train.jsonl"
+    train_file.write_text("".join(json.dumps(r) + "\n" for r in _train_records(tiny_data)))
+    messages: list[str] = []
+    config = TrainConfig(objective="rerank", corpus=str(tiny_data.corpus), output=str(tmp_path / "out"),
+                         model=str(cli.model), max_steps=1, max_length=None, device="cpu", precision="fp32",
+                         train_file=str(train_file))  # fmt: skip
+    train_reranker(train_file, config, group_size=3, log=messages.append)
+    assert len(calls) == 1
+    assert any("x batch 4 x accumulation" in m for m in messages), messages
+    assert config.batch_size is None and config.max_length is None  # the caller's config is left as it was

@@ -309,3 +309,22 @@ def test_resume_from_a_checkpoint_with_a_bad_step_is_one_error(damage, expect, t
     damage(out / "checkpoints" / "step-2")
     with pytest.raises(InputError, match=expect):
         _trainer("mlm", tiny_model, toy_corpus, out, max_steps=4, save_steps=2, resume=True).run()
+
+
+def test_the_config_is_never_changed_the_trainer_derives_a_new_one(tiny_model, toy_corpus, tmp_path):
+    """Issue 27, item 2: the run's derived values (a dry run's caps, the steps from --epochs, the default warmup)
+    are a new TrainConfig, not edits of the one asked for."""
+    import dataclasses
+
+    trainer = _trainer("mlm", tiny_model, toy_corpus, tmp_path / "run", batch_size=None, epochs=1.0, dry_run=True)
+    asked = trainer.config
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        asked.max_steps = 1
+    trainer.run()
+    assert (asked.batch_size, asked.warmup_steps, asked.max_steps, asked.log_steps) == (None, None, 6, 1)
+    derived = trainer.config
+    assert derived is not asked and derived.batch_size == 2 and derived.max_steps == 3 and derived.warmup_steps == 0
+    assert (
+        json.loads((tmp_path / "run" / "checkpoints" / "step-3" / "state.json").read_text())["config"]["batch_size"]
+        == 2
+    )
