@@ -204,6 +204,19 @@ def _sentence_transformer(bert_dir: Path) -> object:
 
 
 @pytest.fixture(scope="session")
+def tiny_reranker_dir(tmp_path_factory: pytest.TempPathFactory, tiny_bert_dir: Path) -> Path:
+    """The tiny BERT with a (random, seeded) one-logit head, saved as a trained re-ranker would be."""
+    import torch
+    from transformers import AutoTokenizer, BertForSequenceClassification
+
+    directory = tmp_path_factory.mktemp("tiny-reranker")
+    torch.manual_seed(0)
+    BertForSequenceClassification.from_pretrained(tiny_bert_dir, num_labels=1).save_pretrained(directory)
+    AutoTokenizer.from_pretrained(tiny_bert_dir).save_pretrained(directory)
+    return directory
+
+
+@pytest.fixture(scope="session")
 def tiny_st_dir(tmp_path_factory: pytest.TempPathFactory, tiny_bert_dir: Path) -> Path:
     """The tiny BERT as a sentence-transformers model (mean pooling + Normalize), saved by the installed
     sentence-transformers (6.x writes `1_Pooling/config.json` as {"pooling_mode": "mean", ...})."""

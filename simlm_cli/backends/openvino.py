@@ -5,7 +5,7 @@ PyTorch, cached, and run by OpenVINO's CPU plugin at fp32 or bf16 (its inference
 The conversion traces the model with eager attention. Before a graph is used it is checked against PyTorch fp32 on
 a padded batch of random tokens: the f32 graph within FLOAT_TOLERANCE of PyTorch (the conversion's own error), and
 for fp32/bf16 also the graph as it will run, at its inference precision, each token's vector at cosine >=
-MIN_COSINE (0.9999 fp32, 0.999 bf16) to PyTorch fp32 (a re-ranker's logits within the same relative error). A graph
+MIN_COSINE (0.9999 fp32, 0.999 bf16) to PyTorch fp32 (a re-ranker's logits within CLASSIFIER_TOLERANCE). A graph
 that fails is refused with one line, never used or cached.
 
 Each model is cached under `$SIMLM_CACHE_DIR/<kind>/<digest>/` (default `~/.cache/simlm`; kind "openvino" for the
@@ -50,6 +50,10 @@ MODEL_FILE = "model.xml"  # and model.bin beside it
 FLOAT_TOLERANCE = 1e-3  # max |converted f32 graph - PyTorch| on real tokens; conversion differences are ~1e-5
 # The least cosine of any token's vector to PyTorch fp32, per inference precision, for a graph to be used.
 MIN_COSINE = {"f32": 0.9999, "bf16": 0.999}
+# A re-ranker's: the largest logit error relative to max(1, |logit|). bf16 keeps 8 significant bits; PyTorch's own
+# bf16 autocast moved logits by up to 3.5e-2 of that (OpenVINO bf16: 2.9e-2) on the tests' tiny random re-ranker,
+# 3.3e-4 (4.7e-4) on MiniLM with a fresh head, on SciFact pairs.
+CLASSIFIER_TOLERANCE = {"f32": 1e-3, "bf16": 5e-2}
 PRECISION_HINTS = {Precision.fp32: "f32", Precision.bf16: "bf16"}
 
 
@@ -83,7 +87,7 @@ class ExportSettings:
     def finish(self, model: Any, graph: Any, names: list[str], model_name: str) -> tuple[Any, dict[str, Any]]:
         """The graph to cache, from the checked f32 conversion, and what to record about it: a float graph is
         checked as it will run (at its inference precision) and kept as it is."""
-        return graph, {"min_cosine": check_compiled(model, graph, self, names, model_name)}
+        return graph, check_compiled(model, graph, self, names, model_name)
 
 
 def cache_root() -> Path:
@@ -245,26 +249,33 @@ def check_float(model: Any, graph: Any, settings: ExportSettings, names: list[st
     return diff
 
 
-def agreement(expected: np.ndarray, got: np.ndarray, head: str) -> float:
-    """How close a graph's outputs are to PyTorch's, as a cosine: the least cosine of any token's vector (an
-    encoder), or 1 - the largest logit error relative to max(1, |logit|) (a re-ranker: one number per pair, where
-    a cosine says nothing)."""
-    if head == "encoder":
-        norms = np.linalg.norm(expected, axis=1) * np.linalg.norm(got, axis=1)
-        return float((np.sum(expected * got, axis=1) / np.maximum(norms, 1e-30)).min())
-    return float(1.0 - (np.abs(expected - got) / np.maximum(np.abs(expected), 1.0)).max())
+def min_cosine(expected: np.ndarray, got: np.ndarray) -> float:
+    """The least cosine of any row's vector to PyTorch's."""
+    norms = np.linalg.norm(expected, axis=1) * np.linalg.norm(got, axis=1)
+    return float((np.sum(expected * got, axis=1) / np.maximum(norms, 1e-30)).min())
 
 
-def check_compiled(model: Any, graph: Any, settings: ExportSettings, names: list[str], model_name: str) -> float:
-    """The graph as it will run (at its inference precision) against PyTorch fp32: refused below MIN_COSINE."""
+def check_compiled(
+    model: Any, graph: Any, settings: ExportSettings, names: list[str], model_name: str
+) -> dict[str, float]:
+    """The graph as it will run (at its inference precision) against PyTorch fp32, refused below the bar: an
+    encoder's token vectors at MIN_COSINE, a re-ranker's logits (one number per pair, where a cosine says nothing)
+    within CLASSIFIER_TOLERANCE of max(1, |logit|). Returns the measure, to be recorded."""
     precision = settings.inference_precision
-    similarity = agreement(*_against_pytorch(model, graph, settings.head, names, precision), settings.head)
-    if not similarity >= MIN_COSINE[precision]:
-        raise SimlmError(
-            f"{settings.flag}: the OpenVINO {precision} graph of {model_name} reaches cosine {similarity:.6f} to "
-            f"PyTorch fp32 (< {MIN_COSINE[precision]}); use --backend torch"
+    expected, got = _against_pytorch(model, graph, settings.head, names, precision)
+    if settings.head == "encoder":
+        cosine = min_cosine(expected, got)
+        if cosine >= MIN_COSINE[precision]:
+            return {"min_cosine": cosine}
+        problem = f"reaches cosine {cosine:.6f} to PyTorch fp32 (< {MIN_COSINE[precision]})"
+    else:
+        error = float((np.abs(expected - got) / np.maximum(np.abs(expected), 1.0)).max())
+        if error <= CLASSIFIER_TOLERANCE[precision]:
+            return {"max_logit_error": error}
+        problem = (
+            f"logits differ from PyTorch fp32's by {error:.2e} of max(1, |logit|) (> {CLASSIFIER_TOLERANCE[precision]})"
         )
-    return similarity
+    raise SimlmError(f"{settings.flag}: the OpenVINO {precision} graph of {model_name} {problem}; use --backend torch")
 
 
 def build(model: Any, settings: ExportSettings, directory: Path, model_name: str) -> dict[str, Any]:

@@ -36,19 +36,6 @@ def cached_models(cache: Path) -> list[Path]:
     return sorted((cache / "int8").glob("*/" + openvino.MODEL_FILE))
 
 
-@pytest.fixture(scope="module")
-def tiny_reranker_dir(tmp_path_factory: pytest.TempPathFactory, tiny_bert_dir: Path) -> Path:
-    """The tiny BERT with a (random, seeded) one-logit head, saved as a trained re-ranker would be."""
-    import torch
-    from transformers import AutoTokenizer, BertForSequenceClassification
-
-    directory = tmp_path_factory.mktemp("tiny-reranker")
-    torch.manual_seed(0)
-    BertForSequenceClassification.from_pretrained(tiny_bert_dir, num_labels=1).save_pretrained(directory)
-    AutoTokenizer.from_pretrained(tiny_bert_dir).save_pretrained(directory)
-    return directory
-
-
 @pytest.mark.parametrize("model", ["tiny_bert_dir", "tiny_st_dir"])  # cls pooling; mean pooling
 def test_int8_vectors_are_close_to_fp32(model: str, request: pytest.FixtureRequest) -> None:
     settings = resolve_settings(str(request.getfixturevalue(model)))
