@@ -80,7 +80,10 @@ def test_openvino_reranker_scores_match_pytorch_fp32(tiny_reranker_dir: Path, pr
 def test_a_graph_below_the_cosine_bar_is_refused_and_not_cached(tiny_bert_dir: Path, tmp_path, monkeypatch) -> None:
     monkeypatch.setenv("SIMLM_CACHE_DIR", str(tmp_path))
     monkeypatch.setitem(openvino.MIN_COSINE, "bf16", 1.0 + 1e-9)  # no graph can pass: the check must refuse
-    with pytest.raises(SimlmError, match=r"--backend openvino: the OpenVINO bf16 graph of .* reaches cosine 0\.\d+ to PyTorch fp32 \(< 1"):
+    with pytest.raises(
+        SimlmError,
+        match=r"--backend openvino: the OpenVINO bf16 graph of .* reaches cosine 0\.\d+ to PyTorch fp32 \(< 1",
+    ):
         Encoder(resolve_settings(str(tiny_bert_dir)), OPENVINO[Precision.bf16])
     assert not cached(tmp_path) and not list((tmp_path / "openvino").iterdir())  # nothing half-made was left
 
