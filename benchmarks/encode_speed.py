@@ -2,14 +2,16 @@
 
 Rows: sentence-transformers (ST) `model.encode` with PyTorch fp32 (the baseline every cosine is taken against), ST
 `backend="onnx"`, ST `backend="openvino"` and ST's dynamic int8 ONNX export; simlm `encode_corpus` (what
-`simlm encode` runs) at fp32, at bf16 where the CPU computes bf16 natively (AMX/AVX512-BF16) and at int8 where this
-simlm has `--precision int8`. The ONNX/OpenVINO rows need optimum, which pins transformers < 5, so they run in a
+`simlm encode` runs) as its default runs it (`simlm-auto`: `--device auto --precision auto --backend auto`, the
+backend and precision it resolves to printed), on PyTorch at fp32 and at bf16 where the CPU computes bf16 natively
+(AMX/AVX512-BF16), on OpenVINO at fp32 (unless that is auto's) and at int8. The ONNX/OpenVINO rows need optimum, which pins transformers < 5, so they run in a
 separate venv (`bash benchmarks/setup_bench_venv.sh` makes `.venv-bench`) as a child process that this script
 drives; without that venv the simlm and ST PyTorch rows still run.
 
 Every row is loaded and warmed up first, then all rows are timed in alternation, `--repeats` rounds, and the best
-wall-clock rate of each is kept, so none gets a colder start or a quieter machine. Ratios printed: simlm fp32 /
-ST PyTorch fp32 and simlm int8 / the fastest ST backend whose mean cosine to ST PyTorch is >= 0.99.
+wall-clock rate of each is kept, so none gets a colder start or a quieter machine. Ratios printed: simlm PyTorch
+fp32 / ST PyTorch fp32, and simlm's default (auto) and simlm int8 / the fastest ST backend whose mean cosine to ST
+PyTorch is >= 0.99.
 
 python benchmarks/encode_speed.py [--passages 1000] [--threads 2] [--repeats 3] [--model DIR] [--corpus PATH]
                                   [--st-python .venv-bench/bin/python] [--json OUT]
@@ -28,6 +30,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -93,13 +96,12 @@ class Row:
     vectors: np.ndarray | None = None
 
 
-def simlm_row(name: str, precision: str, subset: Path, warm: Path, model: str | None, work: Path) -> Row:
-    from simlm_cli.device import resolve_runtime
+def simlm_row(name: str, runtime: Any, subset: Path, warm: Path, model: str | None, work: Path) -> Row:
     from simlm_cli.io.embeddings import EmbeddingReader
     from simlm_cli.models.settings import resolve_settings
     from simlm_cli.pipeline.encode import EncodeConfig, encode_corpus
 
-    settings, runtime = resolve_settings(model), resolve_runtime("cpu", precision)
+    settings = resolve_settings(model)
     out = work / f"{name}.emb"
 
     def encode(corpus: Path) -> tuple[float, float, np.ndarray]:
@@ -193,19 +195,22 @@ def cosines(vectors: np.ndarray, reference: np.ndarray) -> np.ndarray:
     return np.sum(vectors * reference, axis=1) / (np.linalg.norm(vectors, axis=1) * np.linalg.norm(reference, axis=1))
 
 
-def simlm_precisions(notes: list[str]) -> list[str]:
-    """fp32 always; bf16 where the CPU has it natively; int8 where this simlm offers it."""
-    from simlm_cli.device import Precision, cpu_has_fast_bf16
+def simlm_runtimes(notes: list[str]) -> dict[str, Any]:
+    """The simlm rows' runtimes: its default (auto, as `simlm encode` resolves it here), PyTorch fp32 always and bf16
+    where the CPU has it natively, OpenVINO fp32 unless auto is that already, and int8."""
+    from simlm_cli.device import Backend, Precision, Runtime, cpu_has_fast_bf16, resolve_runtime
 
-    chosen = ["fp32"]
+    auto = resolve_runtime("cpu", Precision.auto, backend=Backend.auto)
+    notes.append(f"simlm-auto is {auto.backend.value} {auto.precision.value} on this CPU")
+    chosen = {"simlm-auto": auto, "simlm-torch-fp32": Runtime("cpu", Precision.fp32, Backend.torch)}
     if cpu_has_fast_bf16():
-        chosen.append("bf16")
+        chosen["simlm-torch-bf16"] = Runtime("cpu", Precision.bf16, Backend.torch)
     else:
-        notes.append("simlm bf16 skipped: this CPU has neither AMX nor AVX512-BF16 (bf16 would be emulated)")
-    if "int8" in Precision.__members__:
-        chosen.append("int8")
-    else:
-        notes.append("simlm int8 skipped: this simlm has no --precision int8")
+        notes.append("simlm torch bf16 skipped: this CPU has neither AMX nor AVX512-BF16 (bf16 would be emulated)")
+    openvino_fp32 = Runtime("cpu", Precision.fp32, Backend.openvino)
+    if auto != openvino_fp32:
+        chosen["simlm-openvino-fp32"] = openvino_fp32
+    chosen["simlm-int8"] = Runtime("cpu", Precision.int8)
     return chosen
 
 
@@ -231,14 +236,18 @@ def summarise(rows: list[Row]) -> list[dict]:
 
 
 def ratios(table: list[dict], key: str = "passages_per_s") -> dict:
-    """The issue's two ratios, by `key` (wall-clock or CPU-time rate): simlm fp32 / ST PyTorch fp32, and simlm
-    int8 / the fastest ST row whose mean cosine to ST PyTorch is >= MIN_COSINE."""
+    """The issue's ratios, by `key` (wall-clock or CPU-time rate): simlm PyTorch fp32 / ST PyTorch fp32, and simlm's
+    default (auto) and int8 / the fastest ST row whose mean cosine to ST PyTorch is >= MIN_COSINE."""
     rate = {r["row"]: r[key] for r in table}
     st_ok = [r for r in table if r["row"].startswith("st-") and r["mean_cosine"] >= MIN_COSINE]
     fastest = max(st_ok, key=lambda r: r[key])
-    found = {"simlm_fp32_over_st_torch_fp32": rate["simlm-fp32"] / rate[BASELINE], "fastest_st": fastest["row"]}
-    if "simlm-int8" in rate:
-        found["simlm_int8_over_fastest_st"] = rate["simlm-int8"] / fastest[key]
+    found = {
+        "simlm_torch_fp32_over_st_torch_fp32": rate["simlm-torch-fp32"] / rate[BASELINE],
+        "fastest_st": fastest["row"],
+    }
+    for row in ("simlm-auto", "simlm-int8"):
+        if row in rate:
+            found[f"{row.replace('-', '_')}_over_fastest_st"] = rate[row] / fastest[key]
     return found
 
 
@@ -252,12 +261,15 @@ def print_report(table: list[dict], found: dict[str, dict], notes: list[str]) ->
     for note in notes:
         print(f"note: {note}")
     for clock, ratio in found.items():
-        print(f"ratio ({clock}) simlm-fp32 / {BASELINE}: {ratio['simlm_fp32_over_st_torch_fp32']:.2f}x (target >= 1.0)")
-        if "simlm_int8_over_fastest_st" in ratio:
-            print(f"ratio ({clock}) simlm-int8 / {ratio['fastest_st']} (fastest ST row with mean cosine >= "
-                  f"{MIN_COSINE}): {ratio['simlm_int8_over_fastest_st']:.2f}x (target >= 1.3)")  # fmt: skip
-        else:
-            print(f"ratio ({clock}) simlm-int8 / {ratio['fastest_st']}: n/a (no simlm int8 row)")
+        print(f"ratio ({clock}) simlm-torch-fp32 / {BASELINE}: {ratio['simlm_torch_fp32_over_st_torch_fp32']:.2f}x "
+              "(target >= 1.0)")  # fmt: skip
+        for row, target in (("simlm-auto", 1.0), ("simlm-int8", 1.3)):
+            key = f"{row.replace('-', '_')}_over_fastest_st"
+            if key in ratio:
+                print(f"ratio ({clock}) {row} / {ratio['fastest_st']} (fastest ST row with mean cosine >= "
+                      f"{MIN_COSINE}): {ratio[key]:.2f}x (target >= {target})")  # fmt: skip
+            else:
+                print(f"ratio ({clock}) {row} / {ratio['fastest_st']}: n/a (no {row} row)")
 
 
 def start_child(args: argparse.Namespace, model_path: str, texts: list[str], cpu: Cpu, max_len: int, work: Path,
@@ -300,7 +312,7 @@ def measure(args: argparse.Namespace, cpu: Cpu, notes: list[str]) -> tuple[list[
         child = start_child(args, model_path, texts, cpu, max_length, work, notes)
         try:
             rows = [baseline]
-            rows += [simlm_row(f"simlm-{p}", p, subset, warm, args.model, work) for p in simlm_precisions(notes)]
+            rows += [simlm_row(name, r, subset, warm, args.model, work) for name, r in simlm_runtimes(notes).items()]
             extra, versions = child_rows(child, notes)
             time_rows(rows + extra, args.repeats)
         finally:

@@ -33,25 +33,26 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from simlm_cli.backends import openvino
 from simlm_cli.device import Precision, Runtime
 from simlm_cli.environment import cpu_info
 from simlm_cli.io.corpus import iter_corpus
 from simlm_cli.models import int8
 from simlm_cli.models.encoder import Encoder
-from simlm_cli.models.loading import load_pretrained, load_tokenizer
+from simlm_cli.models.loading import load_pretrained
 from simlm_cli.models.settings import resolve_model_path, resolve_settings
 
 DEFAULT_CORPUS = Path(__file__).resolve().parents[1] / "simlm_cli" / "data" / "scifact" / "corpus.jsonl"
-SIMLM = int8.ExportSettings.for_head("encoder")
+SIMLM = int8.Int8Settings.for_head("encoder")
 
 
-class Compiled(int8.OvModel):
+class Compiled(openvino.OvModel):
     """An OpenVINO graph compiled with `config` on top of simlm's thread setting, called like `OvModel`: for the
     rows simlm does not build itself (the unquantised graph; weights-only int8)."""
 
     def __init__(self, graph, model_config, config: dict[str, str]) -> None:
         threads = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": str(torch.get_num_threads())}
-        core = int8._openvino().Core()
+        core = openvino.openvino_module().Core()
         self.request = core.compile_model(graph, "CPU", {**threads, **config}).create_infer_request()
         self.config, self.output = model_config, "last_hidden_state"
         self.inputs = [next(iter(port.get_names())) for port in graph.inputs]
@@ -64,7 +65,6 @@ def weights_only(graph):
 
 
 def build_variants(settings, eager, corpus: str, offset: int, count: int, tmp: Path) -> dict[str, Encoder]:
-    tokenizer = load_tokenizer(str(resolve_model_path(settings.model)))
     passages = itertools.islice(iter_corpus(corpus), offset, offset + count)
     corpus_texts = tmp / "corpus-calibration.jsonl"
     corpus_texts.write_text("".join(json.dumps({"kind": "passage", "text": p.joined()}) + "\n" for p in passages))
@@ -75,19 +75,19 @@ def build_variants(settings, eager, corpus: str, offset: int, count: int, tmp: P
         encoder.model = model
         return encoder
 
-    with int8._quiet_openvino():
-        graph = int8._convert(eager, SIMLM, int8._input_names(eager))
+    with openvino.quiet():
+        graph = openvino.convert(eager, SIMLM.head, openvino.input_names(eager))
     encoders["ov float"] = encoder_over(Compiled(graph, eager.config, {}))
     plans = {
-        "int8 simlm": (SIMLM, int8.CALIBRATION_FILE),
-        "int8 corpus-calibrated": (SIMLM, corpus_texts),
-        "int8 bf16 rest": (replace(SIMLM, inference_precision="bf16"), int8.CALIBRATION_FILE),
+        "int8 simlm": SIMLM,
+        "int8 corpus-calibrated": replace(SIMLM, calibration=corpus_texts),
+        "int8 bf16 rest": replace(SIMLM, inference_precision="bf16"),
     }
-    for name, (export, calibration) in plans.items():
+    for name, export in plans.items():
         directory = tmp / name.replace(" ", "_")
         directory.mkdir()
-        info = int8.build_int8(eager, tokenizer, export, directory, name, calibration)
-        encoders[name] = encoder_over(int8.OvModel(directory / int8.MODEL_FILE, info, eager.config))
+        info = openvino.build(eager, export, directory, name)
+        encoders[name] = encoder_over(openvino.OvModel(directory / openvino.MODEL_FILE, info, eager.config))
     dynamic = {"INFERENCE_PRECISION_HINT": "f32", "DYNAMIC_QUANTIZATION_GROUP_SIZE": "32"}
     compressed = weights_only(graph.clone())
     encoders["int8 weights only"] = encoder_over(Compiled(compressed, eager.config, dynamic))

@@ -1,5 +1,6 @@
-"""Device and precision, chosen per command: `--device auto|cpu|cuda[:N]`, `--precision auto|fp32|bf16|fp16`, and
-for the inference commands (encode, search, mine --index, rerank run/score) also `int8` (OpenVINO, CPU only)."""
+"""Device, precision and backend, chosen per command: `--device auto|cpu|cuda[:N]`, `--precision auto|fp32|bf16|fp16`,
+and for the inference commands (encode, search, mine --index, rerank run/score) also `int8` (OpenVINO, CPU only) and
+`--backend auto|torch|openvino` (what runs the forward pass; `simlm_cli/backends/`)."""
 
 from __future__ import annotations
 
@@ -20,6 +21,14 @@ class Precision(str, Enum):
     bf16 = "bf16"
     fp16 = "fp16"
     int8 = "int8"
+
+
+class Backend(str, Enum):
+    """What runs an inference command's forward pass: one module per backend in `simlm_cli/backends/`."""
+
+    auto = "auto"
+    torch = "torch"
+    openvino = "openvino"
 
 
 class TrainingPrecision(str, Enum):
@@ -54,23 +63,36 @@ CUDA_BATCH_TOKENS = 256 * 256
 class Runtime:
     device: str  # "cpu" or "cuda:N"
     precision: Precision  # never auto
+    backend: Backend | None = None  # never auto; None: openvino for int8 (its only backend), else torch
+
+    def __post_init__(self) -> None:
+        int8 = self.precision is Precision.int8
+        if self.backend is None:
+            object.__setattr__(self, "backend", Backend.openvino if int8 else Backend.torch)
+        on_cpu = self.device == "cpu"
+        if (
+            self.backend is Backend.auto
+            or (int8 and self.backend is not Backend.openvino)
+            or (self.backend is Backend.openvino and not on_cpu)
+        ):
+            raise ValueError(f"no runtime runs {self.precision.value} on {self.device} with backend {self.backend}")
 
     @property
     def device_type(self) -> str:
         return self.device.split(":")[0]
 
     def autocast(self) -> contextlib.AbstractContextManager:
-        """Autocast for bf16/fp16; fp32 runs as it is, and so does int8, whose model is an OpenVINO one
-        that PyTorch does not run."""
+        """Autocast for bf16/fp16 on PyTorch; fp32 runs as it is, and so does an OpenVINO model (its precision is
+        compiled into it)."""
         import torch
 
-        if self.precision in (Precision.fp32, Precision.int8):
+        if self.precision is Precision.fp32 or self.backend is Backend.openvino:
             return contextlib.nullcontext()
         dtype = torch.bfloat16 if self.precision is Precision.bf16 else torch.float16
         return torch.autocast(device_type=self.device_type, dtype=dtype)
 
     def describe(self) -> str:
-        return f"{self.device}, {self.precision.value}"
+        return f"{self.device}, {self.precision.value}, {self.backend.value}"
 
 
 PRECISION_ENV = "SIMLM_PRECISION"
@@ -93,18 +115,42 @@ def _precision_from_environment() -> Precision | None:
 
 
 def resolve_runtime(
-    device: str = "auto", precision: Precision | TrainingPrecision | str = Precision.auto, training: bool = False
+    device: str = "auto",
+    precision: Precision | TrainingPrecision | str = Precision.auto,
+    training: bool = False,
+    backend: Backend | str = Backend.auto,
 ) -> Runtime:
-    """Turn the user's `--device`/`--precision` into a concrete pair, failing clearly on what cannot run.
+    """Turn the user's `--device`/`--precision`/`--backend` into a concrete runtime, failing clearly on what cannot
+    run.
 
     Under torchrun, `auto` and `cuda` mean this process's own GPU (LOCAL_RANK). int8 runs on the CPU only:
-    `auto` then means the CPU, an explicit CUDA device is refused, and so is int8 for `training`.
+    `auto` then means the CPU, an explicit CUDA device is refused, and so is int8 for `training`. Training always
+    runs on PyTorch; for inference see `_backend`.
     """
+    precision = Precision(getattr(precision, "value", precision))
+    backend = Backend(getattr(backend, "value", backend))
+    if precision is Precision.int8:
+        return _int8_runtime(device, training, backend)
+    device = _device(device)
+    on_cuda = device.startswith("cuda")
+    if precision is Precision.auto:
+        precision = _precision_from_environment() or precision
+    if precision is Precision.auto:
+        if on_cuda:
+            import torch
+
+            precision = Precision.bf16 if torch.cuda.is_bf16_supported() else Precision.fp16
+        else:
+            precision = Precision.bf16 if cpu_has_fast_bf16() else Precision.fp32
+    if precision is Precision.fp16 and not on_cuda:
+        raise SimlmError("--precision fp16 needs a CUDA device; on the CPU use bf16 or fp32")
+    return Runtime(device, precision, Backend.torch if training else _backend(backend, device))
+
+
+def _device(device: str) -> str:
+    """`--device` as a concrete "cpu" or "cuda:N" that exists here."""
     import torch
 
-    precision = Precision(getattr(precision, "value", precision))
-    if precision is Precision.int8:
-        return _int8_runtime(device, training)
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     if device == "auto":
         device = f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu"
@@ -118,25 +164,36 @@ def resolve_runtime(
             raise SimlmError(f"--device {device}: only {torch.cuda.device_count()} CUDA device(s) visible")
     elif device != "cpu":
         raise SimlmError(f"--device {device}: expected auto, cpu, cuda or cuda:N")
-
-    on_cuda = device.startswith("cuda")
-    if precision is Precision.auto:
-        precision = _precision_from_environment() or precision
-    if precision is Precision.auto:
-        if on_cuda:
-            precision = Precision.bf16 if torch.cuda.is_bf16_supported() else Precision.fp16
-        else:
-            precision = Precision.bf16 if cpu_has_fast_bf16() else Precision.fp32
-    if precision is Precision.fp16 and not on_cuda:
-        raise SimlmError("--precision fp16 needs a CUDA device; on the CPU use bf16 or fp32")
-    return Runtime(device, precision)
+    return device
 
 
-def _int8_runtime(device: str, training: bool) -> Runtime:
+BACKEND_ENV = "SIMLM_BACKEND"
+
+
+def _backend(backend: Backend, device: str) -> Backend:
+    """The inference backend: `auto` is OpenVINO on the CPU (faster than PyTorch at fp32 and bf16 for the same
+    vectors within cosine 0.9999 / 0.999: the README's "CPU backends" has the figures) and PyTorch on CUDA, where
+    OpenVINO does not run. SIMLM_BACKEND sets what `auto` means (the test suite runs torch); a flag still wins."""
+    if backend is Backend.auto:
+        value = os.environ.get(BACKEND_ENV, "").strip()
+        try:
+            backend = Backend(value or "auto")
+        except ValueError:
+            raise SimlmError(f"{BACKEND_ENV}={value}: expected one of auto, torch, openvino") from None
+    if backend is Backend.auto:
+        return Backend.openvino if device == "cpu" else Backend.torch
+    if backend is Backend.openvino and device != "cpu":
+        raise SimlmError(f"--backend openvino runs on the CPU; --device {device} is not supported with it")
+    return backend
+
+
+def _int8_runtime(device: str, training: bool, backend: Backend) -> Runtime:
     if training:
         raise SimlmError(
             "--precision int8 is for inference (encode, search, mine --index, rerank run/score), not training"
         )
     if device not in ("auto", "cpu"):
         raise SimlmError(f"--precision int8 runs on the CPU (OpenVINO); --device {device} is not supported with it")
-    return Runtime("cpu", Precision.int8)
+    if backend is Backend.torch:
+        raise SimlmError("--precision int8 runs on OpenVINO; --backend torch does not run it")
+    return Runtime("cpu", Precision.int8, Backend.openvino)

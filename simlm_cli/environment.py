@@ -118,14 +118,18 @@ def _java_info() -> dict[str, Any]:
     return info
 
 
-def _auto_runtime() -> dict[str, Any]:
-    """What `--device auto --precision auto` resolves to here, and the SIMLM_PRECISION that changes it."""
-    from simlm_cli.device import PRECISION_ENV, resolve_runtime
+ENV_SETTINGS = ("SIMLM_PRECISION", "SIMLM_BACKEND")  # what `auto` means, when set
 
-    info: dict[str, Any] = {PRECISION_ENV: os.environ.get(PRECISION_ENV) or None}
+
+def _auto_runtime() -> dict[str, Any]:
+    """What `--device auto --precision auto --backend auto` resolves to here (for inference), and the
+    SIMLM_PRECISION and SIMLM_BACKEND that change it."""
+    from simlm_cli.device import BACKEND_ENV, PRECISION_ENV, resolve_runtime
+
+    info: dict[str, Any] = {name: os.environ.get(name) or None for name in (PRECISION_ENV, BACKEND_ENV)}
     try:
         runtime = resolve_runtime("auto", "auto")
-        info.update(device=runtime.device, precision=runtime.precision.value)
+        info.update(device=runtime.device, precision=runtime.precision.value, backend=runtime.backend.value)
     except Exception as err:  # e.g. a bad SIMLM_PRECISION: that is worth reporting, not failing on
         info["error"] = str(err)
     return info
@@ -190,7 +194,7 @@ def render(info: dict[str, Any]) -> str:
     if "error" in auto:
         lines.append(f"auto picks: error: {auto['error']}")
     else:
-        env = auto.get("SIMLM_PRECISION")
-        why = f"SIMLM_PRECISION={env}" if env else "SIMLM_PRECISION unset"
-        lines.append(f"auto picks: device {auto['device']}, precision {auto['precision']} ({why})")
+        why = ", ".join(f"{name}={auto[name]}" if auto[name] else f"{name} unset" for name in ENV_SETTINGS)
+        picks = f"device {auto['device']}, precision {auto['precision']}, backend {auto['backend']}"
+        lines.append(f"auto picks: {picks} ({why})")
     return "\n".join(lines)

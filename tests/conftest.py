@@ -27,11 +27,15 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 # `auto` precision is bf16 on CPUs with AMX/AVX512-BF16 and fp32 elsewhere: the suite compares vectors and weights
 # exactly, so it runs fp32 on every machine (tests/test_device.py checks auto itself with this unset).
 os.environ["SIMLM_PRECISION"] = "fp32"
+# `auto` backend is OpenVINO on the CPU: the suite compares vectors with PyTorch's exactly, so it runs torch unless a
+# test asks for openvino (tests/test_device.py checks auto itself with this unset; tests/test_scifact.py's `minilm`
+# fixture encodes SciFact with the real default).
+os.environ["SIMLM_BACKEND"] = "torch"
 
 
 @pytest.fixture(scope="session", autouse=True)
 def int8_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """`--precision int8`'s converted models go to a directory of this session (CLI children inherit it), never
+    """OpenVINO's converted models (`--backend openvino`, `--precision int8`) go to a directory of this session (CLI children inherit it), never
     to the user's ~/.cache/simlm."""
     directory = tmp_path_factory.mktemp("simlm-cache")
     os.environ["SIMLM_CACHE_DIR"] = str(directory)
@@ -197,6 +201,19 @@ def _sentence_transformer(bert_dir: Path) -> object:
         transformer = models.Transformer(str(bert_dir), max_seq_length=128)
         pooling = models.Pooling(32, "mean")
         return SentenceTransformer(modules=[transformer, pooling, models.Normalize()], device="cpu")
+
+
+@pytest.fixture(scope="session")
+def tiny_reranker_dir(tmp_path_factory: pytest.TempPathFactory, tiny_bert_dir: Path) -> Path:
+    """The tiny BERT with a (random, seeded) one-logit head, saved as a trained re-ranker would be."""
+    import torch
+    from transformers import AutoTokenizer, BertForSequenceClassification
+
+    directory = tmp_path_factory.mktemp("tiny-reranker")
+    torch.manual_seed(0)
+    BertForSequenceClassification.from_pretrained(tiny_bert_dir, num_labels=1).save_pretrained(directory)
+    AutoTokenizer.from_pretrained(tiny_bert_dir).save_pretrained(directory)
+    return directory
 
 
 @pytest.fixture(scope="session")

@@ -62,15 +62,16 @@ def test_the_int8_config_follows_the_cpu_flags(encode_speed: ModuleType) -> None
     assert choose(parse("Features : fp asimd asimddp\n"), "aarch64") == "arm64"
 
 
-def test_the_int8_ratio_skips_st_backends_that_change_the_vectors(encode_speed: ModuleType) -> None:
+def test_the_auto_and_int8_ratios_skip_st_backends_that_change_the_vectors(encode_speed: ModuleType) -> None:
     def row(name: str, rate: float, cosine: float) -> dict:
         return {"row": name, "passages_per_s": rate, "passages_per_cpu_s": rate / 2, "mean_cosine": cosine}
 
     table = [row("st-torch-fp32", 10, 1.0), row("st-onnx-int8", 40, 0.985), row("st-openvino", 20, 0.99998),
-             row("simlm-fp32", 12, 1.0), row("simlm-int8", 30, 0.995)]  # fmt: skip
+             row("simlm-torch-fp32", 12, 1.0), row("simlm-auto", 25, 0.99997), row("simlm-int8", 30, 0.995)]  # fmt: skip
     found = encode_speed.ratios(table)
     assert found["fastest_st"] == "st-openvino"  # st-onnx-int8 is faster but below cosine 0.99
-    assert found["simlm_fp32_over_st_torch_fp32"] == pytest.approx(1.2)
+    assert found["simlm_torch_fp32_over_st_torch_fp32"] == pytest.approx(1.2)
+    assert found["simlm_auto_over_fastest_st"] == pytest.approx(1.25)
     assert found["simlm_int8_over_fastest_st"] == pytest.approx(1.5)
     assert encode_speed.ratios(table, "passages_per_cpu_s")["simlm_int8_over_fastest_st"] == pytest.approx(1.5)
     assert "simlm_int8_over_fastest_st" not in encode_speed.ratios([r for r in table if r["row"] != "simlm-int8"])
@@ -79,7 +80,7 @@ def test_the_int8_ratio_skips_st_backends_that_change_the_vectors(encode_speed: 
 def test_encode_speed_without_the_bench_venv(tiny_st_dir: Path, tiny_data, tmp_path: Path) -> None:
     """The simlm rows and ST's PyTorch row run from simlm's own venv; the missing bench venv is named, with the
     way to make it."""
-    from simlm_cli.device import Precision, cpu_has_fast_bf16
+    from simlm_cli.device import cpu_has_fast_bf16
 
     missing = tmp_path / "no-venv" / "bin" / "python"
     out = tmp_path / "speed.json"
@@ -94,18 +95,19 @@ def test_encode_speed_without_the_bench_venv(tiny_st_dir: Path, tiny_data, tmp_p
     assert lines[0].startswith("CPU: ") and "flags: " in lines[0]
     assert f"no bench venv at {missing}" in done.stdout and "bash benchmarks/setup_bench_venv.sh" in done.stdout
     report = json.loads(out.read_text())
-    expected = {"st-torch-fp32", "simlm-fp32"}
-    expected |= {"simlm-bf16"} if cpu_has_fast_bf16() else set()
-    expected |= {"simlm-int8"} if "int8" in Precision.__members__ else set()
+    # the suite's SIMLM_BACKEND=torch and SIMLM_PRECISION=fp32 make simlm-auto torch fp32, so OpenVINO fp32 has a row
+    expected = {"st-torch-fp32", "simlm-auto", "simlm-torch-fp32", "simlm-openvino-fp32", "simlm-int8"}
+    expected |= {"simlm-torch-bf16"} if cpu_has_fast_bf16() else set()
     assert {r["row"] for r in report["rows"]} == expected
     for name in expected:
         assert any(line.startswith(f"| {name} |") for line in lines), name
-    if "int8" not in Precision.__members__:
-        assert "simlm int8 skipped: this simlm has no --precision int8" in done.stdout
-    fp32 = next(r for r in report["rows"] if r["row"] == "simlm-fp32")
-    assert fp32["mean_cosine"] > 0.9999 and fp32["passages_per_s"] > 0  # the same model, pooled the same way
-    assert "ratio (wall) simlm-fp32 / st-torch-fp32: " in done.stdout
-    assert "ratio (cpu) simlm-fp32 / st-torch-fp32: " in done.stdout
+    assert "note: simlm-auto is torch fp32 on this CPU" in done.stdout
+    rows = {r["row"]: r for r in report["rows"]}
+    for name in ("simlm-torch-fp32", "simlm-openvino-fp32"):  # the same model, pooled the same way
+        assert rows[name]["mean_cosine"] > 0.9999 and rows[name]["passages_per_s"] > 0
+    for clock in ("wall", "cpu"):
+        assert f"ratio ({clock}) simlm-torch-fp32 / st-torch-fp32: " in done.stdout
+        assert f"ratio ({clock}) simlm-auto / st-torch-fp32 (fastest ST row" in done.stdout
     assert report["ratios"]["wall"]["fastest_st"] == "st-torch-fp32"
 
 

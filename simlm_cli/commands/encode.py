@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from simlm_cli.commands import options
-from simlm_cli.device import Precision
+from simlm_cli.device import Backend, Precision
 from simlm_cli.io.corpus import CorpusFormat
 
 
@@ -33,6 +33,7 @@ def encode(
     num_shards: int = typer.Option(None, "--num-shards", help="Default: torchrun's WORLD_SIZE, else 1."),
     device: str = options.Device,
     precision: Precision = options.PrecisionOpt,
+    backend: Backend = options.BackendOpt,
     dry_run: bool = options.DryRun,
 ) -> None:
     """Encode passages into an embedding stream for `simlm index`.
@@ -52,7 +53,7 @@ def encode(
     )
     config = EncodeConfig(
         corpus=str(corpus), settings=settings, output=output, corpus_format=corpus_format, device=device,
-        precision=precision, batch_size=batch_size, max_batch_tokens=max_batch_tokens, chunk_size=chunk_size,
+        precision=precision, backend=backend, batch_size=batch_size, max_batch_tokens=max_batch_tokens, chunk_size=chunk_size,
         shard_id=shard_id, num_shards=num_shards, dry_run=dry_run,
     )  # fmt: skip
     encode_corpus(config)

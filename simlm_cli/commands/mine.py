@@ -9,7 +9,7 @@ from typing import Any
 import typer
 
 from simlm_cli.commands import options
-from simlm_cli.device import Precision
+from simlm_cli.device import Backend, Precision
 from simlm_cli.index import SearchBackend
 from simlm_cli.io.corpus import CorpusFormat
 from simlm_cli.io.qrels import QrelsFormat
@@ -66,6 +66,7 @@ def mine(
     search_backend: SearchBackend = options.SearchBackendOpt,
     search_shard_rows: int = options.SearchShardRows,
     precision: Precision = options.PrecisionOpt,
+    backend: Backend = options.BackendOpt,
     queries_format: QueriesFormat = options.QueriesFormatOpt,
     qrels_format: QrelsFormat = options.QrelsFormatOpt,
     dry_run: bool = options.DryRun,
@@ -81,7 +82,7 @@ def mine(
         index=[str(path) for path in index] if index else None, run_format=run_format, depth=depth, min_relevance=min_relevance,
         rank_range=parse_rank_range(rank_range), score_margin=score_margin, max_negatives=max_negatives,
         random_negatives=random_negatives, corpus=str(corpus) if corpus else None, corpus_format=corpus_format,
-        seed=seed, dry_run=dry_run, model=model, device=device, precision=precision, batch_size=batch_size,
+        seed=seed, dry_run=dry_run, model=model, device=device, precision=precision, backend=backend, batch_size=batch_size,
         search_backend=search_backend, search_shard_rows=search_shard_rows,
         **bm25, queries_format=queries_format, qrels_format=qrels_format, teacher=teacher,
     )  # fmt: skip

@@ -13,7 +13,7 @@ import typer
 
 from simlm_cli import dry_run
 from simlm_cli.commands.config import ConfiguredCommand
-from simlm_cli.device import CUDA_BATCH_TOKENS, Precision, TrainingPrecision
+from simlm_cli.device import CUDA_BATCH_TOKENS, Backend, Precision, TrainingPrecision
 from simlm_cli.errors import SimlmError
 from simlm_cli.index import DEFAULT_B, DEFAULT_K1, DEFAULT_THREADS, SearchBackend
 from simlm_cli.io.corpus import CorpusFormat
@@ -65,6 +65,13 @@ PrecisionOpt = typer.Option(
     help=f"{_AUTO_HELP} int8: int8 weights and activations in OpenVINO on the CPU (never chosen by auto).",
 )
 TrainingPrecisionOpt = typer.Option(TrainingPrecision.auto, "--precision", help=_AUTO_HELP)
+# The inference commands' too; training always runs on PyTorch.
+BackendOpt = typer.Option(
+    Backend.auto,
+    "--backend",
+    help="What runs the model: torch, or openvino (CPU only: converted once, checked against PyTorch, cached). "
+    "auto: openvino on the CPU, torch on CUDA (SIMLM_BACKEND sets it).",
+)
 QueriesFormatOpt = typer.Option(
     QueriesFormat.auto, "--queries-format", help="Force the queries format: beir (JSONL) or tsv. Default: per line."
 )

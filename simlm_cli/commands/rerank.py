@@ -9,7 +9,7 @@ import typer
 
 from simlm_cli.commands import options
 from simlm_cli.commands.config import ConfiguredCommand
-from simlm_cli.device import Precision
+from simlm_cli.device import Backend, Precision
 from simlm_cli.dry_run import RERANK_QUERIES
 from simlm_cli.io.corpus import CorpusFormat
 from simlm_cli.io.queries import QueriesFormat
@@ -137,6 +137,7 @@ def run(
     tag: str = options.tag_option("simlm-rerank"),
     device: str = options.Device,
     precision: Precision = options.PrecisionOpt,
+    backend: Backend = options.BackendOpt,
     queries_format: QueriesFormat = options.QueriesFormatOpt,
     dry_run: bool = options.dry_run_option(f"Re-rank only the run's first {RERANK_QUERIES} queries."),
 ) -> None:
@@ -152,7 +153,7 @@ def run(
     config = RerankRunConfig(
         model=model, run=str(run_file), queries=str(queries), corpus=str(corpus), output=str(output), depth=depth,
         batch_size=batch_size, run_format=run_format, output_format=output_format, corpus_format=corpus_format,
-        tag=tag, device=device, precision=precision, dry_run=dry_run, keep_tail=keep_tail,
+        tag=tag, device=device, precision=precision, backend=backend, dry_run=dry_run, keep_tail=keep_tail,
         queries_format=queries_format,
     )  # fmt: skip
     rerank_run(config)
@@ -180,6 +181,7 @@ def score(
     corpus_format: CorpusFormat = options.CorpusFormatOpt,
     device: str = options.Device,
     precision: Precision = options.PrecisionOpt,
+    backend: Backend = options.BackendOpt,
     dry_run: bool = options.dry_run_option(f"Score only the file's first {RERANK_QUERIES} usable queries."),
 ) -> None:
     """Write the teacher scores for `simlm distill` into a copy of a training file.
@@ -192,7 +194,7 @@ def score(
 
     config = ScoreConfig(
         model=model, train_file=str(train_file), corpus=str(corpus), output=str(output), max_negatives=max_negatives,
-        batch_size=batch_size, corpus_format=corpus_format, device=device, precision=precision, dry_run=dry_run,
+        batch_size=batch_size, corpus_format=corpus_format, device=device, precision=precision, backend=backend, dry_run=dry_run,
     )  # fmt: skip
     score_train_file(config)
 

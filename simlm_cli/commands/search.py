@@ -8,7 +8,7 @@ from typing import Any
 import typer
 
 from simlm_cli.commands import options
-from simlm_cli.device import Precision
+from simlm_cli.device import Backend, Precision
 from simlm_cli.index import SearchBackend
 from simlm_cli.io.qrels import QrelsFormat
 from simlm_cli.io.queries import QueriesFormat
@@ -45,6 +45,7 @@ def search(
         help="Dense: the query encoder's precision (default auto, as below), whatever precision built the index. "
         + str(options.PrecisionOpt.help),
     ),
+    backend: Backend = options.BackendOpt,
     gpu: bool = typer.Option(False, "--gpu", help="Dense: search on the GPU with faiss-gpu; fails if none is present."),
     nprobe: int = typer.Option(None, "--nprobe", min=1, help="IVF-PQ: lists probed (default: as built)."),
     ef_search: int = typer.Option(None, "--ef-search", min=1, help="HNSW: search breadth (default: as built)."),
@@ -59,7 +60,7 @@ def search(
 
     config = SearchConfig(
         index=[str(path) for path in index], queries=str(queries), output=output, qrels=str(qrels) if qrels else None, k=k,
-        run_format=run_format, tag=tag, model=model, device=device, precision=precision, batch_size=batch_size,
+        run_format=run_format, tag=tag, model=model, device=device, precision=precision, backend=backend, batch_size=batch_size,
         gpu=gpu, search_backend=search_backend, search_shard_rows=search_shard_rows, nprobe=nprobe,
         ef_search=ef_search, **bm25, dry_run=dry_run, queries_format=queries_format,
         qrels_format=qrels_format,

@@ -24,7 +24,7 @@ import numpy as np
 from simlm_cli.errors import InputError, SimlmError
 from simlm_cli.index import DENSE_KIND, META_FILE, IndexType, is_index_dir, read_meta, write_meta
 from simlm_cli.index.torch_search import TorchFlatSearch
-from simlm_cli.io.embeddings import EmbeddingReader, streams_precision
+from simlm_cli.io.embeddings import EmbeddingReader, streams_record
 from simlm_cli.io.files import atomic_directory
 from simlm_cli.io.ranked_block import RankedBlock
 
@@ -216,7 +216,9 @@ def build_dense_index(
         "count": len(docids),
         "dim": dim,
         "encoder": header.encoder,
-        "precision": streams_precision(readers),  # of the passage vectors; queries use `search --precision`
+        # of the passage vectors; queries use `search --precision` / `--backend`, which `search` compares
+        "precision": streams_record(readers, "precision"),
+        "backend": streams_record(readers, "backend"),
         "search_params": options.search_params,
         "dry_run": any(reader.header.dry_run for reader in readers),
         "build_seconds": round(time.perf_counter() - started, 3),

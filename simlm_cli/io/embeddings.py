@@ -26,7 +26,7 @@ from typing import IO, Any
 
 import numpy as np
 
-from simlm_cli.device import Precision
+from simlm_cli.device import Backend, Precision
 from simlm_cli.errors import InputError
 from simlm_cli.io import json_input
 
@@ -37,6 +37,7 @@ MAX_DIM = 65_536
 _READ_CHUNK = 1 << 26
 # what computed a stream's vectors; "" in streams from before it was recorded
 PRECISIONS = ("", *(p.value for p in Precision if p is not Precision.auto))
+BACKENDS = ("", *(b.value for b in Backend if b is not Backend.auto))
 
 
 @dataclass
@@ -49,6 +50,7 @@ class StreamHeader:
     corpus: str = ""
     dry_run: bool = False  # made by `encode --dry-run`: a few passages, not the corpus
     precision: str = ""  # fp32, bf16, fp16 or int8: what computed the vectors ("" in streams from before it was kept)
+    backend: str = ""  # torch or openvino: what ran the model ("" in streams from before it was kept)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -60,6 +62,7 @@ class StreamHeader:
             "corpus": self.corpus,
             "dry_run": self.dry_run,
             "precision": self.precision,
+            "backend": self.backend,
         }
 
 
@@ -190,16 +193,17 @@ def _check_header(name: str, header: StreamHeader) -> None:
         raise InputError(name, "corrupt stream header: shard_id and num_shards must be integers")
     if not isinstance(header.corpus, str):
         raise InputError(name, "corrupt stream header: corpus must be a string")
-    if header.precision not in PRECISIONS:
-        raise InputError(
-            name, f"corrupt stream header: precision {header.precision!r} is not one of {', '.join(PRECISIONS[1:])}"
-        )
+    for field, allowed in (("precision", PRECISIONS), ("backend", BACKENDS)):
+        value = getattr(header, field)
+        if value not in allowed:
+            raise InputError(name, f"corrupt stream header: {field} {value!r} is not one of {', '.join(allowed[1:])}")
 
 
-def streams_precision(readers: list[EmbeddingReader]) -> str:
-    """The precision that computed the vectors of all `readers`, for the index's meta.json: "" where no stream
-    recorded one, the streams' precisions joined with "+" where they differ (shards encoded on different machines)."""
-    return "+".join(sorted({reader.header.precision for reader in readers} - {""}))
+def streams_record(readers: list[EmbeddingReader], field: str) -> str:
+    """What computed the vectors of all `readers` (`field`: "precision" or "backend"), for the index's meta.json:
+    "" where no stream recorded it, the streams' values joined with "+" where they differ (shards encoded on
+    different machines)."""
+    return "+".join(sorted({getattr(reader.header, field) for reader in readers} - {""}))
 
 
 def open_stream(path: str | Path) -> tuple[IO[bytes], str]:

@@ -51,10 +51,10 @@ def tokenize_passages(
 
 
 # -- the model ------------------------------------------------------------------------------------------------
-def load_encoder(model: str) -> nn.Module:
-    """The encoder's weights (AutoModel); its pooler, unused by cls/mean pooling, is frozen so that DDP sees no
-    unused trainable weights."""
-    encoder = load_pretrained(model)
+def load_encoder(model: str, **kwargs: Any) -> nn.Module:
+    """The encoder's weights (AutoModel; extra keyword arguments go to `from_pretrained`); its pooler, unused by
+    cls/mean pooling, is frozen so that DDP sees no unused trainable weights."""
+    encoder = load_pretrained(model, **kwargs)
     pooler = getattr(encoder, "pooler", None)
     if isinstance(pooler, nn.Module):
         pooler.requires_grad_(False)

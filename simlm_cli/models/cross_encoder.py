@@ -18,7 +18,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from simlm_cli.device import Precision, Runtime
+from simlm_cli.backends import load_model
+from simlm_cli.device import Runtime
 from simlm_cli.errors import InputError, SimlmError, first_line
 from simlm_cli.io.json_input import read_json
 from simlm_cli.models.batching import length_sorted_batches
@@ -169,10 +170,11 @@ class Reranker:
         self.batch_size = batch_size
         self.max_length = max_length or reranker_max_length(path)
         self.tokenizer = load_tokenizer(path)
-        if runtime.precision is Precision.int8:
-            self.model = _int8_classifier(path, log)
-        else:
-            self.model = load_sequence_classifier(path, log, require_head=True).to(runtime.device).eval()
+
+        def load_torch(model_dir: str, **kwargs: Any) -> nn.Module:
+            return load_sequence_classifier(model_dir, log, require_head=True, **kwargs)
+
+        self.model = load_model(path, "classifier", runtime, load_torch, log)
 
     def score(
         self, queries: Sequence[str], texts: Sequence[str], on_batch: Callable[[int], None] | None = None
@@ -190,13 +192,3 @@ class Reranker:
                 if on_batch is not None:
                     on_batch(len(rows))
         return out
-
-
-def _int8_classifier(path: str, log: Callable[[str], None]) -> Any:
-    """The re-ranker as an OpenVINO int8 model, called like the HF one (so `pair_logits` serves it too)."""
-    from simlm_cli.models.int8 import load_int8
-
-    def eager(model_dir: Any) -> nn.Module:
-        return load_sequence_classifier(str(model_dir), log, require_head=True, attn_implementation="eager").eval()
-
-    return load_int8(path, "classifier", eager, log)

@@ -7,11 +7,13 @@ from typing import Any
 
 import numpy as np
 
-from simlm_cli.device import Precision, Runtime
+from simlm_cli.backends import load_model
+from simlm_cli.console import info
+from simlm_cli.device import Runtime
 from simlm_cli.io.corpus import Passage
 from simlm_cli.models.batching import PREFETCH, default_batching, length_sorted_batches, prefetched
 from simlm_cli.models.biencoder import embed, load_encoder, tokenize_passages, tokenize_texts
-from simlm_cli.models.loading import load_pretrained, load_tokenizer
+from simlm_cli.models.loading import load_tokenizer
 from simlm_cli.models.settings import EncoderSettings, resolve_model_path
 
 
@@ -34,24 +36,13 @@ class Encoder:
         self.runtime = runtime
         # Small batches are fastest on CPUs (cache-resident activations: 16 beat 128 by 1.4x on a 2-core EPYC, and
         # OpenVINO int8 ran 78.8 passages/s at 16 against 76.2 at 8 and 69.7 at 32); GPUs want large ones.
-        int8 = runtime.precision is Precision.int8
         self.cuda = runtime.device_type == "cuda"
         self.batch_size, self.max_batch_tokens = default_batching(runtime.device_type, batch_size, max_batch_tokens)
         self.tokenizer = load_tokenizer(settings.model)
-        self.model = self._int8_model() if int8 else load_encoder(settings.model).to(runtime.device).eval()
+        self.model = load_model(resolve_model_path(settings.model), "encoder", runtime, load_encoder, info)
         self.dim = int(self.model.config.hidden_size)
         self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
         self._torch = torch
-
-    def _int8_model(self) -> Any:
-        """The OpenVINO int8 model, called like the HF one (so `embed` and its pooling serve it too)."""
-        from simlm_cli.console import info
-        from simlm_cli.models.int8 import load_int8
-
-        def eager(model_dir: Any) -> Any:
-            return load_pretrained(str(model_dir), attn_implementation="eager").eval()
-
-        return load_int8(resolve_model_path(self.settings.model), "encoder", eager, info)
 
     # -- tokenization ---------------------------------------------------------------------------------------
     def tokenize_passages(self, passages: Sequence[Passage]) -> dict[str, list]:

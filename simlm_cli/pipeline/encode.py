@@ -12,7 +12,7 @@ from contextlib import ExitStack
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from simlm_cli.device import Precision, Runtime, resolve_runtime
+from simlm_cli.device import Backend, Precision, Runtime, resolve_runtime
 from simlm_cli.dry_run import PASSAGES as DRY_RUN_PASSAGES
 from simlm_cli.errors import SimlmError
 from simlm_cli.io.corpus import CorpusFormat, Passage, iter_corpus
@@ -30,6 +30,7 @@ class EncodeConfig:
     corpus_format: CorpusFormat = CorpusFormat.auto
     device: str = "auto"
     precision: Precision = Precision.auto
+    backend: Backend = Backend.auto  # inference: what runs the model
     batch_size: int | None = None
     max_batch_tokens: int | None = None  # a batch's padded tokens (with batch_size: both bound it)
     chunk_size: int = 2048  # passages tokenized and length-sorted together; bounds memory
@@ -83,7 +84,7 @@ def encode_corpus(config: EncodeConfig, runtime: Runtime | None = None) -> dict:
     if config.output is not None:
         inputs = [config.corpus, config.settings.model]
         check_output_file(shard_output_path(config.output, shard_id, num_shards), inputs)
-    runtime = runtime or resolve_runtime(config.device, config.precision)
+    runtime = runtime or resolve_runtime(config.device, config.precision, backend=config.backend)
     passages = _shard(iter_corpus(config.corpus, config.corpus_format), shard_id, num_shards)
     if config.dry_run:
         passages = itertools.islice(passages, DRY_RUN_PASSAGES)
@@ -108,7 +109,7 @@ def encode_corpus(config: EncodeConfig, runtime: Runtime | None = None) -> dict:
     info(f"encoder settings: {s.describe_sources()}")
     header = StreamHeader(
         dim=encoder.dim, dtype="float32", encoder=s.to_json(), shard_id=shard_id, num_shards=num_shards,
-        corpus=str(config.corpus), dry_run=config.dry_run, precision=runtime.precision.value,
+        corpus=str(config.corpus), dry_run=config.dry_run, precision=runtime.precision.value, backend=runtime.backend.value,
     )  # fmt: skip
     output = None if config.output is None else shard_output_path(config.output, shard_id, num_shards)
     started = time.perf_counter()

@@ -103,7 +103,9 @@ def query_encoder(
     index: DenseIndex | MergedDenseIndex, model: str | None, runtime: Runtime, batch_size: int | None
 ) -> Any:
     """The encoder the index was built with (its recorded settings; `model` overrides the model only), at the
-    precision asked for: an index of int8 passage vectors does not make the queries int8."""
+    precision and on the backend asked for: an index of int8 passage vectors does not make the queries int8. Both
+    are said, with a warning where the index recorded other ones (indexes from before the backend was recorded
+    are compared on precision only)."""
     from simlm_cli.models.encoder import Encoder  # torch and transformers: loaded only when a dense index is searched
 
     settings = EncoderSettings.from_json(index.meta.get("encoder"), f"{index.path / META_FILE}: field 'encoder'")
@@ -112,8 +114,16 @@ def query_encoder(
     validate_settings(settings)
     encoder = Encoder(settings, runtime, batch_size=batch_size)
     index.check_query_dim(encoder.dim)  # before any query is encoded
-    built = index.meta.get("precision") or "unrecorded"
+    recorded = {field: str(index.meta.get(field) or "") for field in ("precision", "backend")}
+    built = ", ".join(value for value in recorded.values() if value) or "unrecorded"
     info(f"encoding queries with {settings.model}; {runtime.describe()} (the index's passages: {built})")
+    asked = {"precision": runtime.precision.value, "backend": runtime.backend.value}
+    # a value with "+" (shards encoded differently) has no one flag to match; the line above says it
+    differ = [field for field, value in recorded.items() if value and "+" not in value and value != asked[field]]
+    if differ:
+        flags = " ".join(f"--{field} {recorded[field]}" for field in differ)
+        warn(f"the queries are encoded at {runtime.describe()}, the index's passages at {built}: {flags} encodes "
+             "them alike")  # fmt: skip
     return encoder
 
 

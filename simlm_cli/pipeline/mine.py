@@ -33,7 +33,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 from simlm_cli.console import info
-from simlm_cli.device import Precision, resolve_runtime
+from simlm_cli.device import Backend, Precision, resolve_runtime
 from simlm_cli.dry_run import QUERIES as DRY_RUN_QUERIES
 from simlm_cli.errors import InputError, SimlmError
 from simlm_cli.index import DEFAULT_B, DEFAULT_K1, DEFAULT_THREADS, SearchBackend
@@ -80,6 +80,7 @@ class MineConfig:
     model: str | None = None
     device: str = "auto"
     precision: Precision = Precision.auto
+    backend: Backend = Backend.auto  # inference: what runs the model
     batch_size: int | None = None
     search_backend: SearchBackend = SearchBackend.auto
     search_shard_rows: int | None = None
@@ -294,7 +295,7 @@ def index_candidates(config: MineConfig, queries: list[tuple[str, str]]) -> tupl
     need_ids = config.random_negatives > 0 and not config.corpus
     if is_dense_set(config.index):
         index = open_dense(config.index)
-        runtime = resolve_runtime(config.device, config.precision)
+        runtime = resolve_runtime(config.device, config.precision, backend=config.backend)
         choose_search_backend(index, config.search_backend, runtime.device, False, config.search_shard_rows)
         encoder = query_encoder(index, config.model, runtime, config.batch_size)
         _warn_unindexed(config, set(index.docids.tolist()).__contains__, index.meta.get("dry_run", False))

@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 import numpy as np
 
 from simlm_cli.console import info, progress
-from simlm_cli.device import Precision, resolve_runtime
+from simlm_cli.device import Backend, Precision, resolve_runtime
 from simlm_cli.dry_run import RERANK_QUERIES as DRY_RUN_QUERIES
 from simlm_cli.errors import InputError, SimlmError
 from simlm_cli.io.corpus import CorpusFormat, Passage, load_passages
@@ -47,6 +47,7 @@ class RerankRunConfig:
     tag: str = "simlm-rerank"
     device: str = "auto"
     precision: Precision = Precision.auto
+    backend: Backend = Backend.auto  # inference: what runs the model
     dry_run: bool = False
     keep_tail: bool = True  # documents below --depth follow the re-ranked head in the run's order
     queries_format: QueriesFormat = QueriesFormat.auto
@@ -130,7 +131,7 @@ def rerank_run(c: RerankRunConfig) -> dict[str, Any]:
     if c.depth < 1:
         raise SimlmError("--depth must be at least 1")
     check_output_file(c.output, [c.run, c.queries, c.corpus, c.model])
-    runtime = resolve_runtime(c.device, c.precision)
+    runtime = resolve_runtime(c.device, c.precision, backend=c.backend)
     queries = read_queries(c.queries, c.queries_format)
     passages = load_passages(c.corpus, c.corpus_format)
     # Check the first query before loading the model: a wrong file then fails fast, its error the only line.

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from simlm_cli.console import info, progress
-from simlm_cli.device import Precision, resolve_runtime
+from simlm_cli.device import Backend, Precision, resolve_runtime
 from simlm_cli.dry_run import QUERIES as DRY_RUN_QUERIES
 from simlm_cli.errors import InputError
 from simlm_cli.index import DEFAULT_B, DEFAULT_K1, DEFAULT_THREADS, SearchBackend
@@ -45,6 +45,7 @@ class SearchConfig:
     model: str | None = None  # overrides the model recorded in a dense index
     device: str = "auto"
     precision: Precision = Precision.auto
+    backend: Backend = Backend.auto  # inference: what runs the model
     batch_size: int | None = None
     gpu: bool = False
     search_backend: SearchBackend = SearchBackend.auto
@@ -100,7 +101,7 @@ def _dense_rankings(config: SearchConfig, queries: dict[str, str], advance: Call
     index = open_dense(config.index, gpu=config.gpu)
     index.set_search_params(ef_search=config.ef_search, nprobe=config.nprobe)
     _check_qrels(config, set(index.docids.tolist()).__contains__, index.meta.get("dry_run", False))
-    runtime = resolve_runtime(config.device, config.precision)
+    runtime = resolve_runtime(config.device, config.precision, backend=config.backend)
     choose_search_backend(index, config.search_backend, runtime.device, config.gpu, config.search_shard_rows)
     encoder = query_encoder(index, config.model, runtime, config.batch_size)
     qids = list(queries)

@@ -25,11 +25,12 @@ def test_env_json_reports_versions_cpu_gpus_java_and_what_auto_picks():
     assert info["java"]["java_version"].split(".")[0].isdigit()
     assert info["java"]["anserini_jar"].startswith("anserini-") and info["java"]["anserini_jar"].endswith(".jar")
     assert info["auto"]["device"] in ("cpu", "cuda:0") and info["auto"]["precision"] in ("fp32", "bf16", "fp16")
+    assert info["auto"]["backend"] == "torch" and info["auto"]["SIMLM_BACKEND"] == "torch"  # the suite's setting
 
 
 def test_env_text_and_simlm_precision():
-    """SIMLM_PRECISION changes what auto means; the report says so."""
-    env = cli_env() | {"SIMLM_PRECISION": "fp32"}
+    """SIMLM_PRECISION and SIMLM_BACKEND change what auto means; the report says so."""
+    env = cli_env() | {"SIMLM_PRECISION": "fp32", "SIMLM_BACKEND": "torch"}
     done = subprocess.run([*SIMLM, "env"], capture_output=True, text=True, env=env, timeout=120)
     assert done.returncode == 0, done.stderr
     lines = dict(line.split(": ", 1) for line in done.stdout.splitlines())
@@ -38,7 +39,10 @@ def test_env_text_and_simlm_precision():
         assert key in lines, done.stdout
     assert "avx512_bf16=" in lines["CPU flags"] and "amx_bf16=" in lines["CPU flags"]
     if "cpu" in lines["auto picks"]:
-        assert lines["auto picks"] == "device cpu, precision fp32 (SIMLM_PRECISION=fp32)"
+        assert (
+            lines["auto picks"]
+            == "device cpu, precision fp32, backend torch (SIMLM_PRECISION=fp32, SIMLM_BACKEND=torch)"
+        )
 
 
 def test_env_neither_imports_pyserini_nor_starts_a_jvm():

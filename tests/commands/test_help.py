@@ -99,6 +99,9 @@ def test_bash_completion_script_and_what_it_completes() -> None:
     assert complete("index --type ") == ["flat", "hnsw", "ivfpq"]
     assert complete("encode --precision ") == ["auto", "fp32", "bf16", "fp16", "int8"]
     assert complete("train --precision ") == ["auto", "fp32", "bf16", "fp16"]  # training has no int8
+    for command in ("encode", "search", "mine", "rerank run", "rerank score"):  # the inference commands
+        assert complete(f"{command} --backend ") == ["auto", "torch", "openvino"], command
+    assert "--backend" not in complete("train --")  # training runs on PyTorch
 
 
 def test_install_completion_is_offered() -> None:

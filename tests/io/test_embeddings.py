@@ -186,6 +186,8 @@ def test_a_non_finite_vector_is_refused_with_its_position(bad: float) -> None:
         ({"dim": True}, "dim True is not a positive integer"),
         ({"encoder": "bert"}, "encoder 'bert' is not an object"),
         ({"shard_id": "0"}, "shard_id and num_shards must be integers"),
+        ({"precision": "fp64"}, "precision 'fp64' is not one of fp32, bf16, fp16, int8"),
+        ({"backend": "onnx"}, "backend 'onnx' is not one of torch, openvino"),
     ],
 )
 def test_a_header_of_the_wrong_types_is_one_error(changes: dict, message: str) -> None:
@@ -195,6 +197,14 @@ def test_a_header_of_the_wrong_types_is_one_error(changes: dict, message: str) -
     data = MAGIC + struct.pack("<I", len(payload)) + payload + b"E" + struct.pack("<Q", 0)
     with pytest.raises(InputError, match=f"x.emb: .*{message}"):
         EmbeddingReader(io.BytesIO(data), "x.emb")
+
+
+def test_a_stream_from_before_the_backend_was_recorded_reads() -> None:
+    values = {k: v for k, v in header(precision="fp32").to_json().items() if k != "backend"}
+    payload = json.dumps(values).encode()
+    data = MAGIC + struct.pack("<I", len(payload)) + payload + b"E" + struct.pack("<Q", 0)
+    reader = EmbeddingReader(io.BytesIO(data), "x.emb")
+    assert (reader.header.precision, reader.header.backend) == ("fp32", "")
 
 
 def test_damaged_magic_says_so_rather_than_naming_the_same_version() -> None:

@@ -1,15 +1,17 @@
-"""`--precision int8`: the ONNX Runtime int8 models against PyTorch fp32, the cache, and what refuses int8."""
+"""`--precision int8`: the OpenVINO int8 models against PyTorch fp32, the cache, and what refuses int8."""
 
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from simlm_cli import device
-from simlm_cli.device import Precision, Runtime, TrainingPrecision, resolve_runtime
+from simlm_cli.backends import openvino
+from simlm_cli.device import Backend, Precision, Runtime, TrainingPrecision, resolve_runtime
 from simlm_cli.errors import SimlmError
 from simlm_cli.io.corpus import Passage
 from simlm_cli.models import int8, pooling
@@ -31,20 +33,7 @@ def cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def cached_models(cache: Path) -> list[Path]:
-    return sorted((cache / "int8").glob("*/" + int8.MODEL_FILE))
-
-
-@pytest.fixture(scope="module")
-def tiny_reranker_dir(tmp_path_factory: pytest.TempPathFactory, tiny_bert_dir: Path) -> Path:
-    """The tiny BERT with a (random, seeded) one-logit head, saved as a trained re-ranker would be."""
-    import torch
-    from transformers import AutoTokenizer, BertForSequenceClassification
-
-    directory = tmp_path_factory.mktemp("tiny-reranker")
-    torch.manual_seed(0)
-    BertForSequenceClassification.from_pretrained(tiny_bert_dir, num_labels=1).save_pretrained(directory)
-    AutoTokenizer.from_pretrained(tiny_bert_dir).save_pretrained(directory)
-    return directory
+    return sorted((cache / "int8").glob("*/" + openvino.MODEL_FILE))
 
 
 @pytest.mark.parametrize("model", ["tiny_bert_dir", "tiny_st_dir"])  # cls pooling; mean pooling
@@ -71,7 +60,7 @@ def test_int8_encoding_goes_through_the_one_pooling_function(tiny_bert_dir: Path
 
     monkeypatch.setattr(pooling, "pool", spy)
     encoder = Encoder(resolve_settings(str(tiny_bert_dir)), CPU_INT8)
-    assert isinstance(encoder.model, int8.OvModel)
+    assert isinstance(encoder.model, openvino.OvModel)
     encoder.encode_queries([q for _, q in QUERIES])
     assert calls and set(calls) == {"cls"}
 
@@ -86,7 +75,7 @@ def test_a_second_encoder_reuses_the_cached_model(tiny_bert_dir: Path, int8_cach
     def no_export(*args, **kwargs):
         raise AssertionError("the cached model was converted again")
 
-    monkeypatch.setattr(int8, "build_int8", no_export)
+    monkeypatch.setattr(openvino, "build", no_export)
     second = Encoder(settings, CPU_INT8).encode_queries(["how do proteins fold"])
     np.testing.assert_array_equal(first, second)
     assert {path: path.stat().st_mtime_ns for path in cached_models(int8_cache)} == stamps
@@ -95,26 +84,31 @@ def test_a_second_encoder_reuses_the_cached_model(tiny_bert_dir: Path, int8_cach
 def test_the_cache_key_follows_the_weights_and_the_settings(tiny_bert_dir: Path, tmp_path: Path) -> None:
     import shutil
 
-    settings = int8.ExportSettings(head="encoder")
-    key = int8.cache_key(tiny_bert_dir, settings)
-    assert key == int8.cache_key(tiny_bert_dir, settings)
-    assert key != int8.cache_key(tiny_bert_dir, int8.ExportSettings(head="encoder", inference_precision="bf16"))
+    settings = int8.Int8Settings(head="encoder")
+    key = openvino.cache_key(tiny_bert_dir, settings)
+    assert key == openvino.cache_key(tiny_bert_dir, settings)
+    assert key != openvino.cache_key(tiny_bert_dir, replace(settings, inference_precision="bf16"))
     texts = tmp_path / "calibration.jsonl"
     texts.write_text(int8.CALIBRATION_FILE.read_text(encoding="utf-8") + '{"kind": "query", "text": "one more"}\n')
-    assert int8.cache_key(tiny_bert_dir, settings, texts) != key  # other calibration texts, another model
+    assert openvino.cache_key(tiny_bert_dir, replace(settings, calibration=texts)) != key  # other texts, other model
+    float_graph = openvino.ExportSettings(head="encoder")
+    assert openvino.cache_key(tiny_bert_dir, float_graph) not in (
+        key,
+        openvino.cache_key(tiny_bert_dir, replace(float_graph, inference_precision="bf16")),
+    )
     copy = tmp_path / "copy"
     shutil.copytree(tiny_bert_dir, copy)
-    assert int8.cache_key(copy, settings) == key  # content, not the path
+    assert openvino.cache_key(copy, settings) == key  # content, not the path
     weights = copy / "model.safetensors"
     data = bytearray(weights.read_bytes())
     data[-1] ^= 1
     weights.write_bytes(bytes(data))
-    assert int8.cache_key(copy, settings) != key
+    assert openvino.cache_key(copy, settings) != key
 
 
 def test_a_graph_that_differs_from_pytorch_is_refused(tiny_bert_dir: Path, tmp_path, monkeypatch) -> None:
     monkeypatch.setenv("SIMLM_CACHE_DIR", str(tmp_path))
-    monkeypatch.setattr(int8, "FLOAT_TOLERANCE", -1.0)  # no graph can pass: the check itself must refuse
+    monkeypatch.setattr(openvino, "FLOAT_TOLERANCE", -1.0)  # no graph can pass: the check itself must refuse
     with pytest.raises(SimlmError, match="OpenVINO graph of .* differs from PyTorch"):
         Encoder(resolve_settings(str(tiny_bert_dir)), CPU_INT8)
     assert not cached_models(tmp_path)  # nothing half-made was published
@@ -150,7 +144,7 @@ def test_int8_reranker_scores_are_close_to_fp32(tiny_reranker_dir: Path) -> None
     texts = [f"{title} {text}".strip() for _ in QUERIES for _, title, text in PASSAGES]
     fp32 = Reranker(str(tiny_reranker_dir), CPU_FP32, batch_size=8).score(queries, texts)
     reranker = Reranker(str(tiny_reranker_dir), CPU_INT8, batch_size=8)
-    assert isinstance(reranker.model, int8.OvModel)
+    assert isinstance(reranker.model, openvino.OvModel)
     quantised = reranker.score(queries, texts)
     assert quantised.shape == fp32.shape
     # a random tiny model: static int8 ranges fit its activations worse than a trained model's (MiniLM with a
@@ -175,6 +169,15 @@ def test_int8_runs_on_the_cpu_and_is_refused_elsewhere(monkeypatch) -> None:
     assert resolve_runtime("cpu", TrainingPrecision.fp32, training=True) == CPU_FP32
 
 
+def test_int8_runs_on_openvino_only(monkeypatch) -> None:
+    monkeypatch.setenv("SIMLM_BACKEND", "torch")  # what `auto` means does not apply: int8 has one backend
+    assert resolve_runtime("cpu", "int8") == CPU_INT8
+    with pytest.raises(SimlmError, match="int8 runs on OpenVINO; --backend torch does not run it"):
+        resolve_runtime("cpu", "int8", backend=Backend.torch)
+    with pytest.raises(ValueError):
+        Runtime("cpu", Precision.int8, Backend.torch)
+
+
 def test_auto_never_means_int8(monkeypatch) -> None:
     monkeypatch.setenv("SIMLM_PRECISION", "int8")
     with pytest.raises(SimlmError, match="SIMLM_PRECISION=int8: int8 is never chosen for `auto`"):
@@ -192,5 +195,5 @@ def test_training_precision_has_no_int8() -> None:
 
 
 def test_runtime_describes_int8() -> None:
-    assert CPU_INT8.describe() == "cpu, int8"
+    assert CPU_INT8.describe() == "cpu, int8, openvino"
     assert os.environ.get("SIMLM_CACHE_DIR")  # tests never write to the user's cache

@@ -288,6 +288,9 @@ def check_precision_reached(out: Path, stderr: str, precision: str) -> None:
     """--precision reached every encode (the index records it), dense search and rerank run of the chain."""
     indexes = [p.parent for p in (out / "idx").rglob("meta.json") if p.parent.name != "bm25"]
     assert len(indexes) >= 4  # zero-shot and an index per epoch of each trained retriever
+    backends = {json.loads((index / "meta.json").read_text())["backend"] for index in indexes}
+    assert len(backends) == 1, backends  # the recipe passes no --backend: every encode runs auto's
+    backend = backends.pop()
     for index in indexes:
         assert json.loads((index / "meta.json").read_text())["precision"] == precision, index
     assert json.loads((out / "idx" / "bm25" / "meta.json").read_text()).get("precision") is None
@@ -296,8 +299,9 @@ def check_precision_reached(out: Path, stderr: str, precision: str) -> None:
     searches = [ln for ln in lines if ln.startswith("encoding queries with ")]
     reranks = [ln for ln in lines if ln.startswith("re-ranking the top ")]
     assert len(encodes) == len(indexes) and len(searches) >= len(indexes) and len(reranks) >= 2, stderr[-3000:]
-    assert all(ln.endswith(f"cpu, {precision}") for ln in encodes + reranks), encodes + reranks
-    assert all(f"cpu, {precision} (the index's passages: {precision})" in ln for ln in searches), searches
+    assert all(ln.endswith(f"cpu, {precision}, {backend}") for ln in encodes + reranks), encodes + reranks
+    passages = f"(the index's passages: {precision}, {backend})"
+    assert all(f"cpu, {precision}, {backend} {passages}" in ln for ln in searches), searches
 
 
 def test_beir_recipe_refuses_a_directory_without_train_qrels(tmp_path: Path) -> None:
