@@ -8,7 +8,7 @@
 #   bash recipes/beir.sh --data DIR [--output OUT] [--init MODEL] [--dry-run] [--epochs E] [--lr LR]
 #                        [--negatives N] [--rerank-depth K] [--distill-epochs E] [--r2-init best|r1|init]
 #                        [--seeds "42 43 44"] [--dev-fraction F] [--stop-after retriever2|reranker|distill]
-#                        [--precision P]
+#                        [--precision P] [--final-retrain]
 #
 # Every choice is made on a dev split that no model trains on, never on the test split:
 #   - the dev split: the collection's own qrels/dev.tsv, else a quarter of the train queries held out once
@@ -27,6 +27,13 @@
 # --seeds "42 43 44" runs every trained stage once per seed (each seed its own chain of choices, under OUT/sSEED/);
 # the table shows each stage's mean +- sd over the seeds, how many seeds kept it, and (where `simlm evaluate`
 # compares runs) its paired difference on test against its input, with the interval and p.
+#
+# --final-retrain: once a seed's final run is chosen, its last trained model (the dense model, the re-ranker or the
+# student the final run is made of) is trained again on all the train queries (fit + dev), from the same starting
+# model, for the epochs dev chose, on negatives (or teacher scores) of the same source run over fit + dev; a fusion
+# or interpolation keeps its dev-tuned weights. Reported as its own row ("Final, retrained on fit + dev") with its
+# paired test against the dev-chosen final; it has no dev figure (dev is in its training data), so nothing is chosen
+# on it, and the stages before it are not retrained (their models gave its negatives and starting point).
 #
 # --precision P (fp32, bf16, int8, ...) goes to every encode, dense search and rerank run; training keeps its own.
 # Every flag is checked before the first stage (one line, exit 2).
@@ -62,11 +69,13 @@ STOP_AFTER=distill  # --stop-after retriever2|reranker|distill: the chain's last
 DEV_FRACTION=0.25 # train queries held out as dev when the collection has no dev qrels: enough dev queries for a
                   # difference of a few points to show, three quarters left to train on
 DRY=()
+FINAL_RETRAIN=0   # --final-retrain: the final run's last trained model trained again on fit + dev (see above)
 PRECISION=()      # --precision P: the inference commands' precision (encode, search, rerank run), not training's
-usage="usage: $0 --data DIR [--output OUT] [--init MODEL] [--dry-run] [--epochs E] [--lr LR] [--negatives N] [--rerank-depth K] [--distill-epochs E] [--r2-init best|r1|init] [--seeds \"S1 S2\"] [--dev-fraction F] [--stop-after STAGE] [--precision P]"
+usage="usage: $0 --data DIR [--output OUT] [--init MODEL] [--dry-run] [--epochs E] [--lr LR] [--negatives N] [--rerank-depth K] [--distill-epochs E] [--r2-init best|r1|init] [--seeds \"S1 S2\"] [--dev-fraction F] [--stop-after STAGE] [--precision P] [--final-retrain]"
 while [ $# -gt 0 ]; do
   case "$1" in
     --dry-run) DRY=(--dry-run); shift; continue ;;
+    --final-retrain) FINAL_RETRAIN=1; shift; continue ;;
     --data|--output|--init|--epochs|--lr|--negatives|--rerank-depth|--distill-epochs|--r2-init|--seeds|\
     --dev-fraction|--stop-after|--precision) need_value "$@" ;;
     *) echo "$usage" >&2; exit 2 ;;
@@ -124,8 +133,7 @@ began=$(date +%s)
 # The paper's 32/144 tokens: simlm train would otherwise keep the initial model's own (MiniLM: 256), twice the
 # passage tokens per step.
 LENGTHS=(--query-max-length 32 --passage-max-length 144)
-train_flags=(--pooling $POOLING "${LENGTHS[@]}" --negatives $NEG --temperature $TEMP --lr $LR --batch-size 16
-  --save-epochs)
+train_flags=(--pooling $POOLING "${LENGTHS[@]}" --negatives $NEG --temperature $TEMP --lr $LR --batch-size 16)
 COMPARES=0  # `simlm evaluate` compares runs (--baseline): each stage's paired test against its input on test
 if command simlm evaluate --help 2>/dev/null | grep -q -- --baseline; then COMPARES=1; fi
 
@@ -172,14 +180,31 @@ early_stopped_dense() {  # early_stopped_dense NAME: every epoch of models/NAME 
   EPOCH_OF[$name]=$(epoch_number "$e")
 }
 
-train_dense() {  # train_dense NAME FROM_MODEL TRAIN_FILE EPOCHS SEED [FLAGS...]: simlm train, every epoch saved
+# The three trainers, each: NAME FROM_MODEL TRAIN_FILE EPOCHS SEED [FLAGS...] -> models/NAME (the chain adds
+# --save-epochs: every epoch kept for early stopping; the final retrain trains the chosen number of epochs once).
+train_dense() {  # simlm train (contrastive)
   local name=$1 from=$2 file=$3 epochs=$4 seed=$5
   shift 5
   simlm train --model "$from" --train-file "$file" --corpus "$C" --output "$OUT/models/$name" --overwrite "${train_flags[@]}" \
     --epochs "$epochs" --seed "$seed" "$@" $(dry)
 }
+train_reranker() {  # simlm rerank train (listwise), from the initial model
+  local name=$1 from=$2 file=$3 epochs=$4 seed=$5
+  shift 5
+  simlm rerank train --model "$from" --train-file "$file" --corpus "$C" --output "$OUT/models/$name" --overwrite \
+    --group-size $RR_GROUP --epochs "$epochs" --lr $RR_LR --seed "$seed" "$@" $(dry)
+}
+train_distill() {  # simlm distill (KL from the teacher's scores + 0.2 x contrastive)
+  local name=$1 from=$2 file=$3 epochs=$4 seed=$5
+  shift 5
+  simlm distill --model "$from" --train-file "$file" --corpus "$C" --output "$OUT/models/$name" --overwrite \
+    --pooling $POOLING "${LENGTHS[@]}" --negatives $D_NEG --alpha 0.2 --teacher-temperature $TEACHER_T \
+    --temperature $TEMP --epochs "$epochs" --lr $D_LR --batch-size 16 --seed "$seed" "$@" $(dry)
+}
 
 declare -A MODEL_OF=([zeroshot]=$INIT) EPOCH_OF=()  # a dense stage's model (its best epoch), and that epoch
+# A trained stage's starting model and the run its negatives (or teacher scores) came from: the final retrain's recipe
+declare -A FROM_OF=() SOURCE_OF=()
 
 stage_start "dev split"
 dev_split "$DEV_FRACTION"
@@ -225,7 +250,8 @@ run_seed() {  # run_seed SEED: every trained stage for one seed (OUT/sSEED/...),
   mkdir -p "$OUT/$p" "$OUT/models/$p" "$OUT/train/$p" "$R/$p" "$OUT/dev/$p"
 
   stage_start "Retriever1 (seed $s): BM25 hard negatives, from $INIT"
-  train_dense $p/retriever1 "$INIT" "$OUT/train/bm25.jsonl" $EPOCHS $s
+  train_dense $p/retriever1 "$INIT" "$OUT/train/bm25.jsonl" $EPOCHS $s --save-epochs
+  FROM_OF[$p/retriever1]=$INIT SOURCE_OF[$p/retriever1]=bm25
   early_stopped_dense $p/retriever1
   evaluate $p/retriever1 "$R/$p/retriever1.trec"
   card "${MODEL_OF[$p/retriever1]}" $p/retriever1 "Retriever1 (seed $s)"
@@ -236,7 +262,8 @@ run_seed() {  # run_seed SEED: every trained stage for one seed (OUT/sSEED/...),
   case $R2_INIT in best) input=$dense ;; r1) input=$p/retriever1 ;; init) input=zeroshot ;; esac
   stage_start "Retriever2 (seed $s): negatives of $dense (the best dense model on dev so far), from $input"
   mine "$R/$dense.fit.trec" "$OUT/train/$p/retriever2.jsonl"
-  train_dense $p/retriever2 "${MODEL_OF[$input]}" "$OUT/train/$p/retriever2.jsonl" $R2_EPOCHS $s
+  train_dense $p/retriever2 "${MODEL_OF[$input]}" "$OUT/train/$p/retriever2.jsonl" $R2_EPOCHS $s --save-epochs
+  FROM_OF[$p/retriever2]=${MODEL_OF[$input]} SOURCE_OF[$p/retriever2]=$dense
   early_stopped_dense $p/retriever2
   evaluate $p/retriever2 "$R/$p/retriever2.trec"
   card "${MODEL_OF[$p/retriever2]}" $p/retriever2 "Retriever2 (seed $s)"
@@ -256,9 +283,8 @@ run_seed() {  # run_seed SEED: every trained stage for one seed (OUT/sSEED/...),
   run=$(best_stage "${candidates[@]}")
   stage_start "re-ranker (seed $s): cross-encoder over the top $RR_DEPTH of $run (the best run on dev so far)"
   mine "$R/$run.fit.trec" "$OUT/train/$p/reranker.jsonl"
-  simlm rerank train --model "$INIT" --train-file "$OUT/train/$p/reranker.jsonl" --corpus "$C" \
-    --output "$OUT/models/$p/reranker" --overwrite --group-size $RR_GROUP --epochs $RR_EPOCHS --lr $RR_LR --seed $s --save-epochs \
-    $(dry)
+  train_reranker $p/reranker "$INIT" "$OUT/train/$p/reranker.jsonl" $RR_EPOCHS $s --save-epochs
+  FROM_OF[$p/reranker_alone]=$INIT SOURCE_OF[$p/reranker_alone]=$run
   files=()
   for dir in $(ls -d "$OUT/models/$p/reranker"/epochs/epoch-* | sort -V); do
     e=$(basename "$dir")
@@ -276,7 +302,8 @@ run_seed() {  # run_seed SEED: every trained stage for one seed (OUT/sSEED/...),
   card "$OUT/models/$p/reranker/epochs/$e" $p/reranker_alone "Re-ranker alone (seed $s, top $RR_DEPTH)"
   # Alone, the re-ranker is only a candidate for the final run: the interpolation below is how the chain uses it
   # (its dev-tuned weight ranges from the re-ranker alone to the first stage alone).
-  v=$(JUDGED_ONLY=1 keep_stage $p/reranker_alone "$run" "epoch=$(epoch_number "$e")")
+  EPOCH_OF[$p/reranker_alone]=$(epoch_number "$e")
+  v=$(JUDGED_ONLY=1 keep_stage $p/reranker_alone "$run" "epoch=${EPOCH_OF[$p/reranker_alone]}")
   if [ "$v" = kept ]; then candidates+=($p/reranker_alone); fi
   stage_end $p/reranker_alone
 
@@ -291,10 +318,8 @@ run_seed() {  # run_seed SEED: every trained stage for one seed (OUT/sSEED/...),
 
   stage_start "Retriever_distill (seed $s): KL from $run's scores + 0.2 x contrastive, from $dense"
   mine "$R/$run.fit.trec" "$OUT/train/$p/teacher.jsonl" "$FIT_QRELS" --teacher
-  simlm distill --model "${MODEL_OF[$dense]}" --train-file "$OUT/train/$p/teacher.jsonl" --corpus "$C" \
-    --output "$OUT/models/$p/distill" --overwrite --pooling $POOLING "${LENGTHS[@]}" --negatives $D_NEG --alpha 0.2 \
-    --teacher-temperature $TEACHER_T --temperature $TEMP --epochs $D_EPOCHS --lr $D_LR --batch-size 16 --seed $s \
-    --save-epochs $(dry)
+  train_distill $p/distill "${MODEL_OF[$dense]}" "$OUT/train/$p/teacher.jsonl" $D_EPOCHS $s --save-epochs
+  FROM_OF[$p/distill]=${MODEL_OF[$dense]} SOURCE_OF[$p/distill]=$run
   early_stopped_dense $p/distill
   evaluate $p/distill "$R/$p/distill.trec"
   card "${MODEL_OF[$p/distill]}" $p/distill "Retriever_distill (seed $s)"
@@ -323,6 +348,63 @@ finish_seed() {  # the seed's final run: the best on dev of its candidates (run_
   cp "$OUT/dev/$final.json" "$OUT/dev/$p/final.json"
   # Compared (on test, reported only) with the best untrained stage on dev: what the chain adds to no training.
   v=$(keep_stage $p/final "$(best_stage "${untrained[@]}")" "final=$final" "candidates=${candidates[*]}")
+  if [ "$FINAL_RETRAIN" = 1 ]; then final_retrain "$final"; fi
+}
+
+all_qrels() {  # all_qrels: OUT/qrels/all.tsv, the fit and dev qrels together (every train query; the final retrain's)
+  ALL_QRELS=$OUT/qrels/all.tsv
+  { cat "$FIT_QRELS"; tail -n +2 "$DEV_QRELS"; } > "$ALL_QRELS.tmp" && mv "$ALL_QRELS.tmp" "$ALL_QRELS"
+}
+
+final_retrain() {  # final_retrain FINAL: FINAL's last trained model trained again on fit + dev, FINAL's other parts
+  # (a fusion partner, the dev-tuned weights) as they were; results in OUT/sSEED/final_retrained.json. Runs after
+  # every choice of the seed: nothing is chosen on it (PURPOSE=retrain in commands.log).
+  local final=$1 stage partner='' src name model all weights kind
+  case ${final#"$p/"} in
+    retriever1|retriever2|distill|reranker_alone) stage=$final ;;
+    dense_bm25) stage=$(python -c 'import json, sys; print(json.load(open(sys.argv[1]))["dense"])' "$OUT/$final.stage.json"); partner=bm25 ;;
+    distill_bm25) stage=$p/distill; partner=bm25 ;;
+    reranker) stage=$p/reranker_alone; partner=$(python -c 'import json, sys; print(json.load(open(sys.argv[1]))["input"])' "$OUT/$final.stage.json") ;;
+    *) echo "final retrain (seed $s): the final run ($final) has no trained model; nothing to retrain" >&2; return ;;
+  esac
+  if [ "$stage" = zeroshot ]; then echo "final retrain (seed $s): $final has no trained model" >&2; return; fi
+  stage_start "final retrain (seed $s): ${stage#"$p/"} on fit + dev for ${EPOCH_OF[$stage]} epoch(s), for $final"
+  export PURPOSE=retrain
+  [ -n "${ALL_QRELS:-}" ] || all_qrels
+  src=${SOURCE_OF[$stage]} name=$p/retrained.${stage#"$p/"}
+  all=$R/$p/retrained.${src//\//_}.all.trec
+  cat "$(split_run "$src" fit)" "$(split_run "$src" dev)" > "$all"
+  kind=${stage#"$p/"}
+  case $kind in
+    retriever1|retriever2)
+      mine "$all" "$OUT/train/$name.jsonl" "$ALL_QRELS"
+      train_dense "$name" "${FROM_OF[$stage]}" "$OUT/train/$name.jsonl" "${EPOCH_OF[$stage]}" $s ;;
+    distill)
+      mine "$all" "$OUT/train/$name.jsonl" "$ALL_QRELS" --teacher
+      train_distill "$name" "${FROM_OF[$stage]}" "$OUT/train/$name.jsonl" "${EPOCH_OF[$stage]}" $s ;;
+    reranker_alone)
+      mine "$all" "$OUT/train/$name.jsonl" "$ALL_QRELS"
+      train_reranker "$name" "${FROM_OF[$stage]}" "$OUT/train/$name.jsonl" "${EPOCH_OF[$stage]}" $s ;;
+  esac
+  model=$OUT/models/$name
+  if [ "$kind" = reranker_alone ]; then
+    simlm rerank run --model "$model" --run "$R/$src.trec" --queries "$Q" --corpus "$C" --depth $RR_DEPTH \
+      --output "$R/$name.trec" $(precision) $(dry)
+  else
+    dense_index "$name" "$model"
+    dense_search "$name" test
+  fi
+  if [ -n "$partner" ]; then  # the final's fusion: the same two runs' roles, the weights tuned on dev
+    weights=$(python -c 'import json, sys; print(" ".join(f"--weight {w}" for w in json.load(open(sys.argv[1]))["weights"]))' \
+      "$OUT/$final.fuse.json")
+    simlm fuse "$R/$name.trec" "$R/$partner.trec" --method interpolate --norm minmax $weights -o "$R/$p/final_retrained.trec"
+  else
+    cp "$R/$name.trec" "$R/$p/final_retrained.trec"
+  fi
+  evaluate $p/final_retrained "$R/$p/final_retrained.trec"
+  compare $p/final_retrained $p/final
+  unset PURPOSE
+  stage_end $p/final_retrained
 }
 
 for seed in $SEEDS; do run_seed "$seed"; done
@@ -330,7 +412,8 @@ for seed in $SEEDS; do run_seed "$seed"; done
 rows=("BM25=$OUT/bm25.json" "zero-shot=$OUT/zeroshot.json" "zero-shot + BM25=$OUT/zeroshot_bm25.json")
 for stage in "Retriever1=retriever1" "Retriever2=retriever2" "best dense + BM25=dense_bm25" \
   "Re-ranker alone (top $RR_DEPTH)=reranker_alone" "Re-ranker + its first stage=reranker" \
-  "Retriever_distill=distill" "Retriever_distill + BM25=distill_bm25" "Final: the best on dev=final"; do
+  "Retriever_distill=distill" "Retriever_distill + BM25=distill_bm25" "Final: the best on dev=final" \
+  "Final, retrained on fit + dev=final_retrained"; do
   for seed in $SEEDS; do
     if [ -f "$OUT/s$seed/${stage#*=}.json" ]; then rows+=("${stage%%=*}=$OUT/s$seed/${stage#*=}.json"); fi
   done

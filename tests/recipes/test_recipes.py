@@ -188,11 +188,13 @@ def test_beir_recipe_on_another_dataset(tmp_path: Path) -> None:
     data = make_beir_subset(tmp_path / "subset")
     out = tmp_path / "out"
     # fp32, not auto's choice (bf16 on CPUs with AVX512-BF16), so the flag's arrival is visible on any machine
-    done = run_recipe("beir.sh", out, "--data", data, "--precision", "fp32")
+    done = run_recipe("beir.sh", out, "--data", data, "--precision", "fp32", "--final-retrain")
     check_precision_reached(out, done.stderr, "fp32")
     stages = [row["stage"] for row in json.loads((out / "results.json").read_text())["rows"]]
-    assert stages[: len(BEIR_STAGES)] == BEIR_STAGES and stages[-1] == "Final: the best on dev"
-    assert set(stages[len(BEIR_STAGES) : -1]) <= {"Retriever_distill", "Retriever_distill + BM25"}
+    retrained = check_final_retrain(out, done.stderr)
+    finals = ["Final: the best on dev"] + (["Final, retrained on fit + dev"] if retrained else [])
+    assert stages[: len(BEIR_STAGES)] == BEIR_STAGES and stages[-len(finals) :] == finals
+    assert set(stages[len(BEIR_STAGES) : -len(finals)]) <= {"Retriever_distill", "Retriever_distill + BM25"}
     rows = check_results(out, stages)
     assert all(isinstance(row[m], float) for row in rows for m in REPORT_METRICS)
     assert "subset test" in (out / "results.md").read_text()
@@ -207,6 +209,44 @@ def test_beir_recipe_on_another_dataset(tmp_path: Path) -> None:
         assert Path(report["tune_on"]) == out / "qrels" / "dev.tsv", report
     assert {"fuse --tune-on", "early stopping", "stage keeping"} <= tuned
     check_dropped_not_built_upon(out)
+
+
+FINAL_MODELS = {  # the seed's final run -> the trained model --final-retrain trains again (None: none)
+    "retriever1": "retriever1", "retriever2": "retriever2", "distill": "distill", "reranker_alone": "reranker_alone",
+    "dense_bm25": "dense", "distill_bm25": "distill", "reranker": "reranker_alone",
+}  # fmt: skip
+
+
+def check_final_retrain(out: Path, stderr: str) -> bool:
+    """--final-retrain: after every choice of seed 42, the final run's last trained model trained once more on all
+    train queries (fit + dev) for the epochs dev chose, its fusion weights as tuned on dev; or, when the final run
+    has no trained model, a line saying so and no retrain. Returns whether a retrain ran."""
+    final = json.loads((out / "s42" / "final.stage.json").read_text())["final"].removeprefix("s42/")
+    commands = logged_commands(out)
+    retrain = [argv for purpose, argv in commands if purpose == "retrain"]
+    if FINAL_MODELS.get(final) is None:
+        assert not retrain and "has no trained model" in stderr, (final, retrain)
+        return False
+    stage = FINAL_MODELS[final]
+    if stage == "dense":
+        stage = json.loads((out / "s42" / "dense_bm25.stage.json").read_text())["dense"].removeprefix("s42/")
+    first = next(i for i, (purpose, _) in enumerate(commands) if purpose == "retrain")
+    assert all(purpose in ("retrain", "report", "keep", "judged") for purpose, _ in commands[first:]), commands[first:]
+    fit, dev = (qids(out / "qrels" / f"{part}.tsv") for part in ("fit", "dev"))
+    (mined,) = [argv for argv in retrain if argv[1] == "mine"]
+    assert qids(Path(flag_values(mined, "--qrels")[0])) == fit | dev
+    trainer = [argv for argv in retrain if "--train-file" in argv]
+    assert len(trainer) == 1 and "--save-epochs" not in trainer[0]
+    chosen = json.loads((out / "s42" / f"{stage}.stage.json").read_text())["epoch"]
+    assert flag_values(trainer[0], "--epochs") == [chosen] and flag_values(trainer[0], "--seed") == ["42"]
+    assert flag_values(trainer[0], "--output") == [str(out / "models" / "s42" / f"retrained.{stage}")]
+    if final in ("dense_bm25", "distill_bm25", "reranker"):
+        (fused,) = [argv for argv in retrain if argv[1] == "fuse"]
+        weights = json.loads((out / "s42" / f"{final}.fuse.json").read_text())["weights"]
+        assert [float(w) for w in flag_values(fused, "--weight")] == weights and "--tune-on" not in fused
+    compared = json.loads((out / "s42" / "final_retrained.compare.json").read_text())["comparisons"][0]
+    assert compared["baseline"].endswith("s42/final.trec"), compared
+    return True
 
 
 def qids(qrels: Path) -> set[str]:
@@ -234,8 +274,9 @@ def check_choices_read_dev_only(out: Path, test_qrels: Path) -> set[str]:
     interpolation weights) read qrels of queries no model trained on, and never the test split or a test run.
     Returns the kinds of choices seen."""
     commands = logged_commands(out)
-    trained = set().union(*(qids(Path(q)) for _, argv in commands if argv[1] == "mine" for q in
-                            flag_values(argv, "--qrels")))  # fmt: skip
+    # --final-retrain's models (PURPOSE retrain) train on dev too, after every choice: check_final_retrain
+    trained = set().union(*(qids(Path(q)) for purpose, argv in commands if argv[1] == "mine" and purpose != "retrain"
+                            for q in flag_values(argv, "--qrels")))  # fmt: skip
     assert trained, "no training data was mined"
     kinds, targets = set(), {}
     for purpose, argv in commands:
