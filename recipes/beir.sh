@@ -348,7 +348,9 @@ finish_seed() {  # the seed's final run: the best on dev of its candidates (run_
   cp "$OUT/dev/$final.json" "$OUT/dev/$p/final.json"
   # Compared (on test, reported only) with the best untrained stage on dev: what the chain adds to no training.
   v=$(keep_stage $p/final "$(best_stage "${untrained[@]}")" "final=$final" "candidates=${candidates[*]}")
-  if [ "$FINAL_RETRAIN" = 1 ]; then final_retrain "$final"; fi
+  # SIMLM_RECIPE_RETRAIN_STAGE (tests only): retrain that stage of the seed instead of the final run, so that a test
+  # on a tiny budget, whose final run is often an untrained one, still reaches every path of the retrain
+  if [ "$FINAL_RETRAIN" = 1 ]; then final_retrain "${SIMLM_RECIPE_RETRAIN_STAGE:+$p/$SIMLM_RECIPE_RETRAIN_STAGE}"; fi
 }
 
 all_qrels() {  # all_qrels: OUT/qrels/all.tsv, the fit and dev qrels together (every train query; the final retrain's)
@@ -359,7 +361,7 @@ all_qrels() {  # all_qrels: OUT/qrels/all.tsv, the fit and dev qrels together (e
 final_retrain() {  # final_retrain FINAL: FINAL's last trained model trained again on fit + dev, FINAL's other parts
   # (a fusion partner, the dev-tuned weights) as they were; results in OUT/sSEED/final_retrained.json. Runs after
   # every choice of the seed: nothing is chosen on it (PURPOSE=retrain in commands.log).
-  local final=$1 stage partner='' src name model all weights kind
+  local final=${1:-$final} stage partner='' src name model all weights kind
   case ${final#"$p/"} in
     retriever1|retriever2|distill|reranker_alone) stage=$final ;;
     dense_bm25) stage=$(python -c 'import json, sys; print(json.load(open(sys.argv[1]))["dense"])' "$OUT/$final.stage.json"); partner=bm25 ;;
