@@ -171,6 +171,9 @@ first_seed=${SEEDS%% *}
 stage_start "dev split: a quarter of the train queries held out (no model trains on them)"
 dev_split "$DEV_FRACTION"
 stage_end dev_split
+if [ "$FROM_RUNS" = 1 ]; then  # the settings the models were built with, recorded by that run
+  [ -f "$OUT/settings.json" ] || die "--from-runs: $OUT/settings.json not found (not the output of a recipe run)"
+else
 python - "$OUT/settings.json" "$INIT" "$ROWS" "$SEEDS" "$STEPS" "$BATCH" "$MAX_LENGTH" "$LR" "$WARMUP_STEPS" \
   "$HEAD_STEPS" "$HEAD_LR" "$GEN_STEPS" "$TRAIN_PRECISION" "${DRY[*]+${DRY[*]}}" "${ft_flags[@]}" <<'EOF'
 import json, sys
@@ -185,6 +188,7 @@ with open(path + ".tmp", "w") as f:
     f.write(json.dumps(settings, indent=2) + "\n")
 import os; os.replace(path + ".tmp", path)
 EOF
+fi
 
 if [ "$FROM_RUNS" = 1 ]; then
   TRAIN_FILE=
@@ -215,8 +219,8 @@ simlm pretrain --objective mlm --train-only head --model "$INIT" --output "$HEAD
 stage_end head
 if [ "$GEN_STEPS" -gt 0 ]; then
   stage_start "stage 0b: rlm/rtd's frozen generator: the head-fitted model MLM-trained for $GEN_STEPS steps"
-  simlm pretrain --objective mlm --model "$HEAD" --output "$GENERATOR" --overwrite "${pt_flags[@]}" --max-steps "$GEN_STEPS" \
-    --lr "$LR" --warmup-steps "$(awk -v s="$GEN_STEPS" -v f="$WARMUP" 'BEGIN { printf "%d", s * f + 0.5 }')" \
+  simlm pretrain --objective mlm --model "$HEAD" --output "$GENERATOR" --overwrite "${pt_flags[@]}" \
+    --max-steps "$GEN_STEPS" --lr "$LR" --warmup-steps "$(awk -v s="$GEN_STEPS" -v f="$WARMUP" 'BEGIN { printf "%d", s * f + 0.5 }')" \
     --seed "$first_seed" $(dry)
   stage_end generator
 fi

@@ -173,3 +173,45 @@ def test_pretrain_ablation_dry_run_as_the_gpu_plan_runs_it(tmp_path: Path) -> No
     table = (out / "results.md").read_text()
     assert "| rlm | 2 |" in table and "vs mlm (test, per seed)" in table
     assert (out / "losses.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_dense_runs_rank_as_simlm_search_does(
+    tmp_path: Path, tiny_data, tiny_bert_dir: Path, run_cli, run_pipe
+) -> None:
+    """recipes/gpu/dense_runs.py (one process, torch search, no faiss) writes the run `simlm encode | simlm index`
+    then `simlm search` writes for the same model and encoding flags: same documents in the same order."""
+    flags = [
+        "--pooling",
+        "cls",
+        "--passage-format",
+        "concat",
+        "--query-max-length",
+        "32",
+        "--passage-max-length",
+        "144",
+    ]
+    index = tmp_path / "idx"
+    encoded, indexed = run_pipe(["encode", "--model", tiny_bert_dir, "--corpus", tiny_data.corpus, *flags,
+                                 "--device", "cpu", "--precision", "fp32"], ["index", "--output", index])  # fmt: skip
+    assert encoded.returncode == 0 and indexed.returncode == 0, encoded.stderr + indexed.stderr
+    expected = tmp_path / "search.trec"
+    done = run_cli(["search", "--index", index, "--queries", tiny_data.queries, "--qrels", tiny_data.qrels, "--k", "5",
+                    "--output", expected, "--device", "cpu", "--precision", "fp32"])  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    subprocess.run([sys.executable, str(ROOT / "recipes" / "gpu" / "dense_runs.py"), "--corpus", str(tiny_data.corpus),
+                    "--queries", str(tiny_data.queries), "--split", f"test={tiny_data.qrels}", "--output",
+                    str(tmp_path / "runs"), "--k", "5", "--device", "cpu", "--precision", "fp32",
+                    f"tiny={tiny_bert_dir}"], check=True, cwd=ROOT, env=env(), capture_output=True)  # fmt: skip
+
+    def ranked(path: Path) -> dict[str, list[tuple[str, float]]]:
+        rows: dict[str, list[tuple[str, float]]] = {}
+        for line in path.read_text().splitlines():
+            qid, _, docid, rank, score, _ = line.split()
+            rows.setdefault(qid, []).append((docid, float(score)))
+        return rows
+
+    ours, theirs = ranked(tmp_path / "runs" / "tiny.trec"), ranked(expected)
+    assert ours.keys() == theirs.keys() == {q for q, _, _ in tiny_data.judgments}
+    for qid, docs in theirs.items():
+        assert [d for d, _ in ours[qid]] == [d for d, _ in docs], qid
+        assert all(abs(a - b) < 1e-4 for (_, a), (_, b) in zip(ours[qid], docs)), qid
