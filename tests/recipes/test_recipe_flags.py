@@ -63,16 +63,6 @@ def test_beir_output_that_is_a_file_and_scifact_passes_flags_on(tmp_path: Path) 
 
 
 @pytest.mark.parametrize(
-    ("flag", "value"),
-    [("--pretrain-steps", "0"), ("--pretrain-batch", "b"), ("--pretrain-lr", "0"), ("--seeds", "1 x"),
-     ("--pooling", "max"), ("--epochs", "-2"), ("--lr", "a"), ("--negatives", "1e3"), ("--epochs", None)],
-)  # fmt: skip
-def test_pretrain_ablation_refuses_a_bad_value(tmp_path: Path, flag: str, value: str | None) -> None:
-    out = tmp_path / "out"
-    check_refused(run("pretrain_ablation.sh", "--output", out, flag, *([value] if value else [])), flag, out)
-
-
-@pytest.mark.parametrize(
     ("recipe", "args", "flag"),
     [("msmarco.sh", ["--gpus", "0"], "--gpus"), ("msmarco.sh", ["--data"], "--data"),
      ("msmarco.sh", ["--bm25-run", "no-such-run.trec"], "--bm25-run"), ("nq.sh", ["--split"], "--split"),

@@ -1,8 +1,8 @@
 """The recipes under recipes/ run end to end with --dry-run: every stage's command, the report, the results.
 
 MS MARCO and NQ run on the hand-written samples in tests/data (the real file formats) with a tiny BERT built
-here; SciFact and the pretraining ablation use the default model (the embedded MiniLM). Each test is minutes of
-CLI processes, so all are slow tests.
+here; SciFact uses the default model (the embedded MiniLM); the pretraining ablation has its own file
+(test_pretrain_ablation.py). Each test is minutes of CLI processes, so all are slow tests.
 """
 
 from __future__ import annotations
@@ -133,23 +133,6 @@ def test_nq_dry_run(tmp_path: Path, nq_model: Path) -> None:
                         ("recall@20", "recall@100", "mrr@10", "success@20", "success@100"))  # fmt: skip
     # BM25 over the sample's 20 passages: every judged passage is within the top 100.
     assert json.loads((out / "bm25.json").read_text())["recall@100"] == 1.0
-
-
-def test_pretrain_ablation_dry_run(tmp_path: Path) -> None:
-    # Two objectives keep the test to a few minutes (all six take ~10 min of CLI processes on a 2-core CPU);
-    # tests/training/pretraining covers each objective. rlm is the paper's; condenser's head reads an early layer.
-    out = tmp_path / "ablation"
-    run_recipe("pretrain_ablation.sh", out, "--objectives", "rlm condenser", "--seeds", "1 2", "--seeded", "rlm")
-    rows = check_results(
-        out, ["no pretraining", "rlm, seed 1", "rlm, seed 1, zero-shot (no fine-tuning)", "rlm, seed 2", "condenser"]
-    )
-    assert all(isinstance(row[m], float) for row in rows for m in REPORT_METRICS)
-    for name in ["rlm-1", "rlm-2", "condenser-1"]:
-        assert (out / "models" / f"pretrain-{name}" / "config.json").is_file()
-    # Each seed is its own pretraining: the two rlm runs start from different draws.
-    logs = [(out / "models" / f"pretrain-rlm-{seed}" / "train_log.jsonl").read_text() for seed in (1, 2)]
-    assert logs[0] != logs[1]
-    assert (out / "losses.png").stat().st_size > 0
 
 
 SCIFACT = ROOT / "simlm_cli" / "data" / "scifact"
