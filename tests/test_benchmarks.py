@@ -226,8 +226,8 @@ def test_train_speed_quick_times_both_trainers_on_the_same_tokens(tiny_st_dir: P
     done = subprocess.run(
         [sys.executable, str(BENCHMARKS / "train_speed.py"), "--quick", "--model", str(tiny_st_dir), "--data",
          str(tiny_data.dir), "--split", "test", "--passage-max-length", "64", "--threads", "1", "--rerank",
-         "--json", str(out)],
-        capture_output=True, text=True, timeout=600,
+         "--pretrain", "--json", str(out)],
+        capture_output=True, text=True, timeout=900,
     )  # fmt: skip
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
     assert done.stdout.startswith("CPU: ") and "load average before: " in done.stdout
@@ -240,6 +240,7 @@ def test_train_speed_quick_times_both_trainers_on_the_same_tokens(tiny_st_dir: P
     assert "ratio simlm train / SentenceTransformerTrainer tokens/s: " in done.stdout
     assert "ratio simlm rerank / CrossEncoderTrainer tokens/s: " in done.stdout
     assert "sentence-transformers ran mixed precision" in done.stdout  # what its trainer was given is said
+    assert report["pretrain"]["simlm_mlm_tokens_per_s"] > 0 and report["pretrain"]["hf_mlm_tokens_per_s"] > 0
 
 
 def test_train_speed_cuts_queries_to_whole_tokens(tiny_bert_dir: Path, tmp_path: Path) -> None:
