@@ -219,3 +219,43 @@ def test_encode_pipeline_compares_prefetch_and_batching_on_the_same_vectors(
     assert rows["prefetch 1, batch 16"]["max_abs_diff"] == 0.0  # the same batches on another thread: bit for bit
     assert rows["prefetch 1, 4096 tokens"]["max_abs_diff"] < 1e-5  # other batches: fp32 rounding only
     assert all(r["passages_per_s"] > 0 and r["passages_per_cpu_s"] > 0 for r in rows.values())
+
+
+def test_train_speed_quick_times_both_trainers_on_the_same_tokens(tiny_st_dir: Path, tiny_data, tmp_path: Path) -> None:
+    """`train_speed.py --quick`: simlm train and sentence-transformers' trainer each run their steps, the ratio
+    and a JSON report come out, and the query cut makes one length (ST's) and two (simlm's) the same tokens."""
+    out = tmp_path / "train.json"
+    done = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "train_speed.py"), "--quick", "--model", str(tiny_st_dir), "--data",
+         str(tiny_data.dir), "--split", "test", "--passage-max-length", "64", "--threads", "1", "--rerank",
+         "--pretrain", "--json", str(out)],
+        capture_output=True, text=True, timeout=900,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+    assert done.stdout.startswith("CPU: ") and "load average before: " in done.stdout
+    report = json.loads(out.read_text())
+    for part in ("train", "rerank"):
+        table = report[part]
+        assert table["simlm"]["tokens_per_s"] > 0 and table["st"]["tokens_per_cpu_s"] > 0, part
+        ratio = table["simlm"]["tokens_per_s"] / table["st"]["tokens_per_s"]
+        assert table["ratio_tokens_per_s"] == pytest.approx(ratio, rel=1e-2), part
+    assert "ratio simlm train / SentenceTransformerTrainer tokens/s: " in done.stdout
+    assert "ratio simlm rerank / CrossEncoderTrainer tokens/s: " in done.stdout
+    assert "sentence-transformers ran mixed precision" in done.stdout  # what its trainer was given is said
+    assert report["pretrain"]["simlm_mlm_tokens_per_s"] > 0 and report["pretrain"]["hf_mlm_tokens_per_s"] > 0
+
+
+def test_train_speed_cuts_queries_to_whole_tokens(tiny_bert_dir: Path, tmp_path: Path) -> None:
+    from transformers import AutoTokenizer
+
+    train_speed = _load("train_speed")
+    tokenizer = AutoTokenizer.from_pretrained(tiny_bert_dir)
+    words = tokenizer.convert_ids_to_tokens(list(range(5, 45)))
+    source, cut = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    rows = [{"qid": "1", "query": " ".join(words), "positives": ["a"], "negatives": ["b"]},
+            {"qid": "2", "query": " ".join(words[:3]), "positives": ["a"], "negatives": ["b"]}]  # fmt: skip
+    source.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    train_speed.cut_queries(source, cut, tokenizer, 8)
+    long, short = (json.loads(line)["query"] for line in cut.read_text().splitlines())
+    assert long == " ".join(words[:6]) and short == rows[1]["query"]  # 6 tokens + [CLS] + [SEP] = 8
+    assert len(tokenizer(long)["input_ids"]) == 8

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any, Protocol
 
 import numpy as np
@@ -35,10 +36,19 @@ class DataOrder:
 
     def indices(self, micro_batch: int) -> np.ndarray:
         epoch, index = self.position(micro_batch)
-        order = np.random.default_rng([self.seed, epoch]).permutation(self.size)
-        if self.size >= self.world:
-            order = order[: self.per_rank * self.world][self.rank :: self.world]
+        order = epoch_order(self.size, self.seed, epoch, self.rank, self.world)
         return order[index * self.batch_size : (index + 1) * self.batch_size]
+
+
+@lru_cache(maxsize=2)
+def epoch_order(size: int, seed: int, epoch: int, rank: int, world: int) -> np.ndarray:
+    """This rank's share of one epoch's shuffle, read-only. Cached: the trainer asks for it every micro-step, and
+    shuffling an 8.8M-passage corpus anew each time cost ~0.3-0.9 s a step on 2 CPU cores."""
+    order = np.random.default_rng([seed, epoch]).permutation(size)
+    if size >= world:
+        order = order[: size // world * world][rank::world]  # DataOrder.per_rank each, the rest dropped
+    order.flags.writeable = False  # shared by every call of the epoch: a caller must not shuffle it in place
+    return order
 
 
 class TrainData(Protocol):

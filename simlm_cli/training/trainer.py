@@ -100,6 +100,9 @@ class TrainConfig:
 
 
 # -- optimisation ---------------------------------------------------------------------------------------------
+FUSED_ADAMW_DEVICES = ("cpu", "cuda")
+
+
 def build_optimizer(model: torch.nn.Module, lr: float, weight_decay: float) -> torch.optim.Optimizer:
     decay, no_decay = [], []
     for name, param in model.named_parameters():
@@ -107,7 +110,11 @@ def build_optimizer(model: torch.nn.Module, lr: float, weight_decay: float) -> t
             continue
         (no_decay if param.ndim < 2 or "norm" in name.lower() else decay).append(param)
     groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    return torch.optim.AdamW(groups, lr=lr)
+    # The fused kernel (Hugging Face Trainer's default since torch 2.8): on the CPU torch otherwise steps AdamW in a
+    # Python loop over tensors, ~3x slower (~0.9 s a step for MiniLM's 22.7M parameters on 2 cores). The same
+    # update; float rounding differs in the last bit.
+    fused = all(p.device.type in FUSED_ADAMW_DEVICES and p.is_floating_point() for p in decay + no_decay)
+    return torch.optim.AdamW(groups, lr=lr, fused=True if fused else None)
 
 
 def warmup_linear(warmup: int, total: int) -> Callable[[int], float]:

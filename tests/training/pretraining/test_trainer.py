@@ -51,6 +51,57 @@ def test_data_order_is_deterministic_and_shards_are_disjoint():
     assert not set(s0) & set(s1) and len(s0) == len(s1) == 25
 
 
+def test_data_order_shuffles_once_per_epoch(monkeypatch):
+    """The epoch's shuffle is cached (a large corpus was re-shuffled every micro-step); the batches are the ones
+    the former per-call shuffle gave, on one rank and on two."""
+    from simlm_cli.training import data
+
+    def fresh(order: DataOrder, micro_batch: int) -> np.ndarray:  # the former, uncached computation
+        epoch, index = order.position(micro_batch)
+        perm = np.random.default_rng([order.seed, epoch]).permutation(order.size)
+        perm = perm[: order.per_rank * order.world][order.rank :: order.world]
+        return perm[index * order.batch_size : (index + 1) * order.batch_size]
+
+    orders = (DataOrder(53, 4, seed=3), DataOrder(53, 4, 3, 1, 2))
+    expected = [[fresh(o, i) for i in range(3 * o.batches_per_epoch)] for o in orders]
+    data.epoch_order.cache_clear()
+    shuffles = []
+    real = np.random.default_rng
+    monkeypatch.setattr(data.np.random, "default_rng", lambda seed: shuffles.append(seed) or real(seed))
+    for order, batches in zip(orders, expected):
+        for i, batch in enumerate(batches):
+            assert np.array_equal(order.indices(i), batch)
+    assert shuffles == [[3, 0], [3, 1], [3, 2]] * 2  # once per epoch and rank, not once per micro-batch
+    assert not order.indices(0).flags.writeable  # a caller cannot reorder the cached epoch
+
+
+def test_the_optimizer_is_fused_adamw_with_the_same_update():
+    """AdamW's fused kernel (torch's default on the CPU is a Python loop over tensors, ~3x slower): the same
+    update as the loop, to float rounding, with weight decay on matrices only."""
+    import copy
+
+    from simlm_cli.training.trainer import build_optimizer
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(8, 8), torch.nn.LayerNorm(8), torch.nn.Linear(8, 2))
+    loop = copy.deepcopy(model)
+    fused = build_optimizer(model, lr=1e-2, weight_decay=0.1)
+    assert fused.defaults["fused"] is True and fused.param_groups[1]["weight_decay"] == 0.0
+    groups = [
+        {"params": g["params"], "weight_decay": g["weight_decay"]}
+        for g in build_optimizer(loop, 1e-2, 0.1).param_groups
+    ]
+    reference = torch.optim.AdamW(groups, lr=1e-2, foreach=False)
+    for _ in range(5):
+        x = torch.randn(4, 8)
+        for net, optimizer in ((model, fused), (loop, reference)):
+            optimizer.zero_grad()
+            net(x).pow(2).sum().backward()
+            optimizer.step()
+    for a, b in zip(model.parameters(), loop.parameters()):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-6)
+
+
 def test_loss_falls_and_output_is_complete(tiny_model, toy_corpus, tmp_path):
     from transformers import AutoModel, AutoTokenizer
 
