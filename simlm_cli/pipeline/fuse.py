@@ -24,41 +24,19 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
 from simlm_cli.errors import SimlmError
 from simlm_cli.io.files import check_output_file, is_stdout
-from simlm_cli.io.qrels import QrelsFormat
 from simlm_cli.io.runs import RunBlock, RunFormat, iter_aligned
-from simlm_cli.pipeline.fuse_options import FUSE_TAG, FuseMethod, Norm
+from simlm_cli.options.fuse import FuseConfig
+from simlm_cli.pipeline.fuse_options import FuseMethod, Norm
 from simlm_cli.pipeline.fuse_report import render_grid, report_path, write_report
 from simlm_cli.pipeline.fusion import best_weights, default_step, grid_points, top_k, unit_scores
 
 MAX_GRID = 5000  # weight vectors a --grid-step may ask for (each is one evaluation of the tuning queries)
-
-
-@dataclass
-class FuseConfig:
-    runs: list[str]
-    output: str | None = None
-    method: FuseMethod = FuseMethod.rrf
-    norm: Norm | None = None  # interpolate: None means minmax; rrf: must stay None
-    rrf_k: float = 60.0
-    weights: list[float] | None = None  # None: 1 each, or tuned
-    k: int = 1000
-    depth: int | None = None  # documents read per run and query (the top); None: all
-    run_format: RunFormat = RunFormat.auto  # of the inputs
-    output_format: RunFormat = RunFormat.auto
-    tag: str = FUSE_TAG
-    tune_on: str | None = None
-    tune_runs: list[str] | None = None  # None: tune on the runs to fuse (their judged queries)
-    metric: str = "ndcg@10"
-    relevance_level: int = 1
-    qrels_format: QrelsFormat = QrelsFormat.auto
-    grid_step: float | None = None  # None: TWO_RUN_STEP for 2 runs, coarser for more (`default_step`)
-    tune_report: str | None = None  # None: OUTPUT.fuse.json when tuning into a file
 
 
 @dataclass
@@ -71,8 +49,9 @@ class TuneResult:
 
 
 # -- checks -------------------------------------------------------------------------------------------------------
-def check_config(config: FuseConfig) -> None:
-    """Errors that need no file: one line each, before anything is read."""
+def check_config(config: FuseConfig) -> FuseConfig:
+    """Errors that need no file: one line each, before anything is read; the config with its metric's name
+    normalised and `-o -` read as stdout."""
     count = len(config.runs)
     if count < 2:
         raise SimlmError(f"fuse needs at least 2 runs, got {count}")
@@ -113,7 +92,11 @@ def check_config(config: FuseConfig) -> None:
     if config.tune_on is not None:
         from simlm_cli.eval.metrics import parse_metric
 
-        config.metric = parse_metric(config.metric).name  # lower case: the report's key, as evaluate's JSON
+        # lower case: the report's key, as evaluate's JSON
+        config = replace(config, metric=parse_metric(config.metric).name)
+    if is_stdout(config.output):  # `-o -`: stdout, as for search and encode (and no `-.fuse.json` report)
+        config = replace(config, output=None)
+    return config
 
 
 # -- fusing -------------------------------------------------------------------------------------------------------
@@ -180,9 +163,7 @@ def run_fuse(config: FuseConfig) -> dict:
     from simlm_cli.console import info
     from simlm_cli.io.runs import write_run
 
-    check_config(config)
-    if is_stdout(config.output):  # `-o -`: stdout, as for search and encode (and no `-.fuse.json` report)
-        config.output = None
+    config = check_config(config)
     inputs = [*config.runs, *(config.tune_runs or []), config.tune_on]
     for output in (config.output, report_path(config)):
         check_output_file(output, inputs)  # before reading a run

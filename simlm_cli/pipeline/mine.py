@@ -33,17 +33,17 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 from simlm_cli.console import info
-from simlm_cli.device import Backend, Precision, resolve_runtime
+from simlm_cli.device import resolve_runtime
 from simlm_cli.dry_run import QUERIES as DRY_RUN_QUERIES
 from simlm_cli.errors import InputError, SimlmError
-from simlm_cli.index import DEFAULT_B, DEFAULT_K1, DEFAULT_THREADS, SearchBackend
 from simlm_cli.index.bm25 import BM25Index
-from simlm_cli.io.corpus import CorpusFormat, iter_corpus
+from simlm_cli.io.corpus import iter_corpus
 from simlm_cli.io.files import atomic_output, check_output_file
-from simlm_cli.io.qrels import Qrels, QrelsFormat, read_qrels
-from simlm_cli.io.queries import QueriesFormat, read_queries
-from simlm_cli.io.runs import RunBlock, RunFormat, iter_run_blocks
+from simlm_cli.io.qrels import Qrels, read_qrels
+from simlm_cli.io.queries import read_queries
+from simlm_cli.io.runs import RunBlock, iter_run_blocks
 from simlm_cli.io.train_file import Candidate, TrainExample, write_example
+from simlm_cli.options.mine import MineConfig
 from simlm_cli.pipeline.indexes import (
     check_qrels_documents,
     choose_search_backend,
@@ -54,40 +54,6 @@ from simlm_cli.pipeline.indexes import (
 )
 
 INDEX_BATCH = 256  # queries searched together with --index: bounds the results held at once
-
-
-@dataclass
-class MineConfig:
-    queries: str
-    qrels: str
-    output: str
-    run: str | None = None
-    index: list[str] | None = None  # several: dense parts, searched as one index
-    run_format: RunFormat = RunFormat.auto
-    depth: int = 200
-    min_relevance: int = 1
-    rank_range: tuple[int, int | None] = (1, None)  # 1-based, inclusive; None: to the depth
-    score_margin: float | None = None
-    max_negatives: int | None = None
-    random_negatives: int = 0
-    corpus: str | None = None
-    corpus_format: CorpusFormat = CorpusFormat.auto
-    seed: int = 42
-    dry_run: bool = False
-    queries_format: QueriesFormat = QueriesFormat.auto
-    qrels_format: QrelsFormat = QrelsFormat.auto
-    # --index only
-    model: str | None = None
-    device: str = "auto"
-    precision: Precision = Precision.auto
-    backend: Backend = Backend.auto  # inference: what runs the model
-    batch_size: int | None = None
-    search_backend: SearchBackend = SearchBackend.auto
-    search_shard_rows: int | None = None
-    k1: float = DEFAULT_K1
-    b: float = DEFAULT_B
-    teacher: bool = False  # every candidate gets a score (a teacher for `simlm distill`): see Miner.mine
-    threads: int = DEFAULT_THREADS
 
 
 @dataclass
@@ -115,21 +81,6 @@ class MineStats:
             "run_queries_skipped": self.run_queries_skipped,
             "qrels_queries_without_positive": self.qrels_queries_without_positive,
         }
-
-
-def parse_rank_range(text: str | None) -> tuple[int, int | None]:
-    """`START:END` (1-based, inclusive; either side may be empty) -> (start, end or None)."""
-    if not text:
-        return 1, None
-    start_text, sep, end_text = text.partition(":")
-    try:
-        start = int(start_text) if start_text.strip() else 1
-        end = int(end_text) if end_text.strip() else None
-    except ValueError:
-        start = end = -1
-    if not sep or start < 1 or (end is not None and end < start):
-        raise SimlmError(f"--rank-range {text!r}: expected START:END with 1 <= START <= END (e.g. 3:200)")
-    return start, end
 
 
 # -- mining ---------------------------------------------------------------------------------------------------
@@ -275,7 +226,9 @@ def _dense_blocks(index, encoder, queries: list[tuple[str, str]], depth: int) ->
 def _bm25_blocks(index, config: MineConfig, queries: list[tuple[str, str]]) -> Iterator[RunBlock]:
     for batch in _batches(queries, INDEX_BATCH):
         qids, texts = [q for q, _ in batch], [t for _, t in batch]
-        for qid, docids, values in index.search(qids, texts, config.depth, config.k1, config.b, config.threads):
+        for qid, docids, values in index.search(
+            qids, texts, config.depth, config.bm25.k1, config.bm25.b, config.bm25.threads
+        ):
             yield RunBlock(qid, docids, values)
 
 
@@ -287,7 +240,7 @@ def _lucene_ids(index) -> list[str]:
 
 
 def _warn_unindexed(config: MineConfig, contains: Callable[[str], bool], partial: bool = False) -> None:
-    check_qrels_documents(config.qrels, config.qrels_format, ", ".join(config.index or []), contains, partial)
+    check_qrels_documents(config.qrels, config.formats.qrels_format, ", ".join(config.index or []), contains, partial)
 
 
 def index_candidates(config: MineConfig, queries: list[tuple[str, str]]) -> tuple[Iterator[RunBlock], list | None]:
@@ -295,13 +248,13 @@ def index_candidates(config: MineConfig, queries: list[tuple[str, str]]) -> tupl
     need_ids = config.random_negatives > 0 and not config.corpus
     if is_dense_set(config.index):
         index = open_dense(config.index)
-        runtime = resolve_runtime(config.device, config.precision, backend=config.backend)
-        choose_search_backend(index, config.search_backend, runtime.device, False, config.search_shard_rows)
-        encoder = query_encoder(index, config.model, runtime, config.batch_size)
+        runtime = resolve_runtime(config.dense.device, config.dense.precision, backend=config.dense.backend)
+        choose_search_backend(index, config.dense.search_backend, runtime.device, False, config.dense.search_shard_rows)
+        encoder = query_encoder(index, config.dense.model, runtime, config.dense.batch_size)
         _warn_unindexed(config, set(index.docids.tolist()).__contains__, index.meta.get("dry_run", False))
         ids = index.docids.tolist() if need_ids else None
         return _dense_blocks(index, encoder, queries, config.depth), ids
-    refuse_dense_search_options(config.index[0], config.search_backend, config.search_shard_rows)
+    refuse_dense_search_options(config.index[0], config.dense.search_backend, config.dense.search_shard_rows)
     index = BM25Index(config.index[0])
     _warn_unindexed(config, index.contains)
     return _bm25_blocks(index, config, queries), _lucene_ids(index) if need_ids else None
@@ -325,11 +278,12 @@ def run_mine(config: MineConfig) -> dict:
     """Mine, write the training file atomically, print the summary; returns the summary."""
     started = time.perf_counter()
     check_output_file(
-        config.output, [config.queries, config.qrels, config.run, *(config.index or []), config.corpus, config.model]
+        config.output,
+        [config.queries, config.qrels, config.run, *(config.index or []), config.corpus, config.dense.model],
     )
     _check_config(config)
-    queries = read_queries(config.queries, config.queries_format)
-    qrels = read_qrels(config.qrels, config.qrels_format)
+    queries = read_queries(config.queries, config.formats.queries_format)
+    qrels = read_qrels(config.qrels, config.formats.qrels_format)
     wanted, without_positive = training_queries(qrels, queries, config.min_relevance)
     if not wanted:
         raise InputError(config.qrels, f"no query has a document of grade >= {config.min_relevance} (--min-relevance)")

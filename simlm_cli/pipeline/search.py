@@ -6,19 +6,18 @@ import itertools
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from typing import Any
 
 from simlm_cli.console import info, progress
-from simlm_cli.device import Backend, Precision, resolve_runtime
+from simlm_cli.device import resolve_runtime
 from simlm_cli.dry_run import QUERIES as DRY_RUN_QUERIES
 from simlm_cli.errors import InputError
-from simlm_cli.index import DEFAULT_B, DEFAULT_K1, DEFAULT_THREADS, SearchBackend
 from simlm_cli.index.bm25 import BM25Index
 from simlm_cli.io.files import check_output_file
-from simlm_cli.io.qrels import QrelsFormat, read_qrels
-from simlm_cli.io.queries import QueriesFormat, read_queries
-from simlm_cli.io.runs import RunFormat, write_run
+from simlm_cli.io.qrels import read_qrels
+from simlm_cli.io.queries import read_queries
+from simlm_cli.io.runs import write_run
+from simlm_cli.options.search import SearchConfig
 from simlm_cli.pipeline.indexes import (
     check_qrels_documents,
     choose_search_backend,
@@ -33,38 +32,11 @@ QUERY_BLOCK = 4096  # queries encoded together; bounds memory for large query se
 SEARCH_BLOCK = 1024
 
 
-@dataclass
-class SearchConfig:
-    index: list[str]  # several: dense parts, searched as one index
-    queries: str
-    output: str | None = None  # None: stdout
-    qrels: str | None = None
-    k: int = 1000
-    run_format: RunFormat = RunFormat.auto
-    tag: str = "simlm"
-    model: str | None = None  # overrides the model recorded in a dense index
-    device: str = "auto"
-    precision: Precision = Precision.auto
-    backend: Backend = Backend.auto  # inference: what runs the model
-    batch_size: int | None = None
-    gpu: bool = False
-    search_backend: SearchBackend = SearchBackend.auto
-    search_shard_rows: int | None = None  # torch backend: rows scored at a time (default: from free memory)
-    nprobe: int | None = None
-    ef_search: int | None = None
-    k1: float = DEFAULT_K1
-    b: float = DEFAULT_B
-    threads: int = DEFAULT_THREADS
-    dry_run: bool = False
-    queries_format: QueriesFormat = QueriesFormat.auto
-    qrels_format: QrelsFormat = QrelsFormat.auto
-
-
 def select_queries(config: SearchConfig) -> dict[str, str]:
     """The queries to run: all of them, or those judged in --qrels (each of which must exist)."""
-    queries = read_queries(config.queries, config.queries_format)
+    queries = read_queries(config.queries, config.formats.queries_format)
     if config.qrels:
-        qrels = read_qrels(config.qrels, config.qrels_format)
+        qrels = read_qrels(config.qrels, config.formats.qrels_format)
         for qid, line in qrels.first_line.items():
             if qid not in queries:
                 raise InputError(config.qrels, f"query {qid!r} is judged but not in {config.queries}", line=line)
@@ -76,12 +48,12 @@ def select_queries(config: SearchConfig) -> dict[str, str]:
 
 def _check_qrels(config: SearchConfig, contains: Callable[[str], bool], partial_index: bool = False) -> None:
     names = ", ".join(config.index)
-    check_qrels_documents(config.qrels, config.qrels_format, names, contains, partial_index)
+    check_qrels_documents(config.qrels, config.formats.qrels_format, names, contains, partial_index)
 
 
 def run_search(config: SearchConfig) -> dict:
     # before reading the index or searching
-    check_output_file(config.output, [*config.index, config.queries, config.qrels, config.model])
+    check_output_file(config.output, [*config.index, config.queries, config.qrels, config.dense.model])
     started = time.perf_counter()
     queries = select_queries(config)
     with progress() as bar:
@@ -101,9 +73,11 @@ def _dense_rankings(config: SearchConfig, queries: dict[str, str], advance: Call
     index = open_dense(config.index, gpu=config.gpu)
     index.set_search_params(ef_search=config.ef_search, nprobe=config.nprobe)
     _check_qrels(config, set(index.docids.tolist()).__contains__, index.meta.get("dry_run", False))
-    runtime = resolve_runtime(config.device, config.precision, backend=config.backend)
-    choose_search_backend(index, config.search_backend, runtime.device, config.gpu, config.search_shard_rows)
-    encoder = query_encoder(index, config.model, runtime, config.batch_size)
+    runtime = resolve_runtime(config.dense.device, config.dense.precision, backend=config.dense.backend)
+    choose_search_backend(
+        index, config.dense.search_backend, runtime.device, config.gpu, config.dense.search_shard_rows
+    )
+    encoder = query_encoder(index, config.dense.model, runtime, config.dense.batch_size)
     qids = list(queries)
     for start in range(0, len(qids), QUERY_BLOCK):
         block = qids[start : start + QUERY_BLOCK]
@@ -130,9 +104,11 @@ def search_overlapped(
 
 
 def _bm25_rankings(config: SearchConfig, queries: dict[str, str], advance: Callable[[int], None]) -> Iterator[tuple]:
-    refuse_dense_search_options(config.index[0], config.search_backend, config.search_shard_rows)
+    refuse_dense_search_options(config.index[0], config.dense.search_backend, config.dense.search_shard_rows)
     index = BM25Index(config.index[0])
     _check_qrels(config, index.contains)
     qids = list(queries)
     texts = [queries[q] for q in qids]
-    yield from index.search(qids, texts, config.k, config.k1, config.b, config.threads, on_queries=advance)
+    yield from index.search(
+        qids, texts, config.k, config.bm25.k1, config.bm25.b, config.bm25.threads, on_queries=advance
+    )

@@ -15,11 +15,11 @@ from simlm_cli.errors import InputError, SimlmError
 from simlm_cli.io.qrels import read_qrels
 from simlm_cli.io.queries import read_queries
 from simlm_cli.io.runs import RunFormat, iter_run_blocks
+from simlm_cli.options.mine import parse_rank_range
 from simlm_cli.pipeline.mine import (
     MineConfig,
     Miner,
     mine_blocks,
-    parse_rank_range,
     run_mine,
     training_queries,
 )
