@@ -98,16 +98,17 @@ class Row:
 
 def simlm_row(name: str, runtime: Any, subset: Path, warm: Path, model: str | None, work: Path) -> Row:
     from simlm_cli.io.embeddings import EmbeddingReader
-    from simlm_cli.models.settings import resolve_settings
+    from simlm_cli.options.shared import EncoderFlags
     from simlm_cli.pipeline.encode import EncodeConfig, encode_corpus
 
-    settings = resolve_settings(model)
     out = work / f"{name}.emb"
 
     def encode(corpus: Path) -> tuple[float, float, np.ndarray]:
         out.unlink(missing_ok=True)
         cpu = time.process_time()
-        summary = encode_corpus(EncodeConfig(corpus=str(corpus), settings=settings, output=str(out)), runtime)
+        summary = encode_corpus(
+            EncodeConfig(corpus=str(corpus), encoder=EncoderFlags(model=model), output=str(out)), runtime
+        )
         cpu = time.process_time() - cpu  # includes loading the model (encode_corpus loads it): against simlm
         with open(out, "rb") as handle:
             vectors = np.concatenate([v for _, v in EmbeddingReader(handle, out.name)])

@@ -115,11 +115,12 @@ class Encoder:
         self,
         chunks: Iterable[Sequence[Passage]],
         on_batch: Callable[[int], None] | None = None,
-        prefetch: int = PREFETCH,
+        prefetch: int | None = None,
     ) -> Iterator[tuple[Sequence[Passage], np.ndarray]]:
         """(chunk, its vectors) for each chunk of passages, in order. The next `prefetch` chunks are tokenized and
         padded on a background thread while the model encodes this one (0: all on this thread, one after the
-        other); the vectors are the same either way."""
+        other; None: PREFETCH); the vectors are the same either way."""
+        prefetch = PREFETCH if prefetch is None else prefetch
 
         def prepare(chunk: Sequence[Passage]) -> list[tuple[np.ndarray, dict[str, Any]]]:
             return self.batches(self.tokenize_passages(chunk))

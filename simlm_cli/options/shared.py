@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from simlm_cli.device import Backend, Precision
-from simlm_cli.flags import flag
+from simlm_cli.flags import flag, group
 from simlm_cli.index import DEFAULT_B, DEFAULT_K1, DEFAULT_THREADS, SearchBackend
 from simlm_cli.io.qrels import QrelsFormat
 from simlm_cli.io.queries import QueriesFormat
+
+if TYPE_CHECKING:
+    from simlm_cli.device import Runtime
+    from simlm_cli.models.settings import EncoderSettings
 
 DEVICE_HELP = "auto, cpu, cuda or cuda:N (under torchrun: this rank's GPU)."
 AUTO_PRECISION_HELP = "auto: bf16 on CUDA (fp16 where bf16 is absent) and on CPUs with AMX/AVX512-BF16, else fp32."
@@ -33,6 +37,80 @@ class BM25Search:
 
 
 @dataclass(frozen=True, kw_only=True)
+class Inference:
+    """Where and how a model runs for inference (`encode`, `search`, `mine --index`, `rerank run/score`)."""
+
+    device: str = flag("--device", default="auto", help=DEVICE_HELP)
+    precision: Precision = flag("--precision", default=Precision.auto, help=PRECISION_HELP)
+    backend: Backend = flag("--backend", default=Backend.auto, help=BACKEND_HELP)
+
+    def resolve(self) -> Runtime:
+        """The device, precision and backend these flags ask for, checked against this machine."""
+        from simlm_cli.device import resolve_runtime
+
+        return resolve_runtime(self.device, self.precision, backend=self.backend)
+
+
+# The encoder settings default to None, "not given": `resolve_settings` then takes the model's own (simlm.json, else
+# its sentence-transformers config), else the paper's, and logs where each came from.
+_OWN = "Default: the model's own (simlm.json, sentence-transformers config), else"
+
+
+def _complete_pooling(incomplete: str) -> list[str]:
+    return [name for name in ("cls", "mean") if name.startswith(incomplete)]
+
+
+def _complete_passage_format(incomplete: str) -> list[str]:
+    return [name for name in ("pair", "concat") if name.startswith(incomplete)]
+
+
+@dataclass(frozen=True, kw_only=True)
+class EncoderFlags:
+    """The model and how it turns text into one vector (`encode`); `resolve` fills what is not given."""
+
+    model: str | None = flag(
+        "--model",
+        "-m",
+        default=None,
+        help="HF model directory or hub name. Default: sentence-transformers/all-MiniLM-L6-v2 (embedded weights).",
+    )
+    pooling: str | None = flag(
+        "--pooling",
+        default=None,
+        autocompletion=_complete_pooling,
+        help=f"cls (SimLM) or mean. {_OWN} cls (the paper's).",
+    )
+    normalize: bool | None = flag(
+        "--normalize/--no-normalize", default=None, help=f"L2-normalise vectors (cosine). {_OWN} on."
+    )
+    query_max_length: int | None = flag("--query-max-length", default=None, help=f"Query tokens. {_OWN} 32.")
+    passage_max_length: int | None = flag(
+        "--passage-max-length", default=None, help=f"Passage tokens (title + text). {_OWN} 144."
+    )
+    passage_format: str | None = flag(
+        "--passage-format",
+        default=None,
+        autocompletion=_complete_passage_format,
+        help="pair: tokenize (title, text), title '-' where there is none, as the SimLM checkpoints do; concat: "
+        "title + ' ' + text as MTEB does. Default: the model's own (concat for sentence-transformers models), else "
+        "pair.",
+    )
+
+    def resolve(self) -> EncoderSettings:
+        """The settings: these flags, else the model's own, else the paper's (`resolve_settings`)."""
+        from simlm_cli.models.settings import resolve_settings
+
+        return resolve_settings(
+            self.model,
+            pooling=self.pooling,
+            normalize=self.normalize,
+            query_max_length=self.query_max_length,
+            passage_max_length=self.passage_max_length,
+            passage_format=self.passage_format,
+        )
+
+
+@dataclass(frozen=True, kw_only=True)
 class QueryEncoding:
     """How a dense index's queries are encoded and searched (`search`, `mine --index`)."""
 
@@ -40,7 +118,6 @@ class QueryEncoding:
         "--model", "-m", default=None, help="Dense: encode queries with this model instead of the index's."
     )
     batch_size: int | None = flag("--batch-size", default=None, min=1, help="Dense: queries per forward pass.")
-    device: str = flag("--device", default="auto", help=DEVICE_HELP)
     search_backend: SearchBackend = flag(
         "--search-backend",
         default=SearchBackend.auto,
@@ -53,12 +130,7 @@ class QueryEncoding:
         min=1,
         help="--search-backend torch: index rows scored at a time. Default: from the GPU's free memory; 65536 on CPU.",
     )
-    precision: Precision = flag(
-        "--precision",
-        default=Precision.auto,
-        help=f"Dense: the query encoder's precision, whatever precision built the index. {PRECISION_HELP}",
-    )
-    backend: Backend = flag("--backend", default=Backend.auto, help=BACKEND_HELP)
+    runtime: Inference = group(Inference)  # the query encoder's, whatever precision built the index
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -9,35 +9,16 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 
-from simlm_cli.device import Backend, Precision, Runtime, resolve_runtime
+from simlm_cli.device import Runtime
 from simlm_cli.dry_run import PASSAGES as DRY_RUN_PASSAGES
 from simlm_cli.errors import SimlmError
-from simlm_cli.io.corpus import CorpusFormat, Passage, iter_corpus
+from simlm_cli.io.corpus import Passage, iter_corpus
 from simlm_cli.io.embeddings import EmbeddingWriter, StreamHeader
 from simlm_cli.io.files import atomic_output, check_output_file, count_lines, is_stdout
-from simlm_cli.models.batching import PREFETCH
-from simlm_cli.models.settings import EncoderSettings
-
-
-@dataclass
-class EncodeConfig:
-    corpus: str
-    settings: EncoderSettings
-    output: str | None = None  # None: stdout
-    corpus_format: CorpusFormat = CorpusFormat.auto
-    device: str = "auto"
-    precision: Precision = Precision.auto
-    backend: Backend = Backend.auto  # inference: what runs the model
-    batch_size: int | None = None
-    max_batch_tokens: int | None = None  # a batch's padded tokens (with batch_size: both bound it)
-    chunk_size: int = 2048  # passages tokenized and length-sorted together; bounds memory
-    shard_id: int | None = None  # None: this process's torchrun rank, or 0
-    num_shards: int | None = None  # None: torchrun's world size, or 1
-    dry_run: bool = False
-    prefetch: int = PREFETCH  # chunks tokenized ahead of the model on a background thread (0: none)
+from simlm_cli.options.encode import EncodeConfig
 
 
 def resolve_shard(shard_id: int | None, num_shards: int | None) -> tuple[int, int]:
@@ -79,12 +60,13 @@ def encode_corpus(config: EncodeConfig, runtime: Runtime | None = None) -> dict:
     from simlm_cli.models.encoder import Encoder
 
     shard_id, num_shards = resolve_shard(config.shard_id, config.num_shards)
+    settings = config.encoder.resolve()
     if is_stdout(config.output):  # `--output -` is stdout, as for every command that writes one file
         config = replace(config, output=None)
     if config.output is not None:
-        inputs = [config.corpus, config.settings.model]
+        inputs = [config.corpus, settings.model]
         check_output_file(shard_output_path(config.output, shard_id, num_shards), inputs)
-    runtime = runtime or resolve_runtime(config.device, config.precision, backend=config.backend)
+    runtime = runtime or config.runtime.resolve()
     passages = _shard(iter_corpus(config.corpus, config.corpus_format), shard_id, num_shards)
     if config.dry_run:
         passages = itertools.islice(passages, DRY_RUN_PASSAGES)
@@ -99,7 +81,7 @@ def encode_corpus(config: EncodeConfig, runtime: Runtime | None = None) -> dict:
     # then fails fast, with its error as the only line.
     chunks = _chunks(passages, config.chunk_size)
     first_chunk = next(chunks, [])
-    s = config.settings
+    s = settings
     encoder = Encoder(s, runtime, batch_size=config.batch_size, max_batch_tokens=config.max_batch_tokens)
     info(
         f"encoding {config.corpus} (shard {shard_id}/{num_shards}) with {s.model}: {s.pooling} pooling, "

@@ -33,7 +33,6 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 from simlm_cli.console import info
-from simlm_cli.device import resolve_runtime
 from simlm_cli.dry_run import QUERIES as DRY_RUN_QUERIES
 from simlm_cli.errors import InputError, SimlmError
 from simlm_cli.index.bm25 import BM25Index
@@ -248,7 +247,7 @@ def index_candidates(config: MineConfig, queries: list[tuple[str, str]]) -> tupl
     need_ids = config.random_negatives > 0 and not config.corpus
     if is_dense_set(config.index):
         index = open_dense(config.index)
-        runtime = resolve_runtime(config.dense.device, config.dense.precision, backend=config.dense.backend)
+        runtime = config.dense.runtime.resolve()
         choose_search_backend(index, config.dense.search_backend, runtime.device, False, config.dense.search_shard_rows)
         encoder = query_encoder(index, config.dense.model, runtime, config.dense.batch_size)
         _warn_unindexed(config, set(index.docids.tolist()).__contains__, index.meta.get("dry_run", False))

@@ -9,7 +9,6 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from simlm_cli.console import info, progress
-from simlm_cli.device import resolve_runtime
 from simlm_cli.dry_run import QUERIES as DRY_RUN_QUERIES
 from simlm_cli.errors import InputError
 from simlm_cli.index.bm25 import BM25Index
@@ -73,7 +72,7 @@ def _dense_rankings(config: SearchConfig, queries: dict[str, str], advance: Call
     index = open_dense(config.index, gpu=config.gpu)
     index.set_search_params(ef_search=config.ef_search, nprobe=config.nprobe)
     _check_qrels(config, set(index.docids.tolist()).__contains__, index.meta.get("dry_run", False))
-    runtime = resolve_runtime(config.dense.device, config.dense.precision, backend=config.dense.backend)
+    runtime = config.dense.runtime.resolve()
     choose_search_backend(
         index, config.dense.search_backend, runtime.device, config.gpu, config.dense.search_shard_rows
     )
