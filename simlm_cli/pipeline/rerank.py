@@ -11,20 +11,19 @@ import itertools
 import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import ExitStack
-from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import numpy as np
 
 from simlm_cli.console import info, progress
-from simlm_cli.device import Backend, Precision, resolve_runtime
 from simlm_cli.dry_run import RERANK_QUERIES as DRY_RUN_QUERIES
 from simlm_cli.errors import InputError, SimlmError
-from simlm_cli.io.corpus import CorpusFormat, Passage, load_passages
+from simlm_cli.io.corpus import Passage, load_passages
 from simlm_cli.io.files import check_output_file, count_lines
-from simlm_cli.io.queries import QueriesFormat, read_queries
-from simlm_cli.io.runs import Ranking, RunBlock, RunFormat, format_for_output, iter_run_blocks, write_run
+from simlm_cli.io.queries import read_queries
+from simlm_cli.io.runs import Ranking, RunBlock, format_for_output, iter_run_blocks, write_run
 from simlm_cli.models.cross_encoder import Reranker
+from simlm_cli.options.rerank import RerankRunConfig
 
 # Pairs gathered (over whole queries) before scoring: enough for several full batches to length-sort.
 PENDING_BATCHES = 4
@@ -32,27 +31,6 @@ T = TypeVar("T")
 
 
 # -- runs -----------------------------------------------------------------------------------------------------------
-@dataclass
-class RerankRunConfig:
-    model: str
-    run: str
-    queries: str
-    corpus: str
-    output: str
-    depth: int = 100
-    batch_size: int = 32
-    run_format: RunFormat = RunFormat.auto
-    output_format: RunFormat = RunFormat.auto
-    corpus_format: CorpusFormat = CorpusFormat.auto
-    tag: str = "simlm-rerank"
-    device: str = "auto"
-    precision: Precision = Precision.auto
-    backend: Backend = Backend.auto  # inference: what runs the model
-    dry_run: bool = False
-    keep_tail: bool = True  # documents below --depth follow the re-ranked head in the run's order
-    queries_format: QueriesFormat = QueriesFormat.auto
-
-
 def _checked_blocks(
     c: RerankRunConfig, queries: dict[str, str], passages: dict[str, Passage]
 ) -> Iterator[tuple[RunBlock, int, list[str]]]:
@@ -131,7 +109,7 @@ def rerank_run(c: RerankRunConfig) -> dict[str, Any]:
     if c.depth < 1:
         raise SimlmError("--depth must be at least 1")
     check_output_file(c.output, [c.run, c.queries, c.corpus, c.model])
-    runtime = resolve_runtime(c.device, c.precision, backend=c.backend)
+    runtime = c.runtime.resolve()
     queries = read_queries(c.queries, c.queries_format)
     passages = load_passages(c.corpus, c.corpus_format)
     # Check the first query before loading the model: a wrong file then fails fast, its error the only line.

@@ -9,33 +9,16 @@ import itertools
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack
-from dataclasses import dataclass
 from typing import Any
 
 from simlm_cli.console import info, progress
-from simlm_cli.device import Backend, Precision, resolve_runtime
 from simlm_cli.errors import InputError, SimlmError
-from simlm_cli.io.corpus import CorpusFormat, Passage, load_passages
+from simlm_cli.io.corpus import Passage, load_passages
 from simlm_cli.io.files import atomic_output, check_output_file, count_lines
 from simlm_cli.io.train_file import Candidate, TrainExample, iter_train_file, write_example
 from simlm_cli.models.cross_encoder import Reranker
+from simlm_cli.options.rerank import ScoreConfig
 from simlm_cli.pipeline.rerank import DRY_RUN_QUERIES, PENDING_BATCHES, chunks
-
-
-@dataclass
-class ScoreConfig:
-    model: str
-    train_file: str
-    corpus: str
-    output: str
-    max_negatives: int | None = None
-    batch_size: int = 32
-    corpus_format: CorpusFormat = CorpusFormat.auto
-    device: str = "auto"
-    precision: Precision = Precision.auto
-    backend: Backend = Backend.auto  # inference: what runs the model
-    dry_run: bool = False  # score only the first DRY_RUN_QUERIES usable queries
-
 
 _EMPTY = object()
 
@@ -62,7 +45,7 @@ def score_train_file(c: ScoreConfig) -> dict[str, Any]:
     if c.max_negatives is not None and c.max_negatives < 0:
         raise SimlmError("--max-negatives must be 0 or more")
     check_output_file(c.output, [c.train_file, c.corpus, c.model])
-    runtime = resolve_runtime(c.device, c.precision, backend=c.backend)
+    runtime = c.runtime.resolve()
     passages = load_passages(c.corpus, c.corpus_format)
     examples = iter_train_file(c.train_file, corpus_ids=passages)
     # Read the first line before loading the model: a wrong file then fails fast, its error the only line.
