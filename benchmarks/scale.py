@@ -134,8 +134,9 @@ def _usage() -> dict[str, float]:
 
 
 def child_build(args: dict[str, Any]) -> dict[str, Any]:
-    from simlm_cli.index.dense import BuildOptions, IndexType, build_dense_index, faiss_module
+    from simlm_cli.index.dense import IndexType, build_dense_index, faiss_module
     from simlm_cli.io.embeddings import EmbeddingReader
+    from simlm_cli.options.index import BuildOptions
 
     faiss_module().omp_set_num_threads(args["threads"])
     before = _usage()

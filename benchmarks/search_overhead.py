@@ -17,9 +17,10 @@ from pathlib import Path
 
 import numpy as np
 
-from simlm_cli.index.dense import INDEX_FILE, BuildOptions, DenseIndex, build_dense_index
+from simlm_cli.index.dense import INDEX_FILE, DenseIndex, build_dense_index
 from simlm_cli.io.embeddings import EmbeddingReader, EmbeddingWriter, StreamHeader
 from simlm_cli.io.runs import write_run
+from simlm_cli.options.index import BuildOptions
 from simlm_cli.pipeline.search import search_overlapped
 
 

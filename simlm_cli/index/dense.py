@@ -15,7 +15,6 @@ import re
 import tempfile
 import time
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +26,7 @@ from simlm_cli.index.torch_search import TorchFlatSearch
 from simlm_cli.io.embeddings import EmbeddingReader, streams_record
 from simlm_cli.io.files import atomic_directory
 from simlm_cli.io.ranked_block import RankedBlock
+from simlm_cli.options.index import BuildOptions
 
 INDEX_FILE = "index.faiss"
 DOCIDS_FILE = "docids.txt"
@@ -62,20 +62,6 @@ class _VectorSpool:
     def __exit__(self, *exc: object) -> None:
         self._handle.close()
         self._dir.cleanup()
-
-
-@dataclass
-class BuildOptions:
-    index_type: IndexType = IndexType.flat
-    hnsw_m: int = 32
-    ef_construction: int = 200
-    ef_search: int = 256
-    nlist: int = 0  # 0: about 4 * sqrt(N)
-    pq_m: int = 0  # 0: the largest of dim/4, dim/8, ... that divides dim
-    nprobe: int = 32
-    gpu: bool = False
-    partial: bool = False  # the streams are some shards of a corpus: record which, so search wants the others
-    search_params: dict[str, int] = field(default_factory=dict)
 
 
 BLAS_THRESHOLD = 20  # faiss's long-standing value; see faiss_module()
@@ -185,7 +171,7 @@ def build_dense_index(
     seen: set[str] = set()
     started = time.perf_counter()
     flat_or_hnsw = options.index_type in (IndexType.flat, IndexType.hnsw)
-    index = _empty_index(faiss, dim, options) if flat_or_hnsw else None
+    index, search_params = _empty_index(faiss, dim, options) if flat_or_hnsw else (None, {})
     with contextlib.ExitStack() as stack:
         # IVF-PQ is trained before vectors are added: until then they wait on disk beside the output, not in memory.
         spool = None if flat_or_hnsw else stack.enter_context(_VectorSpool(Path(output), dim))
@@ -208,7 +194,7 @@ def build_dense_index(
         if not docids:
             raise InputError(readers[0].name, "no vectors in the input")
         if spool is not None:
-            index = _build_ivfpq(faiss, spool.vectors(), dim, options)
+            index, search_params = _build_ivfpq(faiss, spool.vectors(), dim, options)
     meta = {
         "kind": DENSE_KIND,
         "format_version": 1,
@@ -219,7 +205,7 @@ def build_dense_index(
         # of the passage vectors; queries use `search --precision` / `--backend`, which `search` compares
         "precision": streams_record(readers, "precision"),
         "backend": streams_record(readers, "backend"),
-        "search_params": options.search_params,
+        "search_params": search_params,
         "dry_run": any(reader.header.dry_run for reader in readers),
         "build_seconds": round(time.perf_counter() - started, 3),
     }
@@ -245,20 +231,20 @@ def _write_faiss(faiss: Any, index: Any, path: Path, output: Path) -> None:
         raise SimlmError(f"{output}: cannot write {INDEX_FILE} ({_short(err)})") from None
 
 
-def _empty_index(faiss: Any, dim: int, options: BuildOptions) -> Any:
+def _empty_index(faiss: Any, dim: int, options: BuildOptions) -> tuple[Any, dict[str, int]]:
+    """A flat or HNSW index to add vectors to, and the search parameters meta.json records for it."""
     if options.index_type is IndexType.flat:
-        options.search_params = {}
         index = faiss.IndexFlatIP(dim)
-        return _to_gpu(faiss, index) if options.gpu else index
+        return (_to_gpu(faiss, index) if options.gpu else index), {}
     if options.gpu:
         raise SimlmError("--gpu: faiss builds HNSW on the CPU only; drop --gpu for --type hnsw")
     index = faiss.IndexHNSWFlat(dim, options.hnsw_m, faiss.METRIC_INNER_PRODUCT)
     index.hnsw.efConstruction = options.ef_construction
-    options.search_params = {"ef_search": options.ef_search}
-    return index
+    return index, {"ef_search": options.ef_search}
 
 
-def _build_ivfpq(faiss: Any, vectors: np.ndarray, dim: int, options: BuildOptions) -> Any:
+def _build_ivfpq(faiss: Any, vectors: np.ndarray, dim: int, options: BuildOptions) -> tuple[Any, dict[str, int]]:
+    """A trained IVF-PQ index holding `vectors`, and the search parameters meta.json records for it."""
     count = len(vectors)
     # faiss trains each PQ codebook (256 centroids) and the IVF quantizer on the vectors themselves.
     if count < PQ_CENTROIDS:
@@ -282,8 +268,7 @@ def _build_ivfpq(faiss: Any, vectors: np.ndarray, dim: int, options: BuildOption
     index.train(np.ascontiguousarray(vectors[sample]))
     for start in range(0, count, ADD_BLOCK):
         index.add(np.ascontiguousarray(vectors[start : start + ADD_BLOCK]))
-    options.search_params = {"nprobe": min(options.nprobe, nlist), "nlist": nlist, "pq_m": pq_m}
-    return index
+    return index, {"nprobe": min(options.nprobe, nlist), "nlist": nlist, "pq_m": pq_m}
 
 
 def _to_gpu(faiss: Any, index: Any) -> Any:

@@ -412,8 +412,9 @@ def queries_case(lines: str, expect: list[str]) -> Case:
 
 def _index_of_16_d_vectors(ctx, tmp) -> tuple[list, None]:
     """An index made by the tiny model's settings but of 16-d vectors: its queries (32-d) cannot be searched."""
-    from simlm_cli.index.dense import BuildOptions, build_dense_index
+    from simlm_cli.index.dense import build_dense_index
     from simlm_cli.io.embeddings import EmbeddingReader
+    from simlm_cli.options.index import BuildOptions
     from tests.commands.conftest import _read_stream, write_random_stream
 
     write_random_stream(tmp / "16d.emb", _read_stream(ctx.stream)[0].encoder, count=20, dim=16)

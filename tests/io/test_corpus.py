@@ -258,8 +258,9 @@ def test_stream_ids_with_white_space_are_refused_by_index(tmp_path: Path) -> Non
 
     import numpy as np
 
-    from simlm_cli.index.dense import BuildOptions, build_dense_index
+    from simlm_cli.index.dense import build_dense_index
     from simlm_cli.io.embeddings import EmbeddingReader, EmbeddingWriter, StreamHeader
+    from simlm_cli.options.index import BuildOptions
 
     buffer = io.BytesIO()
     writer = EmbeddingWriter(buffer, StreamHeader(dim=4, dtype="float32", encoder={"model": "m"}))
