@@ -20,18 +20,10 @@ from simlm_cli.io.corpus import CorpusFormat
 from simlm_cli.io.qrels import QrelsFormat
 from simlm_cli.io.queries import QueriesFormat
 
+
 # -- shell completion (`simlm --install-completion`): values Typer cannot know from the option's type -----------
-METRIC_EXAMPLES = (
-    "ndcg@10", "mrr@10", "recall@100", "recall@1000", "r@100", "map", "map@1000", "p@10", "success@10", "ndcg", "mrr",
-)  # fmt: skip
-
-
 def _starting(values, incomplete: str) -> list[str]:
     return [value for value in values if value.startswith(incomplete)]
-
-
-def complete_metric(incomplete: str) -> list[str]:
-    return _starting(METRIC_EXAMPLES, incomplete)
 
 
 def complete_objective(incomplete: str) -> list[str]:

@@ -9,6 +9,7 @@ from simlm_cli.eval.compare import CI_METHOD, TESTS, Comparison, compare_runs
 from simlm_cli.eval.metrics import Metric, canonical_metric_names, evaluate, parse_metric
 from simlm_cli.io.qrels import Qrels, QrelsFormat, read_qrels
 from simlm_cli.io.runs import RunFormat, read_run
+from simlm_cli.options.evaluate import EvaluateConfig
 
 ALPHA = 0.05  # the table's marker: significant at this level after Holm
 Scores = tuple[dict[str, float], dict[str, dict[str, float]], dict[str, int]]
@@ -208,3 +209,47 @@ def render_comparisons(comparisons: list[Comparison], resamples: int, seed: int)
     # At its natural width, wider than the terminal if need be: figures cut to "0.0…" would be worse than a wrap.
     natural = Measurement.get(console, console.options.update_width(10_000), table).maximum
     console.print(Segments(console.render(table, console.options.update_width(max(console.width, natural)))), end="")
+
+
+def run_evaluate(config: EvaluateConfig) -> dict[str, object]:
+    """Score each run (a table on stderr each), write --per-query, and with several runs compare each with the
+    baseline (a table on stderr); returns what --json prints: {metric: value}, or with several runs {runs,
+    comparisons, comparison_settings}."""
+    from simlm_cli.io.files import check_output_file
+
+    labels = list(config.runs)
+    baseline_label = check_runs(labels, config.baseline)
+    check_output_file(config.per_query, [config.qrels, *config.runs])  # before reading the runs
+    names = canonical_metric_names(config.metrics)  # lower case, each once: the keys of every output
+    scores = {}
+    for label, (means, per_query_values, counts) in evaluate_runs(
+        config.qrels, labels, names, config.relevance_level, config.run_format, config.ignore_unjudged,
+        config.qrels_format,
+    ):  # fmt: skip
+        render_table(label, means, counts)
+        scores[label] = (means, per_query_values)
+    if config.per_query is not None:
+        _write_per_query(config.per_query, scores, names)
+    if len(scores) == 1:
+        return _rounded(scores[labels[0]][0])
+    per_query = {label: values for label, (_, values) in scores.items()}
+    comparisons = compare_scores(per_query, names, baseline_label, config.resamples, config.seed)
+    render_comparisons(comparisons, config.resamples, config.seed)
+    runs = {label: _rounded(means) for label, (means, _) in scores.items()}
+    return {"runs": runs, **comparison_json(comparisons, config.resamples, config.seed)}
+
+
+def _rounded(means: dict[str, float]) -> dict[str, float]:
+    return {name: round(value, 6) for name, value in means.items()}
+
+
+def _write_per_query(path: str, scores: dict[str, tuple], names: list[str]) -> None:
+    """metric, qid, value per line; with several runs each line starts with the run."""
+    from simlm_cli.io.files import atomic_output
+
+    with atomic_output(path) as handle:
+        for label, (_, per_query_values) in scores.items():
+            prefix = f"{label}\t" if len(scores) > 1 else ""
+            for qid, values in per_query_values.items():
+                for name in names:
+                    handle.write(f"{prefix}{name}\t{qid}\t{values[name]:.6f}\n")

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from simlm_cli.commands.evaluate import PAPER_METRICS
 from simlm_cli.models.settings import resolve_settings
+from simlm_cli.options.evaluate import PAPER_METRICS
 
 
 def ok(done: subprocess.CompletedProcess) -> subprocess.CompletedProcess:
