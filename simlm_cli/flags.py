@@ -183,3 +183,12 @@ def command_from(config_cls: type, run: Callable[[Any], Any]) -> Callable[..., N
     command.__signature__ = inspect.Signature(signature)  # type: ignore[attr-defined]
     command.__annotations__ = {param.name: param.annotation for param in params} | {"return": None}
     return command
+
+
+def option_of(config_cls: type, name: str) -> Any:
+    """The Typer parameter a config declares for its field `name` (or a group's), for a command that is not built
+    from that config but takes the same flag (`pretrain`'s trainer flags)."""
+    for param in _params(config_cls):
+        if param.name == name:
+            return param.flag.parameter
+    raise KeyError(f"{config_cls.__name__} has no flag {name!r}")

@@ -8,7 +8,10 @@ import typer
 
 from simlm_cli.commands import options
 from simlm_cli.device import TrainingPrecision
+from simlm_cli.flags import option_of
 from simlm_cli.io.corpus import CorpusFormat
+from simlm_cli.options.shared import EncoderFlags
+from simlm_cli.options.training import RetrieverFlags, TrainerFlags
 from simlm_cli.training.pretraining.registry import TrainOnly
 
 EPILOG = (
@@ -94,8 +97,8 @@ def pretrain(
         help="Directory: the encoder (HF format, for `simlm encode --model`), objective/ parts, checkpoints/, "
         "train_log.jsonl and loss.png.",
     ),
-    model: str = options.Model,
-    corpus_format: CorpusFormat = options.CorpusFormatOpt,
+    model: str = option_of(EncoderFlags, "model"),
+    corpus_format: CorpusFormat = option_of(RetrieverFlags, "corpus_format"),
     option: list[str] = typer.Option(
         None, "--option", "-O", help="An objective option as name=value (repeatable); same as --name value."
     ),
@@ -113,7 +116,7 @@ def pretrain(
         help="Passages per process per micro-step. Default: 16 on CPU, 64 on GPU (the paper: 64 per GPU x 8 GPUs x "
         "--grad-accum 4 = 2,048 a step).",
     ),
-    grad_accum: int = options.GradAccum,
+    grad_accum: int = option_of(TrainerFlags, "grad_accum"),
     lr: float = typer.Option(
         1e-4, "--lr", help="Peak AdamW learning rate (CPU-sized default; the paper: 3e-4 at 2,048 passages a step)."
     ),
@@ -123,17 +126,19 @@ def pretrain(
     warmup_steps: int = typer.Option(
         None, "--warmup-steps", help="Linear warmup steps. Default: 10% of --max-steps (the paper: 4,000 of 80,000)."
     ),
-    max_grad_norm: float = options.MaxGradNorm,
+    max_grad_norm: float = option_of(TrainerFlags, "max_grad_norm"),
     max_length: int = typer.Option(144, "--max-length", help="Tokens per passage (title + text)."),
-    save_steps: int = options.SaveSteps,
-    save_total_limit: int = options.SaveTotalLimit,
-    log_steps: int = options.LogSteps,
+    save_steps: int = option_of(TrainerFlags, "save_steps"),
+    save_total_limit: int = option_of(TrainerFlags, "save_total_limit"),
+    log_steps: int = option_of(TrainerFlags, "log_steps"),
     seed: int = typer.Option(42, "--seed", help="Seeds initialisation, data order and masking."),
-    device: str = options.Device,
-    precision: TrainingPrecision = options.TrainingPrecisionOpt,
-    resume: bool = options.Resume,
-    overwrite: bool = options.Overwrite,
-    dry_run: bool = options.dry_run_option("A few steps on a tiny batch of the first passages, for smoke tests."),
+    device: str = option_of(TrainerFlags, "device"),
+    precision: TrainingPrecision = option_of(TrainerFlags, "precision"),
+    resume: bool = option_of(TrainerFlags, "resume"),
+    overwrite: bool = option_of(TrainerFlags, "overwrite"),
+    dry_run: bool = typer.Option(
+        False, "--dry-run", help="A few steps on a tiny batch of the first passages, for smoke tests."
+    ),
     list_objectives: bool = typer.Option(
         False,
         "--list-objectives",

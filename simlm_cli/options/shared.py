@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
 from simlm_cli.device import Backend, Precision
@@ -56,29 +56,20 @@ class Inference:
 _OWN = "Default: the model's own (simlm.json, sentence-transformers config), else"
 
 
-def _complete_pooling(incomplete: str) -> list[str]:
-    return [name for name in ("cls", "mean") if name.startswith(incomplete)]
-
-
-def _complete_passage_format(incomplete: str) -> list[str]:
-    return [name for name in ("pair", "concat") if name.startswith(incomplete)]
+def complete_from(values: tuple[str, ...]) -> Any:
+    """Shell completion: the values that start with what was typed."""
+    return lambda incomplete: [value for value in values if value.startswith(incomplete)]
 
 
 @dataclass(frozen=True, kw_only=True)
-class EncoderFlags:
-    """The model and how it turns text into one vector (`encode`); `resolve` fills what is not given."""
+class TextEncoding:
+    """How a model turns text into one vector (`encode`, `train`, `distill`); None: not given."""
 
-    model: str | None = flag(
-        "--model",
-        "-m",
-        default=None,
-        help="HF model directory or hub name. Default: sentence-transformers/all-MiniLM-L6-v2 (embedded weights).",
-    )
     pooling: str | None = flag(
         "--pooling",
         default=None,
-        autocompletion=_complete_pooling,
-        help=f"cls (SimLM) or mean. {_OWN} cls (the paper's).",
+        autocompletion=complete_from(("cls", "mean", "model")),
+        help=f"cls (the paper's), mean, or model (the model's own: the same as not giving it). {_OWN} cls.",
     )
     normalize: bool | None = flag(
         "--normalize/--no-normalize", default=None, help=f"L2-normalise vectors (cosine). {_OWN} on."
@@ -90,24 +81,37 @@ class EncoderFlags:
     passage_format: str | None = flag(
         "--passage-format",
         default=None,
-        autocompletion=_complete_passage_format,
+        autocompletion=complete_from(("pair", "concat")),
         help="pair: tokenize (title, text), title '-' where there is none, as the SimLM checkpoints do; concat: "
         "title + ' ' + text as MTEB does. Default: the model's own (concat for sentence-transformers models), else "
         "pair.",
     )
 
+    def overrides(self) -> dict[str, Any]:
+        """The settings given, by `resolve_settings`'s keywords (None: the model's own; pooling `model` too)."""
+        values = asdict(self)
+        if values["pooling"] == "model":
+            values["pooling"] = None
+        return values
+
+
+@dataclass(frozen=True, kw_only=True)
+class EncoderFlags:
+    """The model and how it encodes (`encode`); `resolve` fills what is not given."""
+
+    model: str | None = flag(
+        "--model",
+        "-m",
+        default=None,
+        help="HF model directory or hub name. Default: sentence-transformers/all-MiniLM-L6-v2 (embedded weights).",
+    )
+    encoding: TextEncoding = group(TextEncoding)
+
     def resolve(self) -> EncoderSettings:
         """The settings: these flags, else the model's own, else the paper's (`resolve_settings`)."""
         from simlm_cli.models.settings import resolve_settings
 
-        return resolve_settings(
-            self.model,
-            pooling=self.pooling,
-            normalize=self.normalize,
-            query_max_length=self.query_max_length,
-            passage_max_length=self.passage_max_length,
-            passage_format=self.passage_format,
-        )
+        return resolve_settings(self.model, **self.encoding.overrides())
 
 
 @dataclass(frozen=True, kw_only=True)
