@@ -4,8 +4,10 @@
 
 Prints, for the Python files under ROOT's simlm_cli/ and plugins/ (tests, benchmarks and recipes are not library
 code): the largest functions, the imports written inside functions (all, and those of simlm's own modules), and
-how many times each CLI flag ("--corpus-format") is declared across simlm_cli/commands/; and issue 27's figures:
-typer.Option/Argument calls against the fields of the option dataclasses (*Config, *Spec, *Options), the places
+how many times each CLI flag ("--corpus-format") is declared across simlm_cli/commands/ and simlm_cli/options/
+(a typer.Option/Argument call or a config field's `flag(...)`/`argument(...)`: a helper that declares a flag for
+several configs counts once); and issue 27's figures: the flag declarations (typer.Option/Argument calls written in
+commands, `flag`/`argument` fields) against the fields of the option dataclasses (*Config, *Spec, *Options), the places
 each shared default (144, 32, 42, 0.05) is written as a literal, the classes of each model, and the files that
 name the int8 (OpenVINO) backend - what adding a backend touches today.
 """
@@ -23,6 +25,8 @@ from pathlib import Path
 OWN_PACKAGES = ("simlm_cli", "simlm_objectives")
 LIBRARY_DIRS = ("simlm_cli", "plugins")
 OPTION_CALLS = {"Option", "Argument"}
+FIELD_CALLS = {"flag", "argument"}  # simlm_cli.flags: a config field that is a flag
+FLAG_DIRS = ("simlm_cli/commands", "simlm_cli/options")
 CONFIG_SUFFIXES = ("Config", "Spec", "Options")  # the dataclasses that carry a command's options
 DEFAULTS = (144, 32, 42, 0.05)  # passage tokens, query tokens, seed, temperature
 # A model's classes: the nn.Module, its training subclass and its inference wrapper (names as the code has them).
@@ -59,12 +63,12 @@ def inner_imports(function: ast.AST) -> list[ast.Import | ast.ImportFrom]:
 
 
 def declared_flags(tree: ast.AST) -> Iterator[str]:
-    """The long flags named in typer.Option(...)/Argument(...) calls; "--x/--no-x" counts as "--x"."""
+    """The long flags named in typer.Option(...)/Argument(...) and flag(...) calls; "--x/--no-x" counts as "--x"."""
     for node in ast.walk(tree):
         if not isinstance(node, ast.Call):
             continue
         name = node.func.attr if isinstance(node.func, ast.Attribute) else getattr(node.func, "id", "")
-        if name not in OPTION_CALLS:
+        if name not in OPTION_CALLS | FIELD_CALLS:
             continue
         for arg in node.args:
             if isinstance(arg, ast.Constant) and isinstance(arg.value, str) and arg.value.startswith("--"):
@@ -112,7 +116,7 @@ def _names_backend(tree: ast.AST) -> bool:
 
 def issue27(root: Path) -> list[str]:
     """Issue 27's figures: each is what it counts, printed with what it found so a reader can check it."""
-    options = fields = 0
+    options = field_flags = fields = 0
     configs: list[str] = []
     defaults: dict[object, list[str]] = {value: [] for value in DEFAULTS}
     in_text: dict[object, list[str]] = {value: [] for value in DEFAULTS}
@@ -123,7 +127,9 @@ def issue27(root: Path) -> list[str]:
         where = str(path.relative_to(root))
         for node in ast.walk(tree):
             if isinstance(node, ast.Call) and _is_typer_option(node):
-                options += 1
+                options += where != "simlm_cli/flags.py"  # the one call that makes every field's flag
+            elif isinstance(node, ast.Call) and getattr(node.func, "id", "") in FIELD_CALLS:
+                field_flags += 1
             elif isinstance(node, ast.ClassDef):
                 if _is_dataclass(node) and node.name.endswith(CONFIG_SUFFIXES):
                     count = sum(isinstance(item, ast.AnnAssign) for item in node.body)
@@ -140,7 +146,8 @@ def issue27(root: Path) -> list[str]:
         if _names_backend(tree):
             backend_files.append(where)
     lines = [
-        f"typer.Option/Argument calls: {options}; option dataclass fields: {fields} in {len(configs)} "
+        f"flag declarations: {options} typer.Option/Argument calls + {field_flags} config fields' flag()/argument(); "
+        f"option dataclass fields: {fields} in {len(configs)} "
         f"({', '.join(configs)})"
     ]
     for value, places in defaults.items():
@@ -163,7 +170,7 @@ def report(root: Path, top: int) -> list[str]:
             imports += len(found)
             own += sum(is_own(node) for node in found)
     flags: Counter[str] = Counter()
-    for path in python_files(root, ("simlm_cli/commands",)):
+    for path in python_files(root, FLAG_DIRS):
         flags.update(declared_flags(ast.parse(path.read_text(), str(path))))
     sizes.sort(reverse=True)
     lines = [f"largest functions (of {len(sizes)}):"]
@@ -172,7 +179,7 @@ def report(root: Path, top: int) -> list[str]:
     counts = list(flags.values()) or [0]
     repeated = {flag: n for flag, n in flags.items() if n > 1}
     lines.append(
-        f"options declared per flag (simlm_cli/commands): {len(flags)} flags, max {max(counts)}, "
+        f"options declared per flag (simlm_cli/commands, simlm_cli/options): {len(flags)} flags, max {max(counts)}, "
         f"mean {statistics.mean(counts):.2f}, {len(repeated)} declared more than once"
     )
     lines += [f"  {n}x {flag}" for flag, n in sorted(repeated.items(), key=lambda item: (-item[1], item[0]))]

@@ -7,9 +7,11 @@ from pathlib import Path
 import typer
 
 from simlm_cli.commands import options
+from simlm_cli.defaults import SEED
 from simlm_cli.device import TrainingPrecision
 from simlm_cli.flags import option_of
 from simlm_cli.io.corpus import CorpusFormat
+from simlm_cli.models.settings import PAPER_SETTINGS
 from simlm_cli.options.shared import EncoderFlags
 from simlm_cli.options.training import RetrieverFlags, TrainerFlags
 from simlm_cli.training.pretraining.registry import TrainOnly
@@ -127,11 +129,13 @@ def pretrain(
         None, "--warmup-steps", help="Linear warmup steps. Default: 10% of --max-steps (the paper: 4,000 of 80,000)."
     ),
     max_grad_norm: float = option_of(TrainerFlags, "max_grad_norm"),
-    max_length: int = typer.Option(144, "--max-length", help="Tokens per passage (title + text)."),
+    max_length: int = typer.Option(
+        PAPER_SETTINGS["passage_max_length"], "--max-length", help="Tokens per passage (title + text)."
+    ),
     save_steps: int = option_of(TrainerFlags, "save_steps"),
     save_total_limit: int = option_of(TrainerFlags, "save_total_limit"),
     log_steps: int = option_of(TrainerFlags, "log_steps"),
-    seed: int = typer.Option(42, "--seed", help="Seeds initialisation, data order and masking."),
+    seed: int = typer.Option(SEED, "--seed", help="Seeds initialisation, data order and masking."),
     device: str = option_of(TrainerFlags, "device"),
     precision: TrainingPrecision = option_of(TrainerFlags, "precision"),
     resume: bool = option_of(TrainerFlags, "resume"),

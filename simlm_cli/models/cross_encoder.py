@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from simlm_cli.backends import load_model
+from simlm_cli.defaults import PAIRS_PER_BATCH
 from simlm_cli.device import Runtime
 from simlm_cli.errors import InputError, SimlmError, first_line
 from simlm_cli.io.json_input import read_json
@@ -159,7 +160,7 @@ class Reranker:
         self,
         model: str,
         runtime: Runtime,
-        batch_size: int = 32,
+        batch_size: int = PAIRS_PER_BATCH,
         max_length: int | None = None,
         log: Callable[[str], None] = print,
     ):

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from simlm_cli.device import CUDA_BATCH_TOKENS
 from simlm_cli.flags import flag, group
 from simlm_cli.io.corpus import CorpusFormat
-from simlm_cli.options.shared import DRY_RUN_HELP, EncoderFlags, Inference
+from simlm_cli.options.shared import EncoderFlags, Inference, corpus_format_flag, dry_run_flag
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -20,7 +20,7 @@ class EncodeConfig:
         help="Stream file (or directory for shards). Default: stdout, which must be a pipe.",
     )
     encoder: EncoderFlags = group(EncoderFlags)
-    corpus_format: CorpusFormat = flag("--corpus-format", default=CorpusFormat.auto, help="Force the corpus format.")
+    corpus_format: CorpusFormat = corpus_format_flag()
     batch_size: int | None = flag(
         "--batch-size",
         default=None,
@@ -42,7 +42,7 @@ class EncodeConfig:
     )  # None: this process's torchrun rank, or 0
     num_shards: int | None = flag("--num-shards", default=None, help="Default: torchrun's WORLD_SIZE, else 1.")
     runtime: Inference = group(Inference)
-    dry_run: bool = flag("--dry-run", default=False, help=DRY_RUN_HELP)
+    dry_run: bool = dry_run_flag()
     prefetch: int | None = (
         None  # chunks tokenized ahead of the model on a background thread (0: none; None: the encoder's)
     )

@@ -8,6 +8,7 @@ from simlm_cli.eval import DEFAULT_RESAMPLES, DEFAULT_SEED
 from simlm_cli.flags import flag
 from simlm_cli.io.qrels import QrelsFormat
 from simlm_cli.io.runs import RunFormat
+from simlm_cli.options.shared import qrels_format_flag, run_format_flag
 
 PAPER_METRICS = ["mrr@10", "recall@50", "recall@1000", "ndcg@10"]
 METRIC_EXAMPLES = (
@@ -59,12 +60,8 @@ class EvaluateConfig:
         min=1,
         help="Grade >= this counts as relevant in binary metrics (TREC DL: 2).",
     )
-    run_format: RunFormat = flag("--run-format", default=RunFormat.auto, help="Force the run format.")
-    qrels_format: QrelsFormat = flag(
-        "--qrels-format",
-        default=QrelsFormat.auto,
-        help="Force the qrels format: beir (3 columns, header) or trec (4).",
-    )
+    run_format: RunFormat = run_format_flag()
+    qrels_format: QrelsFormat = qrels_format_flag()
     ignore_unjudged: bool = flag(
         "--ignore-unjudged", default=False, help="Skip run queries that the qrels do not judge (otherwise an error)."
     )

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from simlm_cli.flags import argument, flag
 from simlm_cli.io.qrels import QrelsFormat
 from simlm_cli.io.runs import RunFormat
-from simlm_cli.options.shared import tag_flag
+from simlm_cli.options.shared import qrels_format_flag, run_format_flag, tag_flag
 from simlm_cli.pipeline.fuse_options import FUSE_TAG, FuseMethod, Norm
 
 
@@ -68,10 +68,6 @@ class FuseConfig:
     output_format: RunFormat = flag(
         "--format", default=RunFormat.auto, help="Output: trec, msmarco, or auto (by extension)."
     )
-    run_format: RunFormat = flag("--run-format", default=RunFormat.auto, help="Force the input runs' format.")  # inputs
+    run_format: RunFormat = run_format_flag("Force the input runs' format.")  # inputs
     tag: str = tag_flag(FUSE_TAG)
-    qrels_format: QrelsFormat = flag(
-        "--qrels-format",
-        default=QrelsFormat.auto,
-        help="Force the qrels format: beir (3 columns, header) or trec (4).",
-    )
+    qrels_format: QrelsFormat = qrels_format_flag()

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from simlm_cli.flags import argument, flag, group
 from simlm_cli.index import DEFAULT_THREADS, IndexType
 from simlm_cli.io.corpus import CorpusFormat
+from simlm_cli.options.shared import corpus_format_flag
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -43,8 +44,6 @@ class IndexConfig:
     output: str = flag("--output", "-o", help="Index directory to write (replaced atomically).")
     bm25: bool = flag("--bm25", default=False, help="Build a Pyserini/Lucene BM25 index of --corpus instead.")
     corpus: str | None = flag("--corpus", "-c", default=None, help="With --bm25: the corpus to index.")
-    corpus_format: CorpusFormat = flag(
-        "--corpus-format", default=CorpusFormat.auto, help="With --bm25: force the corpus format."
-    )
+    corpus_format: CorpusFormat = corpus_format_flag("With --bm25: force the corpus format.")
     dense: BuildOptions = group(BuildOptions)
     threads: int = flag("--threads", default=DEFAULT_THREADS, min=1, help="With --bm25: indexing threads.")

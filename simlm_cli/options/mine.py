@@ -4,11 +4,19 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from simlm_cli.defaults import SEED
 from simlm_cli.errors import SimlmError
 from simlm_cli.flags import flag, group
 from simlm_cli.io.corpus import CorpusFormat
 from simlm_cli.io.runs import RunFormat
-from simlm_cli.options.shared import DRY_RUN_HELP, BM25Search, InputFormats, QueryEncoding
+from simlm_cli.options.shared import (
+    BM25Search,
+    InputFormats,
+    QueryEncoding,
+    corpus_format_flag,
+    dry_run_flag,
+    run_format_flag,
+)
 
 
 def parse_rank_range(text: str | None) -> tuple[int, int | None]:
@@ -40,7 +48,7 @@ class MineConfig:
         default=None,
         help="Or: an index directory to search (dense or BM25); repeat for a dense index's parts.",
     )
-    run_format: RunFormat = flag("--run-format", default=RunFormat.auto, help="Force the run format.")
+    run_format: RunFormat = run_format_flag()
     depth: int = flag("--depth", default=200, min=1, help="Candidates considered per query (the top of the run).")
     min_relevance: int = flag(
         "--min-relevance",
@@ -66,8 +74,8 @@ class MineConfig:
         "--random-negatives", default=0, min=0, help="Add K random corpus passages per query (score null)."
     )
     corpus: str | None = flag("--corpus", "-c", default=None, help="Corpus whose ids random negatives come from.")
-    corpus_format: CorpusFormat = flag("--corpus-format", default=CorpusFormat.auto, help="Force the corpus format.")
-    seed: int = flag("--seed", default=42, help="Random negatives are a function of the seed and the query id.")
+    corpus_format: CorpusFormat = corpus_format_flag()
+    seed: int = flag("--seed", default=SEED, help="Random negatives are a function of the seed and the query id.")
     # every candidate gets a score (a teacher for `simlm distill`): see Miner.mine
     teacher: bool = flag(
         "--teacher",
@@ -79,4 +87,4 @@ class MineConfig:
     dense: QueryEncoding = group(QueryEncoding)  # --index (dense) only
     bm25: BM25Search = group(BM25Search)  # --index (BM25) only
     formats: InputFormats = group(InputFormats)
-    dry_run: bool = flag("--dry-run", default=False, help=DRY_RUN_HELP)
+    dry_run: bool = dry_run_flag()

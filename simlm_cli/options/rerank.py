@@ -5,14 +5,20 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from simlm_cli.defaults import PAIRS_PER_BATCH
 from simlm_cli.dry_run import RERANK_QUERIES
 from simlm_cli.flags import flag, group
 from simlm_cli.io.corpus import CorpusFormat
 from simlm_cli.io.queries import QueriesFormat
 from simlm_cli.io.runs import RunFormat
-from simlm_cli.options.shared import Inference, tag_flag
-
-PAIRS_PER_BATCH = 32
+from simlm_cli.options.shared import (
+    Inference,
+    corpus_format_flag,
+    dry_run_flag,
+    queries_format_flag,
+    run_format_flag,
+    tag_flag,
+)
 
 
 def _model() -> Any:
@@ -21,10 +27,6 @@ def _model() -> Any:
 
 def _batch_size() -> Any:
     return flag("--batch-size", default=PAIRS_PER_BATCH, min=1, help="(query, passage) pairs per forward pass.")
-
-
-def _corpus_format() -> Any:
-    return flag("--corpus-format", default=CorpusFormat.auto, help="Force the corpus format.")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -45,21 +47,17 @@ class RerankRunConfig:
         "by 1 per rank), so recall at depths past N stays the run's; --drop-tail leaves them out.",
     )
     batch_size: int = _batch_size()
-    run_format: RunFormat = flag("--run-format", default=RunFormat.auto, help="The input run's format (auto: detect).")
+    run_format: RunFormat = run_format_flag("The input run's format (auto: detect).")
     output_format: RunFormat = flag(
         "--output-format",
         default=RunFormat.auto,
         help="trec (with the new scores), msmarco, or auto (by extension).",
     )
-    corpus_format: CorpusFormat = _corpus_format()
+    corpus_format: CorpusFormat = corpus_format_flag()
     tag: str = tag_flag("simlm-rerank")
     runtime: Inference = group(Inference)
-    queries_format: QueriesFormat = flag(
-        "--queries-format",
-        default=QueriesFormat.auto,
-        help="Force the queries format: beir (JSONL) or tsv. Default: per line.",
-    )
-    dry_run: bool = flag("--dry-run", default=False, help=f"Re-rank only the run's first {RERANK_QUERIES} queries.")
+    queries_format: QueriesFormat = queries_format_flag()
+    dry_run: bool = dry_run_flag(f"Re-rank only the run's first {RERANK_QUERIES} queries.")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -72,9 +70,7 @@ class ScoreConfig:
         "--max-negatives", default=None, min=0, help="Keep only each query's first N negatives. Default: all."
     )
     batch_size: int = _batch_size()
-    corpus_format: CorpusFormat = _corpus_format()
+    corpus_format: CorpusFormat = corpus_format_flag()
     runtime: Inference = group(Inference)
     # score only the first RERANK_QUERIES usable queries
-    dry_run: bool = flag(
-        "--dry-run", default=False, help=f"Score only the file's first {RERANK_QUERIES} usable queries."
-    )
+    dry_run: bool = dry_run_flag(f"Score only the file's first {RERANK_QUERIES} usable queries.")

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from simlm_cli.flags import flag, group
 from simlm_cli.io.runs import RunFormat
-from simlm_cli.options.shared import DRY_RUN_HELP, BM25Search, InputFormats, QueryEncoding, tag_flag
+from simlm_cli.options.shared import BM25Search, InputFormats, QueryEncoding, dry_run_flag, tag_flag
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -29,4 +29,4 @@ class SearchConfig:
     ef_search: int | None = flag("--ef-search", default=None, min=1, help="HNSW: search breadth (default: as built).")
     bm25: BM25Search = group(BM25Search)
     formats: InputFormats = group(InputFormats)
-    dry_run: bool = flag("--dry-run", default=False, help=DRY_RUN_HELP)
+    dry_run: bool = dry_run_flag()

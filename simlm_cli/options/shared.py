@@ -8,8 +8,10 @@ from typing import TYPE_CHECKING, Any
 from simlm_cli.device import Backend, Precision
 from simlm_cli.flags import flag, group
 from simlm_cli.index import DEFAULT_B, DEFAULT_K1, DEFAULT_THREADS, SearchBackend
+from simlm_cli.io.corpus import CorpusFormat
 from simlm_cli.io.qrels import QrelsFormat
 from simlm_cli.io.queries import QueriesFormat
+from simlm_cli.io.runs import RunFormat
 
 if TYPE_CHECKING:
     from simlm_cli.device import Runtime
@@ -27,6 +29,37 @@ BACKEND_HELP = (
 DRY_RUN_HELP = "Shrink the work to a few items, for smoke tests."
 
 
+# Flags several configs take, each declared here once; a command whose help needs its own words passes them in.
+def corpus_format_flag(help: str = "Force the corpus format.") -> Any:
+    return flag("--corpus-format", default=CorpusFormat.auto, help=help)
+
+
+def run_format_flag(help: str = "Force the run format.") -> Any:
+    return flag("--run-format", default=RunFormat.auto, help=help)
+
+
+def queries_format_flag() -> Any:
+    return flag(
+        "--queries-format",
+        default=QueriesFormat.auto,
+        help="Force the queries format: beir (JSONL) or tsv. Default: per line.",
+    )
+
+
+def qrels_format_flag() -> Any:
+    return flag(
+        "--qrels-format", default=QrelsFormat.auto, help="Force the qrels format: beir (3 columns, header) or trec (4)."
+    )
+
+
+def dry_run_flag(help: str = DRY_RUN_HELP) -> Any:
+    return flag("--dry-run", default=False, help=help)
+
+
+def device_flag() -> Any:
+    return flag("--device", default="auto", help=DEVICE_HELP)
+
+
 @dataclass(frozen=True, kw_only=True)
 class BM25Search:
     """Lucene BM25's search parameters (`search`, `mine --index`)."""
@@ -40,7 +73,7 @@ class BM25Search:
 class Inference:
     """Where and how a model runs for inference (`encode`, `search`, `mine --index`, `rerank run/score`)."""
 
-    device: str = flag("--device", default="auto", help=DEVICE_HELP)
+    device: str = device_flag()
     precision: Precision = flag("--precision", default=Precision.auto, help=PRECISION_HELP)
     backend: Backend = flag("--backend", default=Backend.auto, help=BACKEND_HELP)
 
@@ -141,16 +174,8 @@ class QueryEncoding:
 class InputFormats:
     """Forced formats of the query and qrels files (default: detected per line / per file)."""
 
-    queries_format: QueriesFormat = flag(
-        "--queries-format",
-        default=QueriesFormat.auto,
-        help="Force the queries format: beir (JSONL) or tsv. Default: per line.",
-    )
-    qrels_format: QrelsFormat = flag(
-        "--qrels-format",
-        default=QrelsFormat.auto,
-        help="Force the qrels format: beir (3 columns, header) or trec (4).",
-    )
+    queries_format: QueriesFormat = queries_format_flag()
+    qrels_format: QrelsFormat = qrels_format_flag()
 
 
 def _checked_tag(value: str) -> str:

@@ -7,10 +7,17 @@ from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
 from simlm_cli import dry_run
+from simlm_cli.defaults import SEED
 from simlm_cli.device import TrainingPrecision
 from simlm_cli.flags import flag, group
 from simlm_cli.io.corpus import CorpusFormat
-from simlm_cli.options.shared import AUTO_PRECISION_HELP, DEVICE_HELP, TextEncoding, complete_from
+from simlm_cli.options.shared import (
+    AUTO_PRECISION_HELP,
+    TextEncoding,
+    complete_from,
+    corpus_format_flag,
+    device_flag,
+)
 
 if TYPE_CHECKING:
     from simlm_cli.pipeline.train import RetrieverSpec
@@ -49,8 +56,8 @@ class TrainerFlags:
         help="Also write each epoch's model to OUTPUT/epochs/epoch-N (to pick one on a dev split).",
     )
     log_steps: int = flag("--log-steps", default=10, help="Log (stderr and train_log.jsonl) every N steps.")
-    seed: int = flag("--seed", default=42, help="Seeds initialisation, data order and negative sampling.")
-    device: str = flag("--device", default="auto", help=DEVICE_HELP)
+    seed: int = flag("--seed", default=SEED, help="Seeds initialisation, data order and negative sampling.")
+    device: str = device_flag()
     precision: TrainingPrecision = flag("--precision", default=TrainingPrecision.auto, help=AUTO_PRECISION_HELP)
     resume: bool = flag(
         "--resume", default=False, help="Continue exactly from the newest checkpoint in --output/checkpoints."
@@ -90,7 +97,7 @@ class TrainerFlags:
 class RetrieverFlags:
     """The bi-encoder fine-tuning commands' flags (`train`, `distill`): how the encoder encodes, and its loss."""
 
-    corpus_format: CorpusFormat = flag("--corpus-format", default=CorpusFormat.auto, help="Force the corpus format.")
+    corpus_format: CorpusFormat = corpus_format_flag()
     encoding: TextEncoding = group(TextEncoding)
     temperature: float = flag("--temperature", default=0.02, help="Scores are cosine / temperature.")
     loss: str = flag(
@@ -201,7 +208,7 @@ class RerankTrainConfig:
         help=f"HF encoder directory or hub name to start from (a one-score head is added if absent). "
         f"{DEFAULT_MODEL_HELP}",
     )
-    corpus_format: CorpusFormat = flag("--corpus-format", default=CorpusFormat.auto, help="Force the corpus format.")
+    corpus_format: CorpusFormat = corpus_format_flag()
     group_size: int = flag(
         "--group-size",
         "-n",

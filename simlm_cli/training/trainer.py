@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from simlm_cli.defaults import SEED
 from simlm_cli.device import Precision, Runtime, resolve_runtime
 from simlm_cli.dry_run import PASSAGES as DRY_RUN_PASSAGES
 from simlm_cli.dry_run import TRAIN_BATCH as DRY_RUN_BATCH
@@ -29,6 +30,7 @@ from simlm_cli.errors import SimlmError
 from simlm_cli.io.corpus import CorpusFormat
 from simlm_cli.io.files import atomic_directory
 from simlm_cli.model_card import write_training_card
+from simlm_cli.models.settings import PAPER_SETTINGS
 from simlm_cli.training.checkpoints import (
     TrainState,
     list_checkpoints,
@@ -80,12 +82,12 @@ class TrainConfig:
     weight_decay: float = 0.01
     warmup_steps: int | None = None  # default: 10% of max_steps
     max_grad_norm: float = 1.0
-    max_length: int = 144
+    max_length: int = PAPER_SETTINGS["passage_max_length"]
     save_steps: int = 1000
     save_total_limit: int = 2
     save_epochs: bool = False  # also write each epoch's whole model to OUTPUT/epochs/epoch-N (early stopping)
     log_steps: int = 10
-    seed: int = 42
+    seed: int = SEED
     device: str = "auto"
     precision: Precision = Precision.auto
     resume: bool = False
