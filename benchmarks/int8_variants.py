@@ -1,6 +1,6 @@
 """simlm's `--precision int8` variants against PyTorch fp32 (the baseline) and OpenVINO's own float compile.
 
-What `simlm_cli/models/int8.py` chose, and what it was chosen over, built from the same model into a temporary
+What `simlm_cli/backends/openvino_int8.py` chose, and what it was chosen over, built from the same model into a temporary
 directory (not the cache) and run through simlm's own `Encoder` (tokenising, batching, pooling as `simlm encode`):
 
 - `ov float`: the converted graph, not quantised, compiled with OpenVINO's default precision (bf16 on CPUs with
@@ -34,10 +34,10 @@ import numpy as np
 import torch
 
 from simlm_cli.backends import openvino
+from simlm_cli.backends import openvino_int8 as int8
 from simlm_cli.device import Precision, Runtime
 from simlm_cli.environment import cpu_info
 from simlm_cli.io.corpus import iter_corpus
-from simlm_cli.models import int8
 from simlm_cli.models.encoder import Encoder
 from simlm_cli.models.loading import load_pretrained
 from simlm_cli.models.settings import resolve_model_path, resolve_settings

@@ -1,6 +1,7 @@
 """Device, precision and backend, chosen per command: `--device auto|cpu|cuda[:N]`, `--precision auto|fp32|bf16|fp16`,
-and for the inference commands (encode, search, mine --index, rerank run/score) also `int8` (OpenVINO, CPU only) and
-`--backend auto|torch|openvino` (what runs the forward pass; `simlm_cli/backends/`)."""
+and for the inference commands (encode, search, mine --index, rerank run/score) also `int8` and `--backend` (what
+runs the forward pass). Which backend runs which device and precision is `simlm_cli.backends.BACKENDS`; nothing here
+names a backend but PyTorch, which training always runs on."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from dataclasses import dataclass
 from enum import Enum
 from functools import cache
 
+from simlm_cli.backends import BACKENDS, SPECS, BackendSpec
 from simlm_cli.errors import SimlmError
 
 
@@ -23,12 +25,10 @@ class Precision(str, Enum):
     int8 = "int8"
 
 
-class Backend(str, Enum):
-    """What runs an inference command's forward pass: one module per backend in `simlm_cli/backends/`."""
-
-    auto = "auto"
-    torch = "torch"
-    openvino = "openvino"
+# What runs an inference command's forward pass: `auto`, then one member per registered backend
+# (`simlm_cli/backends/`), in the registry's order.
+Backend = Enum("Backend", [("auto", "auto"), *((spec.name, spec.name) for spec in BACKENDS)], type=str)
+TRAINING_BACKEND = "torch"
 
 
 class TrainingPrecision(str, Enum):
@@ -59,22 +59,33 @@ def cpu_has_fast_bf16() -> bool:
 CUDA_BATCH_TOKENS = 256 * 256
 
 
+def _runners(precision: str) -> list[BackendSpec]:
+    return [spec for spec in BACKENDS if precision in spec.precisions]
+
+
+def _devices_text(devices: set[str] | tuple[str, ...]) -> str:
+    return " or ".join("the CPU" if device == "cpu" else "CUDA" for device in sorted(devices))
+
+
+def _labels(specs: list[BackendSpec]) -> str:
+    return " or ".join(spec.label for spec in specs)
+
+
 @dataclass(frozen=True)
 class Runtime:
     device: str  # "cpu" or "cuda:N"
     precision: Precision  # never auto
-    backend: Backend | None = None  # never auto; None: openvino for int8 (its only backend), else torch
+    # never auto; None: PyTorch where it runs the precision, else the first backend that does
+    backend: Backend | None = None
 
     def __post_init__(self) -> None:
-        int8 = self.precision is Precision.int8
         if self.backend is None:
-            object.__setattr__(self, "backend", Backend.openvino if int8 else Backend.torch)
-        on_cpu = self.device == "cpu"
-        if (
-            self.backend is Backend.auto
-            or (int8 and self.backend is not Backend.openvino)
-            or (self.backend is Backend.openvino and not on_cpu)
-        ):
+            torch_spec = SPECS[TRAINING_BACKEND]
+            fallback = next((spec for spec in _runners(self.precision.value)), torch_spec)
+            name = TRAINING_BACKEND if torch_spec.runs(self.device_type, self.precision.value) else fallback.name
+            object.__setattr__(self, "backend", Backend(name))
+        spec = SPECS.get(self.backend.value)
+        if spec is None or not spec.runs(self.device_type, self.precision.value):
             raise ValueError(f"no runtime runs {self.precision.value} on {self.device} with backend {self.backend}")
 
     @property
@@ -82,11 +93,11 @@ class Runtime:
         return self.device.split(":")[0]
 
     def autocast(self) -> contextlib.AbstractContextManager:
-        """Autocast for bf16/fp16 on PyTorch; fp32 runs as it is, and so does an OpenVINO model (its precision is
-        compiled into it)."""
+        """Autocast for bf16/fp16 on a backend that runs through it (PyTorch); fp32 runs as it is, and so does a
+        backend whose precision is compiled into its model (OpenVINO)."""
         import torch
 
-        if self.precision is Precision.fp32 or self.backend is Backend.openvino:
+        if self.precision is Precision.fp32 or not SPECS[self.backend.value].autocast:
             return contextlib.nullcontext()
         dtype = torch.bfloat16 if self.precision is Precision.bf16 else torch.float16
         return torch.autocast(device_type=self.device_type, dtype=dtype)
@@ -123,14 +134,27 @@ def resolve_runtime(
     """Turn the user's `--device`/`--precision`/`--backend` into a concrete runtime, failing clearly on what cannot
     run.
 
-    Under torchrun, `auto` and `cuda` mean this process's own GPU (LOCAL_RANK). int8 runs on the CPU only:
-    `auto` then means the CPU, an explicit CUDA device is refused, and so is int8 for `training`. Training always
-    runs on PyTorch; for inference see `_backend`.
+    Under torchrun, `auto` and `cuda` mean this process's own GPU (LOCAL_RANK). A precision only CPU backends run
+    (int8): `auto` then means the CPU and an explicit CUDA device is refused. Training always runs on PyTorch, so a
+    precision it does not run is refused for `training`; for inference see `_backend`.
     """
     precision = Precision(getattr(precision, "value", precision))
     backend = Backend(getattr(backend, "value", backend))
-    if precision is Precision.int8:
-        return _int8_runtime(device, training, backend)
+    if precision is not Precision.auto:
+        runners = _runners(precision.value)
+        if training and TRAINING_BACKEND not in {spec.name for spec in runners}:
+            raise SimlmError(
+                f"--precision {precision.value} is for inference (encode, search, mine --index, rerank run/score), "
+                "not training"
+            )
+        devices = {device for spec in runners for device in spec.devices}
+        if devices == {"cpu"}:
+            if device not in ("auto", "cpu"):
+                raise SimlmError(
+                    f"--precision {precision.value} runs on the CPU ({_labels(runners)}); --device {device} is not "
+                    "supported with it"
+                )
+            device = "cpu"
     device = _device(device)
     on_cuda = device.startswith("cuda")
     if precision is Precision.auto:
@@ -144,7 +168,8 @@ def resolve_runtime(
             precision = Precision.bf16 if cpu_has_fast_bf16() else Precision.fp32
     if precision is Precision.fp16 and not on_cuda:
         raise SimlmError("--precision fp16 needs a CUDA device; on the CPU use bf16 or fp32")
-    return Runtime(device, precision, Backend.torch if training else _backend(backend, device))
+    chosen = Backend(TRAINING_BACKEND) if training else _backend(backend, device, precision)
+    return Runtime(device, precision, chosen)
 
 
 def _device(device: str) -> str:
@@ -170,30 +195,32 @@ def _device(device: str) -> str:
 BACKEND_ENV = "SIMLM_BACKEND"
 
 
-def _backend(backend: Backend, device: str) -> Backend:
-    """The inference backend: `auto` is OpenVINO on the CPU (faster than PyTorch at fp32 and bf16 for the same
-    vectors within cosine 0.9999 / 0.999: the README's "CPU backends" has the figures) and PyTorch on CUDA, where
-    OpenVINO does not run. SIMLM_BACKEND sets what `auto` means (the test suite runs torch); a flag still wins."""
+def _backend(backend: Backend, device: str, precision: Precision) -> Backend:
+    """The inference backend: `auto` is the registered backend of lowest `auto_rank` that runs the device and precision
+    (`simlm_cli.backends.BACKENDS`: OpenVINO on the CPU, PyTorch on CUDA). SIMLM_BACKEND sets what `auto` means (the
+    test suite runs torch) where that backend runs the device and precision; a flag still wins."""
+    device_type = device.split(":")[0]
     if backend is Backend.auto:
         value = os.environ.get(BACKEND_ENV, "").strip()
         try:
             backend = Backend(value or "auto")
         except ValueError:
-            raise SimlmError(f"{BACKEND_ENV}={value}: expected one of auto, torch, openvino") from None
+            names = ", ".join(member.value for member in Backend)
+            raise SimlmError(f"{BACKEND_ENV}={value}: expected one of {names}") from None
+        if backend is not Backend.auto and not SPECS[backend.value].runs(device_type, precision.value):
+            backend = Backend.auto  # the environment's choice cannot run this (int8 on PyTorch): auto's rule
     if backend is Backend.auto:
-        return Backend.openvino if device == "cpu" else Backend.torch
-    if backend is Backend.openvino and device != "cpu":
-        raise SimlmError(f"--backend openvino runs on the CPU; --device {device} is not supported with it")
-    return backend
-
-
-def _int8_runtime(device: str, training: bool, backend: Backend) -> Runtime:
-    if training:
+        runners = [spec for spec in BACKENDS if spec.runs(device_type, precision.value)]
+        return Backend(min(runners, key=lambda spec: spec.auto_rank).name)
+    spec = SPECS[backend.value]
+    if device_type not in spec.devices:
         raise SimlmError(
-            "--precision int8 is for inference (encode, search, mine --index, rerank run/score), not training"
+            f"--backend {backend.value} runs on {_devices_text(spec.devices)}; --device {device} is not supported "
+            "with it"
         )
-    if device not in ("auto", "cpu"):
-        raise SimlmError(f"--precision int8 runs on the CPU (OpenVINO); --device {device} is not supported with it")
-    if backend is Backend.torch:
-        raise SimlmError("--precision int8 runs on OpenVINO; --backend torch does not run it")
-    return Runtime("cpu", Precision.int8, Backend.openvino)
+    if precision.value not in spec.precisions:
+        raise SimlmError(
+            f"--precision {precision.value} runs on {_labels(_runners(precision.value))}; --backend {backend.value} "
+            "does not run it"
+        )
+    return backend

@@ -1,6 +1,6 @@
 """The OpenVINO backend (CPU only): the Hugging Face model converted once to an OpenVINO graph, checked against
 PyTorch, cached, and run by OpenVINO's CPU plugin at fp32 or bf16 (its inference precision hint), or as int8
-(`simlm_cli/models/int8.py` quantises the converted graph; everything else here is shared).
+(`simlm_cli/backends/openvino_int8.py` quantises the converted graph; everything else here is shared).
 
 The conversion traces the model with eager attention. Before a graph is used it is checked against PyTorch fp32 on
 a padded batch of random tokens: the f32 graph within FLOAT_TOLERANCE of PyTorch (the conversion's own error), and
@@ -424,7 +424,7 @@ class OvModel:
 def export_settings(head: str, precision: Precision) -> ExportSettings:
     """How a model is made for `precision`: a float graph compiled at its precision hint, or int8."""
     if precision is Precision.int8:
-        from simlm_cli.models.int8 import Int8Settings
+        from simlm_cli.backends.openvino_int8 import Int8Settings
 
         return Int8Settings.for_head(head)
     return ExportSettings(head=head, inference_precision=PRECISION_HINTS[precision])

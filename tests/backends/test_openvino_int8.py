@@ -11,10 +11,11 @@ import pytest
 
 from simlm_cli import device
 from simlm_cli.backends import openvino
+from simlm_cli.backends import openvino_int8 as int8
 from simlm_cli.device import Backend, Precision, Runtime, TrainingPrecision, resolve_runtime
 from simlm_cli.errors import SimlmError
 from simlm_cli.io.corpus import Passage
-from simlm_cli.models import int8, pooling
+from simlm_cli.models import pooling
 from simlm_cli.models.cross_encoder import Reranker
 from simlm_cli.models.encoder import Encoder
 from simlm_cli.models.settings import resolve_settings
@@ -128,7 +129,7 @@ def test_openvino_and_nncf_send_no_telemetry() -> None:
     import sys
 
     probe = (
-        "from simlm_cli.models import int8\n"
+        "from simlm_cli.backends import openvino_int8 as int8\n"
         "with int8._quiet_openvino():\n"
         "    import nncf.telemetry.wrapper as nncf_telemetry\n"
         "    import openvino.tools.ovc.telemetry_utils as ovc_telemetry\n"
