@@ -24,7 +24,7 @@ import torch
 from simlm_cli.device import Precision, resolve_runtime
 from simlm_cli.environment import cpu_info
 from simlm_cli.io.corpus import iter_corpus
-from simlm_cli.models.encoder import Encoder
+from simlm_cli.models.biencoder import BiEncoder
 from simlm_cli.models.settings import resolve_settings
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -37,7 +37,7 @@ ROWS = (
 )
 
 
-def encode(encoder: Encoder, passages: list, chunk_size: int, prefetch: int) -> tuple[float, float, np.ndarray]:
+def encode(encoder: BiEncoder, passages: list, chunk_size: int, prefetch: int) -> tuple[float, float, np.ndarray]:
     """(wall seconds, CPU seconds of this process, vectors): CPU seconds are less disturbed by a shared machine."""
     chunks = [passages[i : i + chunk_size] for i in range(0, len(passages), chunk_size)]
     started, cpu = time.perf_counter(), time.process_time()
@@ -63,7 +63,7 @@ def main() -> None:
     settings, runtime = resolve_settings(args.model), resolve_runtime(args.device, Precision.fp32)
     rows = []
     for name, prefetch, batch_size, tokens in ROWS:
-        encoder = Encoder(settings, runtime, batch_size=batch_size, max_batch_tokens=tokens)
+        encoder = BiEncoder.load(settings, runtime, batch_size=batch_size, max_batch_tokens=tokens)
         encode(encoder, passages[:32], args.chunk_size, prefetch)  # warm-up
         rows.append({"row": name, "encoder": encoder, "prefetch": prefetch, "seconds": [], "cpu_seconds": []})
     reference = None

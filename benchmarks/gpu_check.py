@@ -126,13 +126,12 @@ def ceiling_rows(model: str, passages: list, device: str, precisions: tuple, bat
 
     from simlm_cli.device import resolve_runtime
     from simlm_cli.models.batching import length_sorted_batches
-    from simlm_cli.models.biencoder import embed
-    from simlm_cli.models.encoder import Encoder
+    from simlm_cli.models.biencoder import BiEncoder, embed
     from simlm_cli.models.settings import resolve_settings
 
     settings, clock, rows = resolve_settings(model), Clock(device), []
     for precision in precisions:
-        encoder = Encoder(settings, resolve_runtime(device, precision))
+        encoder = BiEncoder.load(settings, resolve_runtime(device, precision))
         tokens = encoder.tokenize_passages(passages)
         lengths = np.array([len(x) for x in tokens["input_ids"]])
         for size in batch_sizes:
@@ -142,7 +141,7 @@ def ceiling_rows(model: str, passages: list, device: str, precisions: tuple, bat
             def forward(batches=batches, encoder=encoder) -> None:
                 with torch.inference_mode(), encoder.runtime.autocast():
                     for batch in batches:
-                        embed(encoder.model, batch, settings)
+                        embed(encoder.encoder, batch, settings)
 
             _, seconds = clock(forward)
             rows.append({"what": f"forward-only ceiling {precision}, batch {size} (pre-tokenized, on the device)",
@@ -159,7 +158,7 @@ def encode_rows(
     and the first precision without the background thread; cosine of each to the first row's vectors (returned
     with the rows)."""
     from simlm_cli.device import resolve_runtime
-    from simlm_cli.models.encoder import Encoder
+    from simlm_cli.models.biencoder import BiEncoder
     from simlm_cli.models.settings import resolve_settings
 
     settings, clock, rows, reference = resolve_settings(model), Clock(device), [], None
@@ -167,7 +166,7 @@ def encode_rows(
     variants = [(p, None, 1) for p in precisions] + [(precisions[0], None, 0)]
     variants += [(p, size, 1) for p in precisions[:2] for size in batch_sizes]
     for precision, size, prefetch in variants:
-        encoder = Encoder(settings, resolve_runtime(device, precision), batch_size=size)
+        encoder = BiEncoder.load(settings, resolve_runtime(device, precision), batch_size=size)
 
         def run(encoder=encoder, prefetch=prefetch) -> np.ndarray:
             return np.concatenate([v for _, v in encoder.encode_stream(chunks, prefetch=prefetch)])
@@ -227,11 +226,11 @@ def search_rows(model: str, device: str, corpus_vectors: np.ndarray, extra_rows:
     from simlm_cli.device import resolve_runtime
     from simlm_cli.index.torch_search import TorchFlatSearch
     from simlm_cli.io.queries import read_queries
-    from simlm_cli.models.encoder import Encoder
+    from simlm_cli.models.biencoder import BiEncoder
     from simlm_cli.models.settings import resolve_settings
 
     queries = list(read_queries(str(DATA / "queries.jsonl")).values())
-    encoder = Encoder(resolve_settings(model), resolve_runtime(device, "fp32"))
+    encoder = BiEncoder.load(resolve_settings(model), resolve_runtime(device, "fp32"))
     q = encoder.encode_queries(queries)
     noise = np.random.default_rng(0).standard_normal((extra_rows, corpus_vectors.shape[1])).astype(np.float32)
     vectors = np.concatenate([corpus_vectors, noise / np.linalg.norm(noise, axis=1, keepdims=True)])

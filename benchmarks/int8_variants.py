@@ -38,7 +38,7 @@ from simlm_cli.backends import openvino_int8 as int8
 from simlm_cli.device import Precision, Runtime
 from simlm_cli.environment import cpu_info
 from simlm_cli.io.corpus import iter_corpus
-from simlm_cli.models.encoder import Encoder
+from simlm_cli.models.biencoder import BiEncoder
 from simlm_cli.models.loading import load_pretrained
 from simlm_cli.models.settings import resolve_model_path, resolve_settings
 
@@ -64,15 +64,15 @@ def weights_only(graph):
         return nncf.compress_weights(graph, mode=nncf.CompressWeightsMode.INT8_SYM)
 
 
-def build_variants(settings, eager, corpus: str, offset: int, count: int, tmp: Path) -> dict[str, Encoder]:
+def build_variants(settings, eager, corpus: str, offset: int, count: int, tmp: Path) -> dict[str, BiEncoder]:
     passages = itertools.islice(iter_corpus(corpus), offset, offset + count)
     corpus_texts = tmp / "corpus-calibration.jsonl"
     corpus_texts.write_text("".join(json.dumps({"kind": "passage", "text": p.joined()}) + "\n" for p in passages))
-    encoders: dict[str, Encoder] = {}
+    encoders: dict[str, BiEncoder] = {}
 
-    def encoder_over(model) -> Encoder:
-        encoder = Encoder(settings, Runtime("cpu", Precision.fp32))
-        encoder.model = model
+    def encoder_over(model) -> BiEncoder:
+        encoder = BiEncoder.load(settings, Runtime("cpu", Precision.fp32))
+        encoder.encoder = model
         return encoder
 
     with openvino.quiet():
@@ -94,14 +94,14 @@ def build_variants(settings, eager, corpus: str, offset: int, count: int, tmp: P
     return encoders
 
 
-def timed(encoder: Encoder, tokens: dict) -> tuple[float, float, np.ndarray]:
+def timed(encoder: BiEncoder, tokens: dict) -> tuple[float, float, np.ndarray]:
     """(wall seconds, CPU seconds, vectors) of one pass."""
     wall, cpu = time.perf_counter(), time.process_time()
     vectors = encoder.encode_tokens(tokens)
     return time.perf_counter() - wall, time.process_time() - cpu, vectors
 
 
-def report(encoders: dict[str, Encoder], tokens: dict, batch_sizes: list[int], repeats: int, count: int) -> None:
+def report(encoders: dict[str, BiEncoder], tokens: dict, batch_sizes: list[int], repeats: int, count: int) -> None:
     reference = encoders["torch fp32"].encode_tokens(tokens)
     for batch in batch_sizes:
         best: dict[str, tuple[float, float]] = {}
@@ -145,7 +145,7 @@ def main() -> None:
     print(f"CPU: {cpu['model']}; flags: {' '.join(f for f, has in cpu['flags'].items() if has)}")
     print(f"{args.threads} threads; {len(passages)} passages of {args.corpus}; model {model_dir}")
 
-    fp32 = Encoder(settings, Runtime("cpu", Precision.fp32))
+    fp32 = BiEncoder.load(settings, Runtime("cpu", Precision.fp32))
     tokens = fp32.tokenize_passages(passages)
     eager = load_pretrained(str(model_dir), attn_implementation="eager").eval()
     with tempfile.TemporaryDirectory() as tmp:

@@ -68,7 +68,7 @@ def real_vectors(cache_dir: Path, passages: int, queries: int) -> tuple[np.ndarr
     from simlm_cli.io.corpus import iter_corpus
     from simlm_cli.io.qrels import read_qrels
     from simlm_cli.io.queries import read_queries
-    from simlm_cli.models.encoder import Encoder
+    from simlm_cli.models.biencoder import BiEncoder
     from simlm_cli.models.settings import resolve_settings
 
     corpus = list(iter_corpus(SCIFACT / "corpus.jsonl"))[: passages or None]
@@ -76,7 +76,7 @@ def real_vectors(cache_dir: Path, passages: int, queries: int) -> tuple[np.ndarr
     texts = [text for qid, text in read_queries(SCIFACT / "queries.jsonl").items() if qid in judged]
     texts = texts[: queries or None]
     settings = resolve_settings(None)
-    encoder = Encoder(settings, resolve_runtime("cpu", "fp32"))
+    encoder = BiEncoder.load(settings, resolve_runtime("cpu", "fp32"))
     started = time.perf_counter()
     corpus_vectors = encoder.encode_passages(corpus).astype(np.float32)
     query_vectors = encoder.encode_queries(texts).astype(np.float32)

@@ -34,14 +34,14 @@ def run_path(directory: Path, name: str, split: str) -> Path:
 def model_runs(name: str, model: str, args: argparse.Namespace, passages: list, splits: dict) -> None:
     from simlm_cli.device import resolve_runtime
     from simlm_cli.index.torch_search import TorchFlatSearch
-    from simlm_cli.models.encoder import Encoder
+    from simlm_cli.models.biencoder import BiEncoder
     from simlm_cli.models.settings import resolve_settings
 
     started = time.perf_counter()
     settings = resolve_settings(model, pooling="cls", passage_format="concat", query_max_length=32,
                                 passage_max_length=144)  # fmt: skip
     runtime = resolve_runtime(args.device, args.precision)
-    encoder = Encoder(settings, runtime)
+    encoder = BiEncoder.load(settings, runtime)
     search = TorchFlatSearch(encoder.encode_passages(passages), str(runtime.device))
     docids = [p.id for p in passages]
     for split, queries in splits.items():

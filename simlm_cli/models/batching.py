@@ -1,4 +1,4 @@
-"""The length-sorted batch loop of simlm's inference (the bi-encoder's `Encoder`, the cross-encoder's `Reranker`)
+"""The length-sorted batch loop of simlm's inference (`BiEncoder.encode_*`, `CrossEncoder.score`: `run_batches`)
 and the prefetching that keeps a device busy while the CPU tokenizes the next chunk.
 
 Batches are cut from inputs sorted by length, longest first, so that texts of similar length are padded
@@ -11,11 +11,14 @@ from __future__ import annotations
 import collections
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
 from simlm_cli.device import CUDA_BATCH_TOKENS
+
+if TYPE_CHECKING:
+    from simlm_cli.device import Runtime
 
 Item = TypeVar("Item")
 Result = TypeVar("Result")
@@ -48,6 +51,33 @@ def length_sorted_batches(lengths: np.ndarray, batch_size: int | None, max_token
         batches.append(order[start:end])
         start = end
     return batches
+
+
+def run_batches(
+    batches: list[tuple[np.ndarray, dict[str, Any]]],
+    count: int,
+    tail: tuple[int, ...],
+    runtime: Runtime,
+    forward: Callable[[dict[str, Any]], Any],
+    on_batch: Callable[[int], None] | None = None,
+) -> np.ndarray:
+    """`forward` over each (row numbers, padded host tensors) batch on `runtime`, its outputs (shape (rows, *tail))
+    back in input order as float32 (count, *tail). The outputs stay on the device until the last batch is launched
+    and come back in one copy: no synchronisation between batches (host tensors pinned on CUDA copy asynchronously)."""
+    import torch
+
+    out = np.empty((count, *tail), dtype=np.float32)
+    outputs = []
+    non_blocking = runtime.device_type == "cuda"
+    with torch.inference_mode(), runtime.autocast():
+        for rows, batch in batches:
+            inputs = {key: value.to(runtime.device, non_blocking=non_blocking) for key, value in batch.items()}
+            outputs.append(forward(inputs))
+            if on_batch is not None:
+                on_batch(len(rows))
+    if outputs:
+        out[np.concatenate([rows for rows, _ in batches])] = torch.cat(outputs).float().cpu().numpy()
+    return out
 
 
 def prefetched(items: Iterable[Item], work: Callable[[Item], Result], depth: int = 1) -> Iterator[tuple[Item, Result]]:

@@ -57,7 +57,7 @@ def _chunks(passages: Iterator[Passage], size: int) -> Iterator[list[Passage]]:
 def encode_corpus(config: EncodeConfig, runtime: Runtime | None = None) -> dict:
     """Encode one shard of a corpus to a stream; returns a summary (count, seconds, rate, output)."""
     from simlm_cli.console import info, progress
-    from simlm_cli.models.encoder import Encoder
+    from simlm_cli.models.biencoder import BiEncoder
 
     shard_id, num_shards = resolve_shard(config.shard_id, config.num_shards)
     settings = config.encoder.resolve()
@@ -82,7 +82,7 @@ def encode_corpus(config: EncodeConfig, runtime: Runtime | None = None) -> dict:
     chunks = _chunks(passages, config.chunk_size)
     first_chunk = next(chunks, [])
     s = settings
-    encoder = Encoder(s, runtime, batch_size=config.batch_size, max_batch_tokens=config.max_batch_tokens)
+    encoder = BiEncoder.load(s, runtime, batch_size=config.batch_size, max_batch_tokens=config.max_batch_tokens)
     info(
         f"encoding {config.corpus} (shard {shard_id}/{num_shards}) with {s.model}: {s.pooling} pooling, "
         f"{'L2-normalised' if s.normalize else 'unnormalised'}, {s.passage_format} passages of <= "

@@ -106,13 +106,15 @@ def query_encoder(
     precision and on the backend asked for: an index of int8 passage vectors does not make the queries int8. Both
     are said, with a warning where the index recorded other ones (indexes from before the backend was recorded
     are compared on precision only)."""
-    from simlm_cli.models.encoder import Encoder  # torch and transformers: loaded only when a dense index is searched
+    from simlm_cli.models.biencoder import (
+        BiEncoder,  # torch and transformers: loaded only when a dense index is searched
+    )
 
     settings = EncoderSettings.from_json(index.meta.get("encoder"), f"{index.path / META_FILE}: field 'encoder'")
     if model:
         settings = replace(settings, model=model, source="--model")
     validate_settings(settings)
-    encoder = Encoder(settings, runtime, batch_size=batch_size)
+    encoder = BiEncoder.load(settings, runtime, batch_size=batch_size)
     index.check_query_dim(encoder.dim)  # before any query is encoded
     recorded = {field: str(index.meta.get(field) or "") for field in ("precision", "backend")}
     built = ", ".join(value for value in recorded.values() if value) or "unrecorded"

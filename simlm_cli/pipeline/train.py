@@ -11,10 +11,11 @@ from typing import Any
 from simlm_cli.errors import SimlmError
 from simlm_cli.io.corpus import CorpusFormat, load_passages
 from simlm_cli.io.train_file import read_train_file
+from simlm_cli.models.biencoder import BiEncoder
 from simlm_cli.models.cross_encoder import resolve_reranker_max_length
 from simlm_cli.models.loading import load_tokenizer
 from simlm_cli.models.settings import resolve_model_path, resolve_settings
-from simlm_cli.training.finetuning.biencoder import BiEncoderObjective, GroupData, load_groups
+from simlm_cli.training.finetuning.biencoder import GroupData, load_groups
 from simlm_cli.training.finetuning.cross_encoder import CrossEncoderObjective, RerankData, usable_examples
 from simlm_cli.training.losses import ContrastiveLoss, DistillationLoss
 from simlm_cli.training.trainer import TrainConfig, Trainer
@@ -81,11 +82,11 @@ def train_retriever(spec: RetrieverSpec, config: TrainConfig, log: Callable[[str
             )
         return GroupData(examples, passages, tokenizer, settings, spec.negatives, c.seed, teacher_scores=distill)
 
-    def build(path: str, tok: Any, _log: Callable[[str], None]) -> BiEncoderObjective:
+    def build(path: str, tok: Any, _log: Callable[[str], None]) -> BiEncoder:
         loss = ContrastiveLoss(spec.temperature, spec.loss)
         if distill:
             loss = DistillationLoss(loss, spec.alpha, spec.teacher_temperature)
-        return BiEncoderObjective(path, tok, settings, loss)
+        return BiEncoder.for_training(path, tok, settings, loss)
 
     return Trainer(config, build, tokenizer, model_path, log=log, data=data).run()
 

@@ -15,8 +15,8 @@ from simlm_cli.backends import openvino
 from simlm_cli.device import Backend, Precision, Runtime, TrainingPrecision, resolve_runtime
 from simlm_cli.errors import SimlmError
 from simlm_cli.io.corpus import Passage
+from simlm_cli.models.biencoder import BiEncoder
 from simlm_cli.models.cross_encoder import Reranker
-from simlm_cli.models.encoder import Encoder
 from simlm_cli.models.settings import resolve_settings
 from tests.conftest import PASSAGES, QUERIES
 
@@ -41,9 +41,9 @@ def cached(cache: Path) -> list[Path]:
 @pytest.mark.parametrize("model", ["tiny_bert_dir", "tiny_st_dir"])  # cls pooling; mean pooling
 def test_openvino_vectors_match_pytorch_fp32(model: str, precision: Precision, request) -> None:
     settings = resolve_settings(str(request.getfixturevalue(model)))
-    reference = Encoder(settings, TORCH_FP32)
-    encoder = Encoder(settings, OPENVINO[precision])
-    assert isinstance(encoder.model, openvino.OvModel) and not isinstance(reference.model, openvino.OvModel)
+    reference = BiEncoder.load(settings, TORCH_FP32)
+    encoder = BiEncoder.load(settings, OPENVINO[precision])
+    assert isinstance(encoder.encoder, openvino.OvModel) and not isinstance(reference.encoder, openvino.OvModel)
     for encode in ("encode_passages", "encode_queries"):
         inputs = passages() if encode == "encode_passages" else [q for _, q in QUERIES]
         got, expected = getattr(encoder, encode)(inputs), getattr(reference, encode)(inputs)
@@ -84,7 +84,7 @@ def test_a_graph_below_the_cosine_bar_is_refused_and_not_cached(tiny_bert_dir: P
         SimlmError,
         match=r"--backend openvino: the OpenVINO bf16 graph of .* reaches cosine 0\.\d+ to PyTorch fp32 \(< 1",
     ):
-        Encoder(resolve_settings(str(tiny_bert_dir)), OPENVINO[Precision.bf16])
+        BiEncoder.load(resolve_settings(str(tiny_bert_dir)), OPENVINO[Precision.bf16])
     assert not cached(tmp_path) and not list((tmp_path / "openvino").iterdir())  # nothing half-made was left
 
 
@@ -93,7 +93,9 @@ def test_fp32_and_bf16_are_cached_apart_and_reused(tiny_bert_dir: Path, tmp_path
 
     monkeypatch.setenv("SIMLM_CACHE_DIR", str(tmp_path))
     settings = resolve_settings(str(tiny_bert_dir))
-    first = {p: Encoder(settings, runtime).encode_queries(["how do proteins fold"]) for p, runtime in OPENVINO.items()}
+    first = {
+        p: BiEncoder.load(settings, runtime).encode_queries(["how do proteins fold"]) for p, runtime in OPENVINO.items()
+    }
     entries = cached(tmp_path)
     assert len(entries) == 2
     records = [json.loads((path.parent / "openvino.json").read_text()) for path in entries]
@@ -106,14 +108,16 @@ def test_fp32_and_bf16_are_cached_apart_and_reused(tiny_bert_dir: Path, tmp_path
     monkeypatch.setattr(openvino, "build", no_build)
     for precision, runtime in OPENVINO.items():
         np.testing.assert_array_equal(
-            Encoder(settings, runtime).encode_queries(["how do proteins fold"]), first[precision]
+            BiEncoder.load(settings, runtime).encode_queries(["how do proteins fold"]), first[precision]
         )
 
 
 def test_converting_writes_nothing_to_stdout(tiny_st_dir: Path, tmp_path: Path, monkeypatch, capfd) -> None:
     """`simlm encode` writes its embedding stream to stdout: the converter's output must not land there."""
     monkeypatch.setenv("SIMLM_CACHE_DIR", str(tmp_path))  # a cache miss: the conversion runs
-    Encoder(resolve_settings(str(tiny_st_dir)), OPENVINO[Precision.fp32]).encode_queries(["how do proteins fold"])
+    BiEncoder.load(resolve_settings(str(tiny_st_dir)), OPENVINO[Precision.fp32]).encode_queries(
+        ["how do proteins fold"]
+    )
     out, err = capfd.readouterr()
     assert cached(tmp_path) and out == "", out[:500]
 
@@ -189,7 +193,7 @@ def test_minilm_on_openvino_matches_pytorch_fp32(precision: Precision) -> None:
     settings = resolve_settings(None)
     texts = list(itertools.islice(iter_corpus(CORPUS), 24))
     queries = list(read_queries(SCIFACT_QUERIES).values())[:8]
-    reference, encoder = Encoder(settings, TORCH_FP32), Encoder(settings, OPENVINO[precision])
+    reference, encoder = BiEncoder.load(settings, TORCH_FP32), BiEncoder.load(settings, OPENVINO[precision])
     for got, expected in (
         (encoder.encode_passages(texts), reference.encode_passages(texts)),
         (encoder.encode_queries(queries), reference.encode_queries(queries)),

@@ -16,8 +16,8 @@ from simlm_cli.device import Backend, Precision, Runtime, TrainingPrecision, res
 from simlm_cli.errors import SimlmError
 from simlm_cli.io.corpus import Passage
 from simlm_cli.models import pooling
+from simlm_cli.models.biencoder import BiEncoder
 from simlm_cli.models.cross_encoder import Reranker
-from simlm_cli.models.encoder import Encoder
 from simlm_cli.models.settings import resolve_settings
 from tests.conftest import PASSAGES, QUERIES
 
@@ -40,8 +40,8 @@ def cached_models(cache: Path) -> list[Path]:
 @pytest.mark.parametrize("model", ["tiny_bert_dir", "tiny_st_dir"])  # cls pooling; mean pooling
 def test_int8_vectors_are_close_to_fp32(model: str, request: pytest.FixtureRequest) -> None:
     settings = resolve_settings(str(request.getfixturevalue(model)))
-    fp32 = Encoder(settings, CPU_FP32).encode_passages(passages())
-    quantised = Encoder(settings, CPU_INT8).encode_passages(passages())
+    fp32 = BiEncoder.load(settings, CPU_FP32).encode_passages(passages())
+    quantised = BiEncoder.load(settings, CPU_INT8).encode_passages(passages())
     assert quantised.shape == fp32.shape and quantised.dtype == np.float32
     np.testing.assert_allclose(np.linalg.norm(quantised, axis=1), 1.0, atol=1e-5)  # normalised as fp32 is
     similarity = cosines(quantised, fp32)
@@ -60,15 +60,15 @@ def test_int8_encoding_goes_through_the_one_pooling_function(tiny_bert_dir: Path
         return original(hidden, attention_mask, how, normalize)
 
     monkeypatch.setattr(pooling, "pool", spy)
-    encoder = Encoder(resolve_settings(str(tiny_bert_dir)), CPU_INT8)
-    assert isinstance(encoder.model, openvino.OvModel)
+    encoder = BiEncoder.load(resolve_settings(str(tiny_bert_dir)), CPU_INT8)
+    assert isinstance(encoder.encoder, openvino.OvModel)
     encoder.encode_queries([q for _, q in QUERIES])
     assert calls and set(calls) == {"cls"}
 
 
 def test_a_second_encoder_reuses_the_cached_model(tiny_bert_dir: Path, int8_cache: Path, monkeypatch) -> None:
     settings = resolve_settings(str(tiny_bert_dir))
-    first = Encoder(settings, CPU_INT8).encode_queries(["how do proteins fold"])
+    first = BiEncoder.load(settings, CPU_INT8).encode_queries(["how do proteins fold"])
     files = cached_models(int8_cache)
     assert files and not list((int8_cache / "int8").glob(".*"))  # published; no temporary directory left
     stamps = {path: path.stat().st_mtime_ns for path in files}
@@ -77,7 +77,7 @@ def test_a_second_encoder_reuses_the_cached_model(tiny_bert_dir: Path, int8_cach
         raise AssertionError("the cached model was converted again")
 
     monkeypatch.setattr(openvino, "build", no_export)
-    second = Encoder(settings, CPU_INT8).encode_queries(["how do proteins fold"])
+    second = BiEncoder.load(settings, CPU_INT8).encode_queries(["how do proteins fold"])
     np.testing.assert_array_equal(first, second)
     assert {path: path.stat().st_mtime_ns for path in cached_models(int8_cache)} == stamps
 
@@ -111,14 +111,14 @@ def test_a_graph_that_differs_from_pytorch_is_refused(tiny_bert_dir: Path, tmp_p
     monkeypatch.setenv("SIMLM_CACHE_DIR", str(tmp_path))
     monkeypatch.setattr(openvino, "FLOAT_TOLERANCE", -1.0)  # no graph can pass: the check itself must refuse
     with pytest.raises(SimlmError, match="OpenVINO graph of .* differs from PyTorch"):
-        Encoder(resolve_settings(str(tiny_bert_dir)), CPU_INT8)
+        BiEncoder.load(resolve_settings(str(tiny_bert_dir)), CPU_INT8)
     assert not cached_models(tmp_path)  # nothing half-made was published
 
 
 def test_converting_writes_nothing_to_stdout(tiny_st_dir: Path, tmp_path: Path, monkeypatch, capfd) -> None:
     """`simlm encode` writes its embedding stream to stdout: NNCF's log lines and progress bars must not land there."""
     monkeypatch.setenv("SIMLM_CACHE_DIR", str(tmp_path))  # a cache miss: the conversion runs
-    Encoder(resolve_settings(str(tiny_st_dir)), CPU_INT8).encode_queries(["how do proteins fold"])
+    BiEncoder.load(resolve_settings(str(tiny_st_dir)), CPU_INT8).encode_queries(["how do proteins fold"])
     out, err = capfd.readouterr()
     assert cached_models(tmp_path) and out == "", out[:500]
 

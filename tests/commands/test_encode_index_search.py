@@ -157,11 +157,11 @@ def test_hnsw_index(dense) -> None:
 def exact_top10(dense, read_stream) -> dict[str, list[str]]:
     """Exhaustive inner-product top 10 of the random stream for the tiny queries, encoded in this process."""
     from simlm_cli.device import resolve_runtime
-    from simlm_cli.models.encoder import Encoder
+    from simlm_cli.models.biencoder import BiEncoder
     from simlm_cli.models.settings import EncoderSettings
 
     header, ids, vectors = read_stream(dense.work / "random.emb")
-    encoder = Encoder(EncoderSettings.from_json(header.encoder), resolve_runtime("cpu", "fp32"))
+    encoder = BiEncoder.load(EncoderSettings.from_json(header.encoder), resolve_runtime("cpu", "fp32"))
     qids = list(dense.data.query_texts)
     scores = encoder.encode_queries([dense.data.query_texts[q] for q in qids]) @ vectors.T
     return {qid: [ids[i] for i in np.argsort(-row)[:10]] for qid, row in zip(qids, scores)}

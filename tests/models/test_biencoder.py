@@ -14,11 +14,9 @@ from simlm_cli.device import Precision, resolve_runtime
 from simlm_cli.io.corpus import Passage
 from simlm_cli.io.embeddings import EmbeddingReader
 from simlm_cli.models import pooling
-from simlm_cli.models.biencoder import tokenize_passages
-from simlm_cli.models.encoder import Encoder
+from simlm_cli.models.biencoder import BiEncoder, tokenize_passages
 from simlm_cli.models.loading import load_tokenizer
 from simlm_cli.models.settings import resolve_settings
-from simlm_cli.training.finetuning.biencoder import BiEncoderObjective
 from tests.conftest import run_cli, write_jsonl
 
 PASSAGE = Passage("p1", "Aspirin and the heart", "Low doses of aspirin reduce the risk of a first heart attack.", 1)
@@ -48,7 +46,7 @@ def _training_embedding(model_dir: Path) -> np.ndarray:
     """The passage's vector as the training code computes it (the batch layout of `GroupData`)."""
     settings = resolve_settings(str(model_dir))
     tokenizer = load_tokenizer(str(model_dir))
-    model = BiEncoderObjective(str(model_dir), tokenizer, settings).eval()
+    model = BiEncoder.for_training(str(model_dir), tokenizer, settings).eval()
     tokens = tokenize_passages(tokenizer, [PASSAGE], settings.passage_format, settings.passage_max_length)
     batch = {f"p_{k}": v for k, v in tokenizer.pad(tokens, return_tensors="pt").items()}
     with torch.no_grad():
@@ -79,6 +77,6 @@ def test_training_and_serving_call_the_one_pooling_function(trained, monkeypatch
     trained_vector = _training_embedding(trained)
     assert calls == ["mean"]
     settings = resolve_settings(str(trained))
-    served = Encoder(settings, resolve_runtime("cpu", Precision.fp32)).encode_passages([PASSAGE])
+    served = BiEncoder.load(settings, resolve_runtime("cpu", Precision.fp32)).encode_passages([PASSAGE])
     assert calls == ["mean", "mean"]
     np.testing.assert_array_equal(served, trained_vector)

@@ -17,7 +17,7 @@ from simlm_cli.errors import InputError
 from simlm_cli.io.corpus import Passage
 from simlm_cli.io.embeddings import EmbeddingReader
 from simlm_cli.models.batching import default_batching, length_sorted_batches, prefetched
-from simlm_cli.models.encoder import Encoder
+from simlm_cli.models.biencoder import BiEncoder
 from simlm_cli.models.settings import resolve_settings
 from tests.conftest import PASSAGES, run_cli
 
@@ -38,8 +38,8 @@ def _no_prefetch_threads() -> bool:
 
 
 @pytest.fixture(scope="module")
-def encoder(tiny_bert_dir: Path) -> Encoder:
-    return Encoder(resolve_settings(str(tiny_bert_dir)), CPU)
+def encoder(tiny_bert_dir: Path) -> BiEncoder:
+    return BiEncoder.load(resolve_settings(str(tiny_bert_dir)), CPU)
 
 
 # -- batches ---------------------------------------------------------------------------------------------------
@@ -60,7 +60,7 @@ def test_batches_by_token_budget() -> None:
     assert capped == [[6], [1], [3, 0], [2, 4], [5]]  # --batch-size caps the rows as well
 
 
-def test_defaults_keep_cpu_batches_and_use_a_token_budget_on_cuda(encoder: Encoder) -> None:
+def test_defaults_keep_cpu_batches_and_use_a_token_budget_on_cuda(encoder: BiEncoder) -> None:
     assert (encoder.batch_size, encoder.max_batch_tokens) == (16, None)  # the CPU default as it was
     assert default_batching("cuda", None, None) == (None, CUDA_BATCH_TOKENS)
     assert default_batching("cuda", 256, None) == (256, None)  # an explicit --batch-size means what it says
@@ -68,7 +68,7 @@ def test_defaults_keep_cpu_batches_and_use_a_token_budget_on_cuda(encoder: Encod
 
 
 # -- the same vectors, the same order ----------------------------------------------------------------------------
-def test_vectors_and_order_do_not_depend_on_prefetch_or_batching(tiny_bert_dir: Path, encoder: Encoder) -> None:
+def test_vectors_and_order_do_not_depend_on_prefetch_or_batching(tiny_bert_dir: Path, encoder: BiEncoder) -> None:
     passages = _passages()
     reference = encoder.encode_passages(passages)
     for prefetch in (0, 1, 3):
@@ -80,7 +80,7 @@ def test_vectors_and_order_do_not_depend_on_prefetch_or_batching(tiny_bert_dir: 
         np.testing.assert_allclose(streamed, reference, atol=1e-6)
     settings = resolve_settings(str(tiny_bert_dir))
     for batch_size, max_tokens in ((None, 20), (None, 64), (3, 64), (1, None)):
-        other = Encoder(settings, CPU, batch_size=batch_size, max_batch_tokens=max_tokens)
+        other = BiEncoder.load(settings, CPU, batch_size=batch_size, max_batch_tokens=max_tokens)
         assert (other.batch_size, other.max_batch_tokens) == (batch_size, max_tokens)
         vectors = np.concatenate([v for _, v in other.encode_stream(_chunks(passages, 10))])
         np.testing.assert_allclose(vectors, reference, atol=1e-6)  # other batches: fp32 rounding only
@@ -106,7 +106,7 @@ def _within(seconds: float, fn) -> object:
         return pool.submit(fn).result(timeout=seconds)
 
 
-def test_an_error_in_the_background_is_raised_to_the_consumer(encoder: Encoder, monkeypatch) -> None:
+def test_an_error_in_the_background_is_raised_to_the_consumer(encoder: BiEncoder, monkeypatch) -> None:
     calls = []
 
     def tokenize(chunk):

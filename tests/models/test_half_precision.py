@@ -17,8 +17,8 @@ from safetensors.torch import load_file
 
 from simlm_cli.device import Precision, resolve_runtime
 from simlm_cli.io.corpus import Passage
+from simlm_cli.models.biencoder import BiEncoder
 from simlm_cli.models.cross_encoder import load_sequence_classifier
-from simlm_cli.models.encoder import Encoder
 from simlm_cli.models.loading import load_pretrained
 from simlm_cli.models.settings import resolve_settings
 from tests.conftest import PASSAGES, QUERIES, run_cli, write_jsonl
@@ -70,9 +70,9 @@ def test_weights_load_as_the_float32_upcast_of_the_checkpoint(tiny_bert_half_dir
 def test_encode_fp32_of_a_half_checkpoint_computes_in_float32(tiny_bert_dir, tiny_bert_half_dir):
     """The half copy's vectors at fp32 are the fp32 copy's within the weights' rounding."""
     dtype = _dtype_name(tiny_bert_half_dir)
-    full = Encoder(resolve_settings(str(tiny_bert_dir)), CPU_FP32)
-    half = Encoder(resolve_settings(str(tiny_bert_half_dir)), CPU_FP32)
-    assert {p.dtype for p in half.model.parameters()} == {torch.float32}
+    full = BiEncoder.load(resolve_settings(str(tiny_bert_dir)), CPU_FP32)
+    half = BiEncoder.load(resolve_settings(str(tiny_bert_half_dir)), CPU_FP32)
+    assert {p.dtype for p in half.encoder.parameters()} == {torch.float32}
     expected, got = full.encode_passages(_passages()), half.encode_passages(_passages())
     assert got.dtype == np.float32 and np.isfinite(got).all()
     np.testing.assert_allclose(got, expected, atol=VECTOR_ATOL[dtype], rtol=0)
@@ -95,6 +95,6 @@ def test_encode_bf16_on_the_cpu_of_a_half_checkpoint(tiny_bert_dir, tiny_bert_ha
 
     with open(out, "rb") as handle:
         got = np.concatenate([vectors for _, vectors in EmbeddingReader(handle, str(out))])
-    expected = Encoder(resolve_settings(str(tiny_bert_dir)), CPU_FP32).encode_passages(_passages())
+    expected = BiEncoder.load(resolve_settings(str(tiny_bert_dir)), CPU_FP32).encode_passages(_passages())
     assert np.isfinite(got).all()
     assert np.min(np.sum(got * expected, axis=1)) > 0.99

@@ -14,7 +14,7 @@ import pytest
 
 from simlm_cli.backends import openvino
 from simlm_cli.device import Backend, Precision, Runtime
-from simlm_cli.models.encoder import Encoder
+from simlm_cli.models.biencoder import BiEncoder
 from simlm_cli.models.settings import resolve_settings
 
 RUNTIMES = {"int8": Runtime("cpu", Precision.int8), "openvino": Runtime("cpu", Precision.fp32, Backend.openvino)}
@@ -22,7 +22,7 @@ QUERY = ["how do proteins fold"]
 
 
 def _vectors(model: Path, kind: str) -> np.ndarray:
-    return Encoder(resolve_settings(str(model)), RUNTIMES[kind]).encode_queries(QUERY)
+    return BiEncoder.load(resolve_settings(str(model)), RUNTIMES[kind]).encode_queries(QUERY)
 
 
 @pytest.fixture(scope="module", params=list(RUNTIMES))

@@ -19,7 +19,7 @@ import torch
 
 from simlm_cli.device import Precision, resolve_runtime
 from simlm_cli.io.corpus import Passage
-from simlm_cli.models.encoder import Encoder
+from simlm_cli.models.biencoder import BiEncoder
 from simlm_cli.models.settings import resolve_settings
 
 LONG_TEXT = " ".join(["proteins fold into a stable shape that decides their function in the cell"] * 14)  # > 144
@@ -88,7 +88,7 @@ def test_passages_titled_and_untitled_encode_as_the_model_card_does(checkpoint):
         for p in PASSAGES
     ]
     assert [len(b["input_ids"][0]) for b in card_inputs][2:] == [144, 144, 144]  # the long ones are cut
-    encoder = Encoder(resolve_settings(str(checkpoint)), resolve_runtime("cpu", Precision.fp32))
+    encoder = BiEncoder.load(resolve_settings(str(checkpoint)), resolve_runtime("cpu", Precision.fp32))
     tokens = encoder.tokenize_passages(PASSAGES)
     assert tokens["input_ids"] == [b["input_ids"][0].tolist() for b in card_inputs]  # the very same token ids
     assert tokens["token_type_ids"] == [b["token_type_ids"][0].tolist() for b in card_inputs]
@@ -102,6 +102,6 @@ def test_queries_encode_as_the_model_card_does(checkpoint):
     tokenizer = AutoTokenizer.from_pretrained(checkpoint)
     card_inputs = [_encode_query(tokenizer, q) for q in QUERIES]
     assert len(card_inputs[-1]["input_ids"][0]) == 32
-    encoder = Encoder(resolve_settings(str(checkpoint)), resolve_runtime("cpu", Precision.fp32))
+    encoder = BiEncoder.load(resolve_settings(str(checkpoint)), resolve_runtime("cpu", Precision.fp32))
     assert encoder.tokenize_queries(QUERIES)["input_ids"] == [b["input_ids"][0].tolist() for b in card_inputs]
     np.testing.assert_allclose(encoder.encode_queries(QUERIES), _reference(checkpoint, card_inputs), atol=1e-5)

@@ -1,8 +1,8 @@
 """Fine-tuning the bi-encoder (`simlm train`, `simlm distill`): the query groups it learns from and its losses.
 
 The model is `simlm_cli.models.biencoder.BiEncoder` (one encoder shared by queries and passages, the same
-`embed` as `simlm encode`); scores are cosines divided by a temperature (0.02, the paper's). The loss is a module
-of `simlm_cli.training.losses`: `train` minimises `ContrastiveLoss` over each query's group (1 positive + n hard
+`embed` as `simlm encode`), built with `BiEncoder.for_training(..., loss)`; scores are cosines divided by a
+temperature (0.02, the paper's). The loss is a module of `simlm_cli.training.losses`: `train` minimises `ContrastiveLoss` over each query's group (1 positive + n hard
 negatives) and every other passage in the batch; `distill` minimises `DistillationLoss`, KL(teacher || student)
 over the group's re-ranker scores plus the contrastive loss weighted by alpha.
 """
@@ -20,12 +20,9 @@ import torch
 from simlm_cli.errors import InputError
 from simlm_cli.io.corpus import CorpusFormat, Passage, iter_corpus
 from simlm_cli.io.train_file import TrainExample, read_train_file
-from simlm_cli.model_card import RETRIEVER_CARD
-from simlm_cli.models.biencoder import BiEncoder, tokenize_passages, tokenize_texts
+from simlm_cli.models.biencoder import tokenize_passages, tokenize_texts
 from simlm_cli.models.settings import EncoderSettings
 from simlm_cli.training.finetuning.groups import draw_group
-from simlm_cli.training.losses import BiEncoderLoss, ContrastiveLoss
-from simlm_cli.training.step import StepOutput
 
 
 # -- data ---------------------------------------------------------------------------------------------------------
@@ -117,21 +114,3 @@ class GroupData:
 def doc_key(docid: str) -> int:
     """A 64-bit integer naming a document id, the same in every process (Python's hash() is salted per process)."""
     return int.from_bytes(hashlib.blake2b(docid.encode("utf-8"), digest_size=8).digest(), "little", signed=True)
-
-
-# -- the objective -------------------------------------------------------------------------------------------------
-class BiEncoderObjective(BiEncoder):
-    """The bi-encoder with its training loss (`ContrastiveLoss` by default, `DistillationLoss` for `distill`).
-    It saves as the plain bi-encoder does."""
-
-    def __init__(self, model_path: str, tokenizer: Any, settings: EncoderSettings, loss: BiEncoderLoss | None = None):
-        super().__init__(model_path, tokenizer, settings)
-        self.loss = loss or ContrastiveLoss()
-        self.card_kind = RETRIEVER_CARD.noted(self.loss.card_note)  # the model card: what was trained, and how
-
-    def forward(self, batch: dict[str, torch.Tensor], rng: torch.Generator | None = None) -> StepOutput:
-        q = self.embed("q_", batch)
-        p = self.embed("p_", batch)
-        # The losses in fp32 even under bf16/fp16 autocast: at t = 0.02 a bf16 cosine would be off by ~0.2 logits.
-        with torch.autocast(device_type=q.device.type, enabled=False):
-            return self.loss(q, p, batch)

@@ -7,7 +7,7 @@ by a string or by whether an option is None inside a model):
 
 Convention everywhere: a query's passages come as a group whose first member (column 0, or row i*G of the passage
 matrix) is the positive and the rest are its hard negatives. Each loss returns a `StepOutput` (the loss and the
-parts the training log shows); the bi-encoder's losses take (q, p, batch), so `BiEncoderObjective` calls whichever
+parts the training log shows); the bi-encoder's losses take (q, p, batch), so `BiEncoder.forward` calls whichever
 it was given the same way.
 """
 

@@ -10,8 +10,9 @@ import pytest
 import torch
 
 from simlm_cli.errors import InputError
+from simlm_cli.models.biencoder import BiEncoder
 from simlm_cli.models.settings import EncoderSettings
-from simlm_cli.training.finetuning.biencoder import BiEncoderObjective, GroupData, load_groups
+from simlm_cli.training.finetuning.biencoder import GroupData, load_groups
 from simlm_cli.training.losses import ContrastiveLoss, DistillationLoss
 
 TRAIN = [
@@ -129,7 +130,7 @@ def test_bad_training_files_name_file_and_line(tmp_path, tiny_data, records, nee
 def test_loss_falls_on_a_toy_task(groups):
     examples, passages, tokenizer, settings = groups
     torch.manual_seed(0)
-    model = BiEncoderObjective(settings.model, tokenizer, settings, ContrastiveLoss(0.05))
+    model = BiEncoder.for_training(settings.model, tokenizer, settings, ContrastiveLoss(0.05))
     data = GroupData(examples, passages, tokenizer, settings, negatives=2, seed=0)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
     batch = data.batch(np.arange(len(examples)), 0)
@@ -153,7 +154,7 @@ def test_distillation_adds_alpha_times_contrastive(groups, tmp_path, tiny_data):
     data = GroupData(examples, passages, tokenizer, settings, negatives=2, seed=0, teacher_scores=True)
     batch = data.batch(np.arange(3), 0)
     loss = DistillationLoss(ContrastiveLoss(0.05), alpha=0.2)
-    model = BiEncoderObjective(settings.model, tokenizer, settings, loss).eval()
+    model = BiEncoder.for_training(settings.model, tokenizer, settings, loss).eval()
     with torch.no_grad():
         out = model(batch)
         q, p = model.embed("q_", batch), model.embed("p_", batch)
