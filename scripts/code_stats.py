@@ -92,9 +92,10 @@ def _is_dataclass(node: ast.ClassDef) -> bool:
 
 def _model_family(name: str) -> str | None:
     for family, stems in MODEL_FAMILIES.items():
-        # a stem alone, or a stem and what follows it (BiEncoderObjective); `Encoder` only alone (EncoderSettings)
+        # a stem alone, or a stem and what follows it (BiEncoderObjective), not its data, settings or loss base
+        # class (BiEncoderLoss: a loss module, not a model); `Encoder` only alone (EncoderSettings)
         longer = [stem for stem in stems if stem != "Encoder"]
-        if name in stems or any(name.startswith(s) and not name.endswith(("Data", "Settings")) for s in longer):
+        if name in stems or any(name.startswith(s) and not name.endswith(("Data", "Settings", "Loss")) for s in longer):
             return family
     return None
 

@@ -54,7 +54,7 @@ def length_sorted_batches(lengths: np.ndarray, batch_size: int | None, max_token
 
 
 def run_batches(
-    batches: list[tuple[np.ndarray, dict[str, Any]]],
+    batches: Iterable[tuple[np.ndarray, dict[str, Any]]],
     count: int,
     tail: tuple[int, ...],
     runtime: Runtime,
@@ -62,21 +62,23 @@ def run_batches(
     on_batch: Callable[[int], None] | None = None,
 ) -> np.ndarray:
     """`forward` over each (row numbers, padded host tensors) batch on `runtime`, its outputs (shape (rows, *tail))
-    back in input order as float32 (count, *tail). The outputs stay on the device until the last batch is launched
-    and come back in one copy: no synchronisation between batches (host tensors pinned on CUDA copy asynchronously)."""
+    back in input order as float32 (count, *tail). `batches` may be a generator (each padded when its turn comes).
+    The outputs stay on the device until the last batch is launched and come back in one copy: no synchronisation
+    between batches (host tensors pinned on CUDA copy asynchronously)."""
     import torch
 
     out = np.empty((count, *tail), dtype=np.float32)
-    outputs = []
+    outputs, order = [], []
     non_blocking = runtime.device_type == "cuda"
     with torch.inference_mode(), runtime.autocast():
         for rows, batch in batches:
             inputs = {key: value.to(runtime.device, non_blocking=non_blocking) for key, value in batch.items()}
             outputs.append(forward(inputs))
+            order.append(rows)
             if on_batch is not None:
                 on_batch(len(rows))
     if outputs:
-        out[np.concatenate([rows for rows, _ in batches])] = torch.cat(outputs).float().cpu().numpy()
+        out[np.concatenate(order)] = torch.cat(outputs).float().cpu().numpy()
     return out
 
 

@@ -1,10 +1,11 @@
 """The SimLM re-ranker (Figure 2): a cross-encoder scoring a (query, passage) pair with one logit.
 
-This file is the cross-encoder for training and inference alike: how pairs are tokenized (`tokenize_pairs`,
-`pad_pairs`), how weights are loaded (`load_sequence_classifier`), how a pair becomes a score (`pair_logits`), how a
-trained re-ranker is saved (`CrossEncoder.save_pretrained`, `simlm_reranker.json`) and read back
-(`reranker_max_length`), and `Reranker`, which scores pairs in length-sorted batches for `simlm rerank`. The
-listwise loss is added in `simlm_cli.training.finetuning.cross_encoder`.
+This file is the cross-encoder for training and inference alike, one class, `CrossEncoder`: how pairs are
+tokenized (`tokenize_pairs`, `pad_pairs`), how weights are loaded (`load_sequence_classifier`, or a backend's model
+for inference), how a pair becomes a score (`pair_logits`), how a trained re-ranker is saved (`save_pretrained`,
+`simlm_reranker.json`) and read back (`reranker_max_length`), and how `simlm rerank` scores pairs in length-sorted
+batches (`score`). Training gives it a loss module (`simlm_cli.training.finetuning.cross_encoder.RerankLoss`), which
+`forward` applies.
 """
 
 from __future__ import annotations
@@ -20,10 +21,11 @@ from torch import nn
 
 from simlm_cli.backends import load_model
 from simlm_cli.defaults import PAIRS_PER_BATCH
-from simlm_cli.device import Runtime
+from simlm_cli.device import Precision, Runtime
 from simlm_cli.errors import InputError, SimlmError, first_line
 from simlm_cli.io.json_input import read_json
-from simlm_cli.models.batching import length_sorted_batches
+from simlm_cli.model_card import RERANKER_CARD
+from simlm_cli.models.batching import length_sorted_batches, run_batches
 from simlm_cli.models.loading import load_pretrained, load_tokenizer
 from simlm_cli.models.settings import resolve_model_path
 
@@ -89,27 +91,82 @@ def pair_logits(model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tenso
 
 
 class CrossEncoder(nn.Module):
-    """The re-ranker as trained and saved: `scores(batch)` gives each query's group of pair scores."""
+    """The re-ranker, for training and inference. `CrossEncoder.for_training` loads the PyTorch weights to train
+    with a loss (`forward`: `loss(self, batch)`) and save (`save_pretrained`); `CrossEncoder.load` loads a trained
+    re-ranker on a runtime's backend (PyTorch, OpenVINO) to `score` pairs in length-sorted batches."""
+
+    card_kind = RERANKER_CARD
 
     def __init__(
         self,
+        model: Any,
+        tokenizer: Any,
+        max_length: int = DEFAULT_MAX_LENGTH,
+        runtime: Runtime | None = None,
+        group_size: int | None = None,
+        batch_size: int = PAIRS_PER_BATCH,
+        loss: nn.Module | None = None,
+        base_model_path: str | None = None,
+    ):
+        super().__init__()
+        if batch_size < 1:
+            raise SimlmError("--batch-size must be at least 1")
+        self.model = model  # a Hugging Face sequence classifier, or a backend's model called alike
+        self.tokenizer = tokenizer
+        self.max_length = max_length
+        self.runtime = runtime or Runtime("cpu", Precision.fp32)
+        self.group_size = group_size  # training: pairs per query group
+        self.batch_size = batch_size  # inference: pairs per forward pass
+        self.loss = loss
+        self.base_model_path = base_model_path
+
+    @classmethod
+    def for_training(
+        cls,
         model_path: str,
         tokenizer: Any,
         group_size: int,
         max_length: int = DEFAULT_MAX_LENGTH,
         log: Callable[[str], None] = print,
-    ):
-        super().__init__()
-        self.model = load_sequence_classifier(model_path, log)
-        self.model.config.sentence_transformers = dict(ST_IDENTITY)
-        self.tokenizer = tokenizer
-        self.group_size = group_size
-        self.max_length = max_length
-        self.base_model_path = model_path
+        loss: nn.Module | None = None,
+    ) -> CrossEncoder:
+        """The PyTorch weights of `model_path` (a one-logit head added if absent), to train with `loss`."""
+        model = load_sequence_classifier(model_path, log)
+        model.config.sentence_transformers = dict(ST_IDENTITY)
+        return cls(model, tokenizer, max_length, group_size=group_size, loss=loss, base_model_path=model_path)
 
+    @classmethod
+    def load(
+        cls,
+        model: str,
+        runtime: Runtime,
+        batch_size: int = PAIRS_PER_BATCH,
+        max_length: int | None = None,
+        log: Callable[[str], None] = print,
+    ) -> CrossEncoder:
+        """A trained re-ranker ready for inference on `runtime`'s backend; its pair length the one it was trained
+        with unless `max_length` is given."""
+        if batch_size < 1:
+            raise SimlmError("--batch-size must be at least 1")
+        path = resolve_model_path(model)
+
+        def load_torch(model_dir: str, **kwargs: Any) -> nn.Module:
+            return load_sequence_classifier(model_dir, log, require_head=True, **kwargs)
+
+        loaded = load_model(path, "classifier", runtime, load_torch, log)
+        length = max_length or reranker_max_length(path)
+        return cls(loaded, load_tokenizer(path), length, runtime, batch_size=batch_size)
+
+    # -- training -------------------------------------------------------------------------------------------
     def scores(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """One logit per (query, passage) row of the batch, as float32 of shape (queries, group)."""
         return pair_logits(self.model, batch).view(-1, self.group_size)
+
+    def forward(self, batch: dict[str, torch.Tensor], rng: torch.Generator | None = None) -> Any:
+        """The training loss of a batch of query groups (a `StepOutput`)."""
+        if self.loss is None:
+            raise TypeError("this CrossEncoder was built without a loss (CrossEncoder.for_training(..., loss=...))")
+        return self.loss(self, batch)
 
     def save_pretrained(self, directory: Path) -> None:
         """HF model + tokenizer (AutoModelForSequenceClassification and sentence-transformers' CrossEncoder load
@@ -120,6 +177,25 @@ class CrossEncoder(nn.Module):
         _set_tokenizer_max_length(directory, self.max_length)
         meta = {"max_length": self.max_length, "group_size": self.group_size, "base_model": self.base_model_path}
         (directory / RERANKER_CONFIG).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+
+    # -- inference ------------------------------------------------------------------------------------------
+    def score(
+        self, queries: Sequence[str], texts: Sequence[str], on_batch: Callable[[int], None] | None = None
+    ) -> np.ndarray:
+        """One raw logit per (queries[i], texts[i]), in input order (`run_batches`)."""
+        if not len(queries):
+            return np.empty(0, dtype=np.float32)
+        tokens = tokenize_pairs(self.tokenizer, queries, texts, self.max_length)
+        lengths = np.fromiter((len(x) for x in tokens["input_ids"]), dtype=np.int64)
+        # similar lengths together: little padding; each batch padded when its turn comes
+        batches = (
+            (rows, pad_pairs(self.tokenizer, tokens, rows)) for rows in length_sorted_batches(lengths, self.batch_size)
+        )
+
+        def forward(inputs: dict[str, torch.Tensor]) -> torch.Tensor:
+            return pair_logits(self.model, inputs)
+
+        return run_batches(batches, len(queries), (), self.runtime, forward, on_batch)
 
 
 def _set_tokenizer_max_length(directory: Path, max_length: int) -> None:
@@ -150,46 +226,3 @@ def resolve_reranker_max_length(
         return int(read_json(path)["max_length"]), RERANKER_CONFIG
     except (ValueError, KeyError, TypeError) as err:
         raise InputError(path, f"unreadable ({first_line(err)})") from None
-
-
-# -- inference ------------------------------------------------------------------------------------------------------
-class Reranker:
-    """A trained cross-encoder for inference: scores (query, passage) pairs in length-sorted batches."""
-
-    def __init__(
-        self,
-        model: str,
-        runtime: Runtime,
-        batch_size: int = PAIRS_PER_BATCH,
-        max_length: int | None = None,
-        log: Callable[[str], None] = print,
-    ):
-        if batch_size < 1:
-            raise SimlmError("--batch-size must be at least 1")
-        path = resolve_model_path(model)
-        self.runtime = runtime
-        self.batch_size = batch_size
-        self.max_length = max_length or reranker_max_length(path)
-        self.tokenizer = load_tokenizer(path)
-
-        def load_torch(model_dir: str, **kwargs: Any) -> nn.Module:
-            return load_sequence_classifier(model_dir, log, require_head=True, **kwargs)
-
-        self.model = load_model(path, "classifier", runtime, load_torch, log)
-
-    def score(
-        self, queries: Sequence[str], texts: Sequence[str], on_batch: Callable[[int], None] | None = None
-    ) -> np.ndarray:
-        """One raw logit per (queries[i], texts[i]), in input order."""
-        out = np.empty(len(queries), dtype=np.float32)
-        if not len(queries):
-            return out
-        tokens = tokenize_pairs(self.tokenizer, queries, texts, self.max_length)
-        lengths = np.fromiter((len(x) for x in tokens["input_ids"]), dtype=np.int64)
-        with torch.inference_mode(), self.runtime.autocast():
-            for rows in length_sorted_batches(lengths, self.batch_size):  # similar lengths together: little padding
-                batch = {k: v.to(self.runtime.device) for k, v in pad_pairs(self.tokenizer, tokens, rows).items()}
-                out[rows] = pair_logits(self.model, batch).cpu().numpy()
-                if on_batch is not None:
-                    on_batch(len(rows))
-        return out

@@ -1,4 +1,4 @@
-"""`simlm rerank`: re-rank a run with a trained cross-encoder (`simlm_cli.models.cross_encoder.Reranker`).
+"""`simlm rerank`: re-rank a run with a trained cross-encoder (`simlm_cli.models.cross_encoder.CrossEncoder`).
 
 Training is `simlm_cli.pipeline.train.train_reranker`, teacher scores `simlm_cli.pipeline.teacher`. Runs are
 streamed: a few queries' pairs are scored at a time (length-sorted into batches), so memory holds the corpus and
@@ -22,7 +22,7 @@ from simlm_cli.io.corpus import Passage, load_passages
 from simlm_cli.io.files import check_output_file, count_lines
 from simlm_cli.io.queries import read_queries
 from simlm_cli.io.runs import Ranking, RunBlock, format_for_output, iter_run_blocks, write_run
-from simlm_cli.models.cross_encoder import Reranker
+from simlm_cli.models.cross_encoder import CrossEncoder
 from simlm_cli.options.rerank import RerankRunConfig
 
 # Pairs gathered (over whole queries) before scoring: enough for several full batches to length-sort.
@@ -67,7 +67,7 @@ def chunks(items: Iterable[T], size: Callable[[T], int], limit: int) -> Iterator
 
 def _rerank(
     blocks: Iterable[tuple[RunBlock, int, list[str]]],
-    reranker: Reranker,
+    reranker: CrossEncoder,
     queries: dict[str, str],
     passages: dict[str, Passage],
     advance: Callable[[int, int], None],
@@ -79,7 +79,7 @@ def _rerank(
 
 def _score_blocks(
     blocks: list[tuple[RunBlock, int, list[str]]],
-    reranker: Reranker,
+    reranker: CrossEncoder,
     queries: dict[str, str],
     passages: dict[str, Passage],
     advance: Callable[[int, int], None],
@@ -115,7 +115,7 @@ def rerank_run(c: RerankRunConfig) -> dict[str, Any]:
     # Check the first query before loading the model: a wrong file then fails fast, its error the only line.
     blocks = _checked_blocks(c, queries, passages)
     first = next(blocks, None)
-    reranker = Reranker(c.model, runtime, c.batch_size, log=info)
+    reranker = CrossEncoder.load(c.model, runtime, c.batch_size, log=info)
     info(
         f"re-ranking the top {c.depth} of each query of {c.run} with {c.model} (pairs of <= {reranker.max_length} "
         f"tokens; {'the rest follow in the run' + chr(39) + 's order' if c.keep_tail else 'the rest dropped'}); "

@@ -16,14 +16,16 @@ from simlm_cli.errors import InputError, SimlmError
 from simlm_cli.io.corpus import Passage, load_passages
 from simlm_cli.io.files import atomic_output, check_output_file, count_lines
 from simlm_cli.io.train_file import Candidate, TrainExample, iter_train_file, write_example
-from simlm_cli.models.cross_encoder import Reranker
+from simlm_cli.models.cross_encoder import CrossEncoder
 from simlm_cli.options.rerank import ScoreConfig
 from simlm_cli.pipeline.rerank import DRY_RUN_QUERIES, PENDING_BATCHES, chunks
 
 _EMPTY = object()
 
 
-def _scored(examples: list[TrainExample], reranker: Reranker, passages: dict[str, Passage]) -> Iterator[TrainExample]:
+def _scored(
+    examples: list[TrainExample], reranker: CrossEncoder, passages: dict[str, Passage]
+) -> Iterator[TrainExample]:
     groups = [[*e.positives, *e.negatives] for e in examples]
     queries = [e.query for e, group in zip(examples, groups) for _c in group]
     texts = [passages[c.docid].joined() for group in groups for c in group]
@@ -52,7 +54,7 @@ def score_train_file(c: ScoreConfig) -> dict[str, Any]:
     first = next(examples, _EMPTY)
     if first is _EMPTY:
         raise InputError(c.train_file, "no training queries")
-    reranker = Reranker(c.model, runtime, c.batch_size, log=info)
+    reranker = CrossEncoder.load(c.model, runtime, c.batch_size, log=info)
     info(f"scoring {c.train_file} with {c.model} (pairs of <= {reranker.max_length} tokens); {runtime.describe()}")
     counts = {"queries": 0, "skipped": 0, "pairs": 0}
 

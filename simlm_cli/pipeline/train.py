@@ -12,11 +12,11 @@ from simlm_cli.errors import SimlmError
 from simlm_cli.io.corpus import CorpusFormat, load_passages
 from simlm_cli.io.train_file import read_train_file
 from simlm_cli.models.biencoder import BiEncoder
-from simlm_cli.models.cross_encoder import resolve_reranker_max_length
+from simlm_cli.models.cross_encoder import CrossEncoder, resolve_reranker_max_length
 from simlm_cli.models.loading import load_tokenizer
 from simlm_cli.models.settings import resolve_model_path, resolve_settings
 from simlm_cli.training.finetuning.biencoder import GroupData, load_groups
-from simlm_cli.training.finetuning.cross_encoder import CrossEncoderObjective, RerankData, usable_examples
+from simlm_cli.training.finetuning.cross_encoder import RerankData, RerankLoss, usable_examples
 from simlm_cli.training.losses import ContrastiveLoss, DistillationLoss
 from simlm_cli.training.trainer import TrainConfig, Trainer
 
@@ -126,7 +126,7 @@ def train_reranker(
             examples = examples[: c.max_passages]
         return RerankData(examples, passages, tokenizer, group_size, c.max_length, c.seed)
 
-    def build(path: str, tok: Any, build_log: Callable[[str], None]) -> CrossEncoderObjective:
+    def build(path: str, tok: Any, build_log: Callable[[str], None]) -> CrossEncoder:
         # Logged here, once the data has been read: a bad training file's error is then the only line.
         top = (
             f" over the positive + the {backprop_top - 1} top-scored negatives"
@@ -137,6 +137,7 @@ def train_reranker(
             f"re-ranker: cross-encoder from {config.model or path}, groups of 1 positive + {group_size - 1} "
             f"negatives, listwise loss{top}, pairs of <= {config.max_length} tokens ({length_source})"
         )
-        return CrossEncoderObjective(path, tok, group_size, config.max_length, build_log, backprop_top)
+        loss = RerankLoss(group_size, backprop_top)
+        return CrossEncoder.for_training(path, tok, group_size, config.max_length, build_log, loss)
 
     return Trainer(config, build, tokenizer, model_path, log=log, data=data, default_batch=(cpu_batch, 16)).run()

@@ -16,7 +16,7 @@ from simlm_cli.device import Backend, Precision, Runtime, TrainingPrecision, res
 from simlm_cli.errors import SimlmError
 from simlm_cli.io.corpus import Passage
 from simlm_cli.models.biencoder import BiEncoder
-from simlm_cli.models.cross_encoder import Reranker
+from simlm_cli.models.cross_encoder import CrossEncoder
 from simlm_cli.models.settings import resolve_settings
 from tests.conftest import PASSAGES, QUERIES
 
@@ -60,13 +60,13 @@ def test_openvino_reranker_scores_match_pytorch_fp32(tiny_reranker_dir: Path, pr
     texts = [f"{title} {text}".strip() for _ in QUERIES for _, title, text in PASSAGES]
 
     def scores(runtime: Runtime) -> np.ndarray:
-        return Reranker(str(tiny_reranker_dir), runtime, batch_size=8).score(queries, texts)
+        return CrossEncoder.load(str(tiny_reranker_dir), runtime, batch_size=8).score(queries, texts)
 
     def error(got: np.ndarray) -> float:
         return float((np.abs(got - expected) / np.maximum(np.abs(expected), 1.0)).max())
 
     expected = scores(TORCH_FP32)
-    reranker = Reranker(str(tiny_reranker_dir), OPENVINO[precision], batch_size=8)
+    reranker = CrossEncoder.load(str(tiny_reranker_dir), OPENVINO[precision], batch_size=8)
     assert isinstance(reranker.model, openvino.OvModel)
     got = reranker.score(queries, texts)
     if precision is Precision.fp32:

@@ -17,7 +17,7 @@ from simlm_cli.errors import SimlmError
 from simlm_cli.io.corpus import Passage
 from simlm_cli.models import pooling
 from simlm_cli.models.biencoder import BiEncoder
-from simlm_cli.models.cross_encoder import Reranker
+from simlm_cli.models.cross_encoder import CrossEncoder
 from simlm_cli.models.settings import resolve_settings
 from tests.conftest import PASSAGES, QUERIES
 
@@ -143,8 +143,8 @@ def test_openvino_and_nncf_send_no_telemetry() -> None:
 def test_int8_reranker_scores_are_close_to_fp32(tiny_reranker_dir: Path) -> None:
     queries = [q for _, q in QUERIES for _ in PASSAGES]
     texts = [f"{title} {text}".strip() for _ in QUERIES for _, title, text in PASSAGES]
-    fp32 = Reranker(str(tiny_reranker_dir), CPU_FP32, batch_size=8).score(queries, texts)
-    reranker = Reranker(str(tiny_reranker_dir), CPU_INT8, batch_size=8)
+    fp32 = CrossEncoder.load(str(tiny_reranker_dir), CPU_FP32, batch_size=8).score(queries, texts)
+    reranker = CrossEncoder.load(str(tiny_reranker_dir), CPU_INT8, batch_size=8)
     assert isinstance(reranker.model, openvino.OvModel)
     quantised = reranker.score(queries, texts)
     assert quantised.shape == fp32.shape

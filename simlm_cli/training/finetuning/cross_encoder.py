@@ -1,6 +1,7 @@
 """Fine-tuning the SimLM re-ranker (`simlm rerank train`): the query groups it learns from and the listwise loss.
 
-The model is `simlm_cli.models.cross_encoder.CrossEncoder`, the one `simlm rerank` scores with.
+The model is `simlm_cli.models.cross_encoder.CrossEncoder`, the one `simlm rerank` scores with, built with
+`CrossEncoder.for_training(..., loss=RerankLoss(...))`.
 
 Each training query contributes a group of n passages: one positive (drawn from its positives) and n-1 hard
 negatives (drawn from its negatives, those a retriever ranked high). The model scores each (query, passage) pair
@@ -25,11 +26,11 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch import nn
 
 from simlm_cli.errors import InputError, SimlmError
 from simlm_cli.io.corpus import Passage
 from simlm_cli.io.train_file import TrainExample
-from simlm_cli.model_card import RERANKER_CARD
 from simlm_cli.models.cross_encoder import CrossEncoder, pad_pairs, pair_logits, tokenize_pairs
 from simlm_cli.training.finetuning.groups import draw_group
 from simlm_cli.training.losses import ListwiseLoss
@@ -102,48 +103,39 @@ class RerankData:
         return pad_pairs(self.tokenizer, tokenize_pairs(self.tokenizer, queries, texts, self.max_length))
 
 
-# -- the objective -------------------------------------------------------------------------------------------------
-class CrossEncoderObjective(CrossEncoder):
-    """The re-ranker being trained: `forward(batch, rng)` returns the listwise loss of each query's group, or of
-    its top `backprop_top` when that is set and smaller than the group (see the module docstring)."""
+# -- the loss -----------------------------------------------------------------------------------------------------
+class RerankLoss(nn.Module):
+    """The re-ranker's training loss, `loss(model, batch)`: the listwise loss of each query's group of
+    `group_size` pairs, or of its top `backprop_top` when that is set and smaller than the group (see the module
+    docstring). It takes the model because choosing the top rows is a pass of the model without gradients."""
 
-    card_kind = RERANKER_CARD
-
-    def __init__(
-        self,
-        model_path: str,
-        tokenizer: Any,
-        group_size: int,
-        max_length: int,
-        log: Callable[[str], None] = print,
-        backprop_top: int | None = None,
-    ):
-        super().__init__(model_path, tokenizer, group_size, max_length, log)
+    def __init__(self, group_size: int, backprop_top: int | None = None):
+        super().__init__()
         if backprop_top is not None and not 2 <= backprop_top <= group_size:
             raise SimlmError(f"--backprop-top must be between 2 and --group-size ({group_size}), got {backprop_top}")
         self.backprop_top = backprop_top if backprop_top is not None and backprop_top < group_size else None
-        self.loss = ListwiseLoss()
+        self.listwise = ListwiseLoss()
 
-    def forward(self, batch: dict[str, torch.Tensor], rng: torch.Generator | None = None) -> StepOutput:
+    def forward(self, model: CrossEncoder, batch: dict[str, torch.Tensor]) -> StepOutput:
         if self.backprop_top is None:
-            return self.loss(self.scores(batch))
-        rows = self.top_rows(batch)
+            return self.listwise(model.scores(batch))
+        rows = self.top_rows(model, batch)
         chosen = {key: value[rows] for key, value in batch.items()}
-        scores = pair_logits(self.model, _without_padding_columns(chosen)).view(-1, self.backprop_top)
-        return self.loss(scores)
+        scores = pair_logits(model.model, _without_padding_columns(chosen)).view(-1, self.backprop_top)
+        return self.listwise(scores)
 
-    def top_rows(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    def top_rows(self, model: CrossEncoder, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """The batch rows to back-propagate through: per query, its positive and the `backprop_top`-1 negatives
         the model scores highest, found by a pass without gradients in eval mode (no dropout), as the authors do."""
-        training = self.model.training
-        self.model.eval()
+        training = model.model.training
+        model.model.eval()
         try:
             with torch.no_grad():
-                scores = self.scores(batch)
+                scores = model.scores(batch)
         finally:
-            self.model.train(training)
+            model.model.train(training)
         keep = listwise_top(scores, self.backprop_top)
-        first_row = torch.arange(keep.shape[0], device=keep.device).unsqueeze(1) * self.group_size
+        first_row = torch.arange(keep.shape[0], device=keep.device).unsqueeze(1) * model.group_size
         return (keep + first_row).view(-1)
 
 

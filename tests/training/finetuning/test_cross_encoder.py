@@ -14,8 +14,8 @@ import torch
 from simlm_cli.errors import InputError, SimlmError
 from simlm_cli.io.corpus import iter_corpus
 from simlm_cli.io.train_file import Candidate, TrainExample
-from simlm_cli.models.cross_encoder import tokenize_pairs
-from simlm_cli.training.finetuning.cross_encoder import CrossEncoderObjective, RerankData, usable_examples
+from simlm_cli.models.cross_encoder import CrossEncoder, tokenize_pairs
+from simlm_cli.training.finetuning.cross_encoder import RerankData, RerankLoss, usable_examples
 
 DOCS = [f"d{i}" for i in range(1, 13)]
 POSITIVES = {"q1": ["d1", "d2"], "q2": ["d4"], "q3": ["d9"], "q4": ["d11", "d12"]}
@@ -65,7 +65,9 @@ def _data(tiny_data, passages, tokenizer, group_size: int = 4, seed: int = 7) ->
 # -- in-process ---------------------------------------------------------------------------------------------------
 def test_listwise_loss_matches_hand_computation(tiny_bert_dir, tiny_data, passages, tokenizer):
     messages: list[str] = []
-    model = CrossEncoderObjective(str(tiny_bert_dir), tokenizer, group_size=4, max_length=64, log=messages.append)
+    model = CrossEncoder.for_training(
+        str(tiny_bert_dir), tokenizer, group_size=4, max_length=64, log=messages.append, loss=RerankLoss(4)
+    )
     assert any("classifier" in m for m in messages), messages  # a plain BERT gets a new head, and says so
     model.eval()  # no dropout: the two forward passes below agree
     batch = _data(tiny_data, passages, tokenizer).batch(np.array([0, 1]), epoch=0)
@@ -80,7 +82,7 @@ def test_listwise_loss_matches_hand_computation(tiny_bert_dir, tiny_data, passag
     assert loss > 0
 
 
-def _grad_calls(model: CrossEncoderObjective) -> list[tuple[int, bool, bool]]:
+def _grad_calls(model: CrossEncoder) -> list[tuple[int, bool, bool]]:
     """Each forward of the HF model: (pairs, gradients on, training mode), recorded by a hook."""
     calls: list[tuple[int, bool, bool]] = []
     model.model.register_forward_hook(
@@ -95,7 +97,9 @@ def _grad_calls(model: CrossEncoderObjective) -> list[tuple[int, bool, bool]]:
 def test_backprop_top_runs_only_the_top_pairs_with_gradients(tiny_bert_dir, tiny_data, passages, tokenizer):
     """--group-size 8 --backprop-top 3: all 16 pairs of 2 queries scored without gradients and dropout, then only
     each query's positive + its 2 best-scored negatives run again with both; the loss is over those 3."""
-    model = CrossEncoderObjective(str(tiny_bert_dir), tokenizer, 8, 64, log=lambda _m: None, backprop_top=3)
+    model = CrossEncoder.for_training(
+        str(tiny_bert_dir), tokenizer, 8, 64, lambda _m: None, RerankLoss(8, backprop_top=3)
+    )
     calls = _grad_calls(model)
     batch = _data(tiny_data, passages, tokenizer, group_size=8).batch(np.array([0, 1]), epoch=0)
     model.train()
@@ -116,14 +120,14 @@ def test_backprop_top_runs_only_the_top_pairs_with_gradients(tiny_bert_dir, tiny
         chosen = [group[0], *negatives]
         by_hand.append(math.log(sum(math.exp(s) for s in chosen)) - group[0])
     assert loss == pytest.approx(sum(by_hand) / 2, abs=1e-5)
-    model.backprop_top = None  # the whole group: more negatives in the denominator, a larger loss
+    model.loss.backprop_top = None  # the whole group: more negatives in the denominator, a larger loss
     with torch.no_grad():
         assert float(model(batch, None).loss) > loss
 
 
 def test_backprop_top_outside_the_group_is_refused(tiny_bert_dir, tokenizer):
     with pytest.raises(SimlmError, match="--backprop-top must be between 2 and --group-size \\(4\\)"):
-        CrossEncoderObjective(str(tiny_bert_dir), tokenizer, 4, 64, log=lambda _m: None, backprop_top=5)
+        RerankLoss(4, backprop_top=5)
 
 
 def test_groups_positive_first_deterministic_and_resampled(tiny_data, passages, tokenizer):
