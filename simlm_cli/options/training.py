@@ -111,13 +111,20 @@ class RetrieverFlags:
         "--batch-size", default=None, help="Queries per process per micro-step. Default 16 on CPU."
     )
 
-    def spec(self, train_file: str, negatives: int, **own: Any) -> RetrieverSpec:
-        """The library's `RetrieverSpec` (what the retriever is and learns from); `own`: distill's values."""
+    def training(
+        self, objective: str, config: TrainRetrieverConfig | DistillConfig, **spec_own: Any
+    ) -> tuple[RetrieverSpec, TrainConfig]:
+        """The library's `RetrieverSpec` (what the retriever is and learns from) and `TrainConfig` for a `train`
+        or `distill` config holding these flags; `spec_own`: distill's values."""
         from simlm_cli.pipeline.train import RetrieverSpec
 
-        return RetrieverSpec(
-            train_file=train_file, **self.encoding.overrides(), negatives=negatives, temperature=self.temperature,
-            loss=self.loss, **own,
+        spec = RetrieverSpec(
+            train_file=config.train_file, **self.encoding.overrides(), negatives=config.negatives,
+            temperature=self.temperature, loss=self.loss, **spec_own,
+        )  # fmt: skip
+        return spec, config.trainer.train_config(
+            objective, config.train_file, config.corpus, config.output, model=config.model,
+            corpus_format=self.corpus_format, batch_size=self.batch_size,
         )  # fmt: skip
 
 
@@ -151,10 +158,7 @@ class TrainRetrieverConfig:
     trainer: TrainerFlags = group(TrainerFlags)
 
     def training(self) -> tuple[RetrieverSpec, TrainConfig]:
-        return self.retriever.spec(self.train_file, self.negatives), self.trainer.train_config(
-            "train", self.train_file, self.corpus, self.output, model=self.model,
-            corpus_format=self.retriever.corpus_format, batch_size=self.retriever.batch_size,
-        )  # fmt: skip
+        return self.retriever.training("train", self)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -182,13 +186,7 @@ class DistillConfig:
             raise SimlmError("--alpha must be 0 or more")
         if self.teacher_temperature <= 0:
             raise SimlmError("--teacher-temperature must be positive")
-        spec = self.retriever.spec(
-            self.train_file, self.negatives, alpha=self.alpha, teacher_temperature=self.teacher_temperature
-        )
-        return spec, self.trainer.train_config(
-            "distill", self.train_file, self.corpus, self.output, model=self.model,
-            corpus_format=self.retriever.corpus_format, batch_size=self.retriever.batch_size,
-        )  # fmt: skip
+        return self.retriever.training("distill", self, alpha=self.alpha, teacher_temperature=self.teacher_temperature)
 
 
 @dataclass(frozen=True, kw_only=True)
