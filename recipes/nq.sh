@@ -53,17 +53,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # -- Pretraining: RLM. Only MS MARCO's script is released (scripts/train_rlm.sh); the paper pretrains on the
-# DPR passages the same way ----------------------------------------------------------------------------------
-PT_ENC_MASK=0.3        # --rlm_encoder_mask_prob 0.3: share of encoder tokens replaced
-PT_DEC_MASK=0.5        # --rlm_decoder_mask_prob 0.5: share of decoder tokens replaced
-PT_DEC_LAYERS=2        # paper Sec. 3: a 2-layer shallow decoder
-PT_LR=3e-4             # --learning_rate 3e-4
-PT_BATCH_TOTAL=2048    # 64 per GPU x 4 accumulation x 8 GPUs = 2048 passages per step
-PT_BATCH=64            # --per_device_train_batch_size 64
-PT_STEPS=80000         # --max_steps 80000
-PT_WARMUP=4000         # --warmup_steps 4000
-PT_WEIGHT_DECAY=0.0    # --weight_decay 0.0
-PT_MAX_LEN=144         # --rlm_max_length 144
+# DPR passages the same way: recipes/paper_chain.sh (PT_*) -------------------------------------------------------
 # -- Retrievers 1 and 2 (scripts/dpr/train_nq_biencoder.sh) ---------------------------------------------------
 RET_LR=1e-5            # --learning_rate 1e-5
 RET_BATCH=32           # global: --per_device_train_batch_size 8 x 4 GPUs (the authors name no GPU count for

@@ -1,13 +1,25 @@
 # The SimLM paper's fine-tuning chain (Figure 2) with the paper's hyperparameters, shared by recipes/msmarco.sh and
 # recipes/nq.sh (sourced, not run): [RLM pretraining] -> BM25 -> Retriever1 -> Retriever2 -> re-ranker ->
 # Retriever_distill. The caller sets, before sourcing:
-#   the hyperparameters (PT_*, RET_*, RR_*, KD_*, BM25_*, Q_LEN, P_LEN, MINE_DEPTH; RET_LENGTH and RR_LENGTH: the
+#   the hyperparameters (RET_*, RR_*, KD_*, BM25_*, Q_LEN, P_LEN, MINE_DEPTH; RET_LENGTH and RR_LENGTH: the
 #   training length flags as arrays, e.g. (--epochs 3) or (--max-steps 20000)), OUT (default output), SAMPLE_DATA
 #   (--data under --dry-run), metrics (array of --metric flags), CARD_DATASET and EVAL_SPLIT (model cards), TITLE,
 #   CORPUS_NAME, METRICS_NOTE, EXTRA_USAGE (its own flags for the usage line), and the functions
 #   data_files (sets C, QT, QD, RT, RD from DATA) and parse_extra "$@" (takes one of its own flags with its value,
 #   returns 1 for an unknown flag).
 . recipes/lib.sh  # flag checks and stage functions (definitions only)
+# -- Pretraining: RLM, the same for both collections (the authors' scripts/train_rlm.sh; only MS MARCO's is
+# released, and the paper pretrains on the DPR passages the same way) ------------------------------------------
+PT_ENC_MASK=0.3        # --rlm_encoder_mask_prob 0.3: share of encoder tokens replaced
+PT_DEC_MASK=0.5        # --rlm_decoder_mask_prob 0.5: share of decoder tokens replaced
+PT_DEC_LAYERS=2        # paper Sec. 3: a 2-layer shallow decoder
+PT_LR=3e-4             # --learning_rate 3e-4
+PT_BATCH_TOTAL=2048    # 64 per GPU x 4 accumulation x 8 GPUs = 2048 passages per step
+PT_BATCH=64            # --per_device_train_batch_size 64
+PT_STEPS=80000         # --max_steps 80000
+PT_WARMUP=4000         # --warmup_steps 4000
+PT_WEIGHT_DECAY=0.0    # --weight_decay 0.0
+PT_MAX_LEN=144         # --rlm_max_length 144
 DATA=
 MODEL=bert-base-uncased
 GENERATOR=google/electra-base-generator

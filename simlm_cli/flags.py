@@ -161,16 +161,19 @@ def _construct(config_cls: type, values: dict[str, Any]) -> Any:
     return config_cls(**kwargs)
 
 
-def command_from(config_cls: type, run: Callable[[Any], Any]) -> Callable[..., None]:
-    """A Typer command whose flags are `config_cls`'s: it builds the config from them and calls `run(config)`.
-    Its name and help are `run`'s."""
+def command_from(config_cls: type, run: Callable[..., Any], context: bool = False) -> Callable[..., None]:
+    """A Typer command whose flags are `config_cls`'s: it builds the config from them and calls `run(config)`
+    (`run(config, ctx)` with `context`: for a command that reads more than its flags, as `pretrain` reads an
+    objective's options from the rest of the command line). Its name and help are `run`'s."""
     params = _params(config_cls)
     names = [param.name for param in params]
-    if len(set(names)) != len(names):
+    if len(set(names)) != len(names) or (context and "ctx" in names):
         raise TypeError(f"{config_cls.__name__}: two flags share a field name")
 
     def command(**values: Any) -> None:
-        run(build(config_cls, values))
+        ctx = values.pop("ctx", None)
+        config = build(config_cls, values)
+        run(config, ctx) if context else run(config)
 
     command.__name__ = run.__name__
     command.__qualname__ = run.__qualname__
@@ -180,8 +183,12 @@ def command_from(config_cls: type, run: Callable[[Any], Any]) -> Callable[..., N
         inspect.Parameter(param.name, inspect.Parameter.KEYWORD_ONLY, default=param.flag.parameter, annotation=param.annotation)
         for param in params
     ]  # fmt: skip
+    annotations = {param.name: param.annotation for param in params}
+    if context:
+        signature.insert(0, inspect.Parameter("ctx", inspect.Parameter.KEYWORD_ONLY, annotation=typer.Context))
+        annotations = {"ctx": typer.Context} | annotations
     command.__signature__ = inspect.Signature(signature)  # type: ignore[attr-defined]
-    command.__annotations__ = {param.name: param.annotation for param in params} | {"return": None}
+    command.__annotations__ = annotations | {"return": None}
     return command
 
 
@@ -192,3 +199,23 @@ def option_of(config_cls: type, name: str) -> Any:
         if param.name == name:
             return param.flag.parameter
     raise KeyError(f"{config_cls.__name__} has no flag {name!r}")
+
+
+def example(command: str, width: int = 74) -> str:
+    """A help epilog showing the command line a user would most often type, kept whole (Click's `\b` stops the
+    re-wrapping) and broken before an option, with shell line continuations, where it would pass `width`."""
+    pieces: list[str] = []  # each option with its value(s)
+    for word in command.split(" "):
+        if pieces and not word.startswith("-"):
+            pieces[-1] += " " + word
+        else:
+            pieces.append(word)
+    lines, line = [], ""
+    for piece in pieces:
+        if line and len(line) + 1 + len(piece) > width:
+            lines.append(line + " \\")
+            line = "    " + piece
+        else:
+            line = f"{line} {piece}" if line else piece
+    lines.append(line)
+    return "\b\nExample:\n" + "\n".join("  " + text for text in lines)

@@ -142,12 +142,13 @@ def test_every_command_is_built_from_one_declaration_per_flag() -> None:
     from simlm_cli.options.fuse import FuseConfig
     from simlm_cli.options.index import IndexConfig
     from simlm_cli.options.mine import MineConfig
+    from simlm_cli.options.pretrain import PretrainConfig
     from simlm_cli.options.rerank import RerankRunConfig, ScoreConfig
     from simlm_cli.options.search import SearchConfig
     from simlm_cli.options.training import DistillConfig, RerankTrainConfig, TrainRetrieverConfig
 
     configs = (EncodeConfig, EvaluateConfig, FuseConfig, IndexConfig, MineConfig, RerankRunConfig, ScoreConfig,
-               SearchConfig, DistillConfig, RerankTrainConfig, TrainRetrieverConfig)  # fmt: skip
+               SearchConfig, DistillConfig, RerankTrainConfig, TrainRetrieverConfig, PretrainConfig)  # fmt: skip
     for config in configs:
         names = flag_names(config)
         assert len(names) == len(set(names)), config.__name__

@@ -56,6 +56,15 @@ def dry_run_flag(help: str = DRY_RUN_HELP) -> Any:
     return flag("--dry-run", default=False, help=help)
 
 
+def model_flag() -> Any:
+    return flag(
+        "--model",
+        "-m",
+        default=None,
+        help="HF model directory or hub name. Default: sentence-transformers/all-MiniLM-L6-v2 (embedded weights).",
+    )
+
+
 def device_flag() -> Any:
     return flag("--device", default="auto", help=DEVICE_HELP)
 
@@ -132,12 +141,7 @@ class TextEncoding:
 class EncoderFlags:
     """The model and how it encodes (`encode`); `resolve` fills what is not given."""
 
-    model: str | None = flag(
-        "--model",
-        "-m",
-        default=None,
-        help="HF model directory or hub name. Default: sentence-transformers/all-MiniLM-L6-v2 (embedded weights).",
-    )
+    model: str | None = model_flag()
     encoding: TextEncoding = group(TextEncoding)
 
     def resolve(self) -> EncoderSettings:

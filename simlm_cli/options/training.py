@@ -27,12 +27,33 @@ DEFAULT_MODEL_HELP = "Default: sentence-transformers/all-MiniLM-L6-v2 (embedded 
 
 
 @dataclass(frozen=True, kw_only=True)
+class RunControl:
+    """Checkpointing, logging and runtime flags every training command shares (`pretrain` too)."""
+
+    grad_accum: int = flag("--grad-accum", default=1, help="Micro-steps accumulated per optimizer step.")
+    max_grad_norm: float = flag("--max-grad-norm", default=1.0, help="Gradient clipping norm.")
+    save_steps: int = flag("--save-steps", default=1000, help="Checkpoint every N steps (and at the end).")
+    save_total_limit: int = flag("--save-total-limit", default=2, min=1, help="Checkpoints kept (the newest).")
+    log_steps: int = flag("--log-steps", default=10, help="Log (stderr and train_log.jsonl) every N steps.")
+    device: str = device_flag()
+    precision: TrainingPrecision = flag("--precision", default=TrainingPrecision.auto, help=AUTO_PRECISION_HELP)
+    resume: bool = flag(
+        "--resume", default=False, help="Continue exactly from the newest checkpoint in --output/checkpoints."
+    )
+    overwrite: bool = flag(
+        "--overwrite",
+        default=False,
+        help="Replace an earlier simlm run in --output (only the files it wrote, listed in its .simlm-run.json). "
+        "Without it (or --resume) a non-empty --output is refused.",
+    )
+
+
+@dataclass(frozen=True, kw_only=True)
 class TrainerFlags:
-    """The optimisation, checkpointing and runtime flags every fine-tuning command shares."""
+    """The optimisation flags every fine-tuning command shares, with the training run's (`RunControl`)."""
 
     max_steps: int | None = flag("--max-steps", default=None, help="Optimizer steps (overrides --epochs).")
     epochs: float = flag("--epochs", default=1.0, help="Passes over the training queries (fractions allowed).")
-    grad_accum: int = flag("--grad-accum", default=1, help="Micro-steps accumulated per optimizer step.")
     global_batch_size: int | None = flag(
         "--global-batch-size",
         default=None,
@@ -47,27 +68,13 @@ class TrainerFlags:
     warmup_steps: int | None = flag(
         "--warmup-steps", default=None, help="Linear warmup steps. Default: 10% of the steps."
     )
-    max_grad_norm: float = flag("--max-grad-norm", default=1.0, help="Gradient clipping norm.")
-    save_steps: int = flag("--save-steps", default=1000, help="Checkpoint every N steps (and at the end).")
-    save_total_limit: int = flag("--save-total-limit", default=2, min=1, help="Checkpoints kept (the newest).")
     save_epochs: bool = flag(
         "--save-epochs",
         default=False,
         help="Also write each epoch's model to OUTPUT/epochs/epoch-N (to pick one on a dev split).",
     )
-    log_steps: int = flag("--log-steps", default=10, help="Log (stderr and train_log.jsonl) every N steps.")
     seed: int = flag("--seed", default=SEED, help="Seeds initialisation, data order and negative sampling.")
-    device: str = device_flag()
-    precision: TrainingPrecision = flag("--precision", default=TrainingPrecision.auto, help=AUTO_PRECISION_HELP)
-    resume: bool = flag(
-        "--resume", default=False, help="Continue exactly from the newest checkpoint in --output/checkpoints."
-    )
-    overwrite: bool = flag(
-        "--overwrite",
-        default=False,
-        help="Replace an earlier simlm run in --output (only the files it wrote, listed in its .simlm-run.json). "
-        "Without it (or --resume) a non-empty --output is refused.",
-    )
+    run: RunControl = group(RunControl)
     dry_run: bool = flag(
         "--dry-run",
         default=False,
@@ -82,8 +89,9 @@ class TrainerFlags:
         from simlm_cli.training.run_dir import check_train_output
         from simlm_cli.training.trainer import TrainConfig
 
-        check_train_output(output, self.resume, self.overwrite, [train_file, corpus, own.get("model")])
+        check_train_output(output, self.run.resume, self.run.overwrite, [train_file, corpus, own.get("model")])
         values = asdict(self)
+        values |= values.pop("run")
         # --max-steps, when given, overrides --epochs: the trainer then counts steps, not passes
         max_steps, epochs = values.pop("max_steps"), values.pop("epochs")
         return TrainConfig(

@@ -215,12 +215,12 @@ def test_cli_rlm_help_shows_the_papers_settings_beside_the_defaults(app):
 def test_msmarco_recipe_passes_the_papers_pretraining_settings():
     recipes = Path(__file__).resolve().parents[3] / "recipes"
     recipe = (recipes / "msmarco.sh").read_text(encoding="utf-8")
-    settings = dict(re.findall(r"^(PT_[A-Z_]+)=(\S+)", recipe, flags=re.M))
-    assert settings["PT_LR"] == "3e-4" and settings["PT_WARMUP"] == "4000" and float(settings["PT_WEIGHT_DECAY"]) == 0
-    assert settings["PT_ENC_MASK"] == "0.3" and settings["PT_DEC_MASK"] == "0.5" and settings["PT_STEPS"] == "80000"
-    # msmarco.sh sets the values; the chain it sources (paper_chain.sh) runs the pretraining with them.
+    # msmarco.sh (and nq.sh) source the chain (paper_chain.sh), which sets the paper's values and pretrains with them
     assert ". recipes/paper_chain.sh" in recipe
     chain = (recipes / "paper_chain.sh").read_text(encoding="utf-8")
+    settings = dict(re.findall(r"^(PT_[A-Z_]+)=(\S+)", chain, flags=re.M))
+    assert settings["PT_LR"] == "3e-4" and settings["PT_WARMUP"] == "4000" and float(settings["PT_WEIGHT_DECAY"]) == 0
+    assert settings["PT_ENC_MASK"] == "0.3" and settings["PT_DEC_MASK"] == "0.5" and settings["PT_STEPS"] == "80000"
     launch = chain[chain.index("launch pretrain") :].split("$dry", 1)[0]
     for flag in ("--lr $PT_LR", "--warmup-steps $PT_WARMUP", "--weight-decay $PT_WEIGHT_DECAY"):
         assert flag in launch, flag
