@@ -109,8 +109,6 @@ class CrossEncoder(nn.Module):
         base_model_path: str | None = None,
     ):
         super().__init__()
-        if batch_size < 1:
-            raise SimlmError("--batch-size must be at least 1")
         self.model = model  # a Hugging Face sequence classifier, or a backend's model called alike
         self.tokenizer = tokenizer
         self.max_length = max_length

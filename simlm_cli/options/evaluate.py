@@ -8,16 +8,12 @@ from simlm_cli.eval import DEFAULT_RESAMPLES, DEFAULT_SEED
 from simlm_cli.flags import flag
 from simlm_cli.io.qrels import QrelsFormat
 from simlm_cli.io.runs import RunFormat
-from simlm_cli.options.shared import qrels_format_flag, run_format_flag
+from simlm_cli.options.shared import complete_from, qrels_format_flag, run_format_flag
 
 PAPER_METRICS = ["mrr@10", "recall@50", "recall@1000", "ndcg@10"]
 METRIC_EXAMPLES = (
     "ndcg@10", "mrr@10", "recall@100", "recall@1000", "r@100", "map", "map@1000", "p@10", "success@10", "ndcg", "mrr",
 )  # fmt: skip
-
-
-def complete_metric(incomplete: str) -> list[str]:
-    return [name for name in METRIC_EXAMPLES if name.startswith(incomplete)]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -40,7 +36,7 @@ class EvaluateConfig:
         "--metric",
         "-M",
         default=PAPER_METRICS,
-        autocompletion=complete_metric,
+        autocompletion=complete_from(METRIC_EXAMPLES),
         help="Repeatable: ndcg@10, mrr@10, recall@100, map, p@10, ... Default: the paper's four.",
     )
     json_summary: bool = flag(
