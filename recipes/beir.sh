@@ -8,7 +8,7 @@
 #   bash recipes/beir.sh --data DIR [--output OUT] [--init MODEL] [--dry-run] [--epochs E] [--lr LR]
 #                        [--negatives N] [--rerank-depth K] [--distill-epochs E] [--r2-init best|r1|init]
 #                        [--seeds "42 43 44"] [--dev-fraction F] [--stop-after retriever2|reranker|distill]
-#                        [--precision P] [--final-retrain]
+#                        [--precision P] [--final-retrain] [--rank-range "START:END ..."]
 #
 # Every choice is made on a dev split that no model trains on, never on the test split:
 #   - the dev split: the collection's own qrels/dev.tsv, else a quarter of the train queries held out once
@@ -16,6 +16,13 @@
 #   - epochs: each trainer saves every epoch's model (--save-epochs); each is evaluated on dev and the best kept
 #     (early stopping; --epochs, --distill-epochs and the re-ranker's epochs are the most it may take).
 #   - every fusion and interpolation weight is tuned on the dev runs (OUT/NAME.fuse.json).
+#   - the learning rate and the mining setting, when given a grid: --lr "1e-5 2e-5 5e-5" and/or
+#     --rank-range "1:200 11:200" train Retriever1 once per (lr, rank range) cell, each early-stopped on dev; the
+#     best cell on dev is Retriever1 (OUT/sSEED/retriever1.grid.json lists every cell's dev figure), and its lr and
+#     rank range are the seed's: Retriever2 trains at that lr, and every later hard-negative file (Retriever2's, the
+#     re-ranker's) keeps negatives from that rank range. A rank range that starts below the top (11:200) skips the
+#     top-ranked unjudged passages, which on densely judged collections are often unjudged positives. Each cell
+#     costs one Retriever1 training, the chain's largest stage on a CPU: the default is one cell (2e-5, 1:200).
 #   - stage keeping: a stage that does not beat its input on dev (nDCG@10) is reported, marked "dropped", and not
 #     built upon: the next stage starts from the best model / run so far. The final run is the best on dev among the
 #     stages kept (and the untrained ones), named as such in the table.
@@ -51,7 +58,8 @@ INIT=sentence-transformers/all-MiniLM-L6-v2
 EPOCHS=3          # Retriever1's most epochs (the paper's 3 on MS MARCO); early stopping picks one on dev
 R2_EPOCHS=2       # Retriever2's most epochs (a second round from a trained model; a CPU budget)
 R2_INIT=best      # best: from the best dense model on dev so far (the stage-keeping rule); r1; init (the paper)
-LR=2e-5           # the paper's MS MARCO retriever learning rate (recipes/msmarco.sh RET_LR)
+LR=2e-5           # the paper's MS MARCO retriever learning rate (recipes/msmarco.sh RET_LR); a list: a grid on dev
+RANK_RANGES=1:200 # hard negatives from these ranks of the run (simlm mine --rank-range); a list: a grid on dev
 NEG=3             # hard negatives per query, re-sampled every epoch from the top 200 (paper: 15; a CPU budget)
 TEMP=0.05         # the initial MiniLM's own training temperature (scale 20); the paper's 0.02 is BERT's from scratch
 POOLING=model     # the initial model's own pooling (mean for MiniLM); cls is the paper's
@@ -71,13 +79,13 @@ DEV_FRACTION=0.25 # train queries held out as dev when the collection has no dev
 DRY=()
 FINAL_RETRAIN=0   # --final-retrain: the final run's last trained model trained again on fit + dev (see above)
 PRECISION=()      # --precision P: the inference commands' precision (encode, search, rerank run), not training's
-usage="usage: $0 --data DIR [--output OUT] [--init MODEL] [--dry-run] [--epochs E] [--lr LR] [--negatives N] [--rerank-depth K] [--distill-epochs E] [--r2-init best|r1|init] [--seeds \"S1 S2\"] [--dev-fraction F] [--stop-after STAGE] [--precision P] [--final-retrain]"
+usage="usage: $0 --data DIR [--output OUT] [--init MODEL] [--dry-run] [--epochs E] [--lr LR] [--negatives N] [--rerank-depth K] [--distill-epochs E] [--r2-init best|r1|init] [--seeds \"S1 S2\"] [--dev-fraction F] [--stop-after STAGE] [--precision P] [--final-retrain] [--rank-range \"START:END ...\"]"
 while [ $# -gt 0 ]; do
   case "$1" in
     --dry-run) DRY=(--dry-run); shift; continue ;;
     --final-retrain) FINAL_RETRAIN=1; shift; continue ;;
     --data|--output|--init|--epochs|--lr|--negatives|--rerank-depth|--distill-epochs|--r2-init|--seeds|\
-    --dev-fraction|--stop-after|--precision) need_value "$@" ;;
+    --dev-fraction|--stop-after|--precision|--rank-range) need_value "$@" ;;
     *) echo "$usage" >&2; exit 2 ;;
   esac
   case "$1" in
@@ -94,6 +102,7 @@ while [ $# -gt 0 ]; do
     --dev-fraction) DEV_FRACTION=$2 ;;
     --stop-after) STOP_AFTER=$2 ;;
     --precision) PRECISION=(--precision "$2") ;;
+    --rank-range) RANK_RANGES=$2 ;;
   esac
   shift 2
 done
@@ -103,7 +112,8 @@ for f in corpus.jsonl queries.jsonl qrels/train.tsv qrels/test.tsv; do
 done
 [ -n "$INIT" ] || die "--init: expected a model"
 check_int --epochs "$EPOCHS" 1
-check_positive --lr "$LR"
+check_list --lr "$LR" check_positive
+check_list --rank-range "$RANK_RANGES" check_rank_range
 check_int --negatives "$NEG" 1
 check_int --rerank-depth "$RR_DEPTH" 1
 check_int --distill-epochs "$D_EPOCHS" 1
@@ -133,7 +143,7 @@ began=$(date +%s)
 # The paper's 32/144 tokens: simlm train would otherwise keep the initial model's own (MiniLM: 256), twice the
 # passage tokens per step.
 LENGTHS=(--query-max-length 32 --passage-max-length 144)
-train_flags=(--pooling $POOLING "${LENGTHS[@]}" --negatives $NEG --temperature $TEMP --lr $LR --batch-size 16)
+train_flags=(--pooling $POOLING "${LENGTHS[@]}" --negatives $NEG --temperature $TEMP --batch-size 16)
 COMPARES=0  # `simlm evaluate` compares runs (--baseline): each stage's paired test against its input on test
 if command simlm evaluate --help 2>/dev/null | grep -q -- --baseline; then COMPARES=1; fi
 
@@ -182,11 +192,11 @@ early_stopped_dense() {  # early_stopped_dense NAME: every epoch of models/NAME 
 
 # The three trainers, each: NAME FROM_MODEL TRAIN_FILE EPOCHS SEED [FLAGS...] -> models/NAME (the chain adds
 # --save-epochs: every epoch kept for early stopping; the final retrain trains the chosen number of epochs once).
-train_dense() {  # simlm train (contrastive)
-  local name=$1 from=$2 file=$3 epochs=$4 seed=$5
-  shift 5
+train_dense() {  # simlm train (contrastive); train_dense NAME FROM FILE EPOCHS SEED LR [FLAGS...]
+  local name=$1 from=$2 file=$3 epochs=$4 seed=$5 lr=$6
+  shift 6
   simlm train --model "$from" --train-file "$file" --corpus "$C" --output "$OUT/models/$name" --overwrite "${train_flags[@]}" \
-    --epochs "$epochs" --seed "$seed" "$@" $(dry)
+    --lr "$lr" --epochs "$epochs" --seed "$seed" "$@" $(dry)
 }
 train_reranker() {  # simlm rerank train (listwise), from the initial model
   local name=$1 from=$2 file=$3 epochs=$4 seed=$5
@@ -205,6 +215,8 @@ train_distill() {  # simlm distill (KL from the teacher's scores + 0.2 x contras
 declare -A MODEL_OF=([zeroshot]=$INIT) EPOCH_OF=()  # a dense stage's model (its best epoch), and that epoch
 # A trained stage's starting model and the run its negatives (or teacher scores) came from: the final retrain's recipe
 declare -A FROM_OF=() SOURCE_OF=()
+# A dense stage's learning rate and the rank range its hard negatives came from (a grid cell's, or the seed's)
+declare -A LR_OF=() RANKS_OF=()
 
 stage_start "dev split"
 dev_split "$DEV_FRACTION"
@@ -231,8 +243,14 @@ v=$(keep_stage zeroshot_bm25 "$(better_of zeroshot bm25)")
 if [ "$v" = kept ]; then untrained+=(zeroshot_bm25); fi
 stage_end zeroshot_bm25
 
+GRID_CELLS=$(( $(wc -w <<< "$LR") * $(wc -w <<< "$RANK_RANGES") ))
+ranks_tag() {  # ranks_tag START:END: a file-name tag for a rank range in a grid ("" without a rank-range grid)
+  if [ "$(wc -w <<< "$RANK_RANGES")" -gt 1 ]; then echo ".ranks${1/:/-}"; fi
+}
 stage_start "BM25 hard negatives of the fit queries"
-mine "$R/bm25.fit.trec" "$OUT/train/bm25.jsonl"
+for ranks in $RANK_RANGES; do
+  mine "$R/bm25.fit.trec" "$OUT/train/bm25$(ranks_tag $ranks).jsonl" "$FIT_QRELS" --rank-range "$ranks"
+done
 stage_end mine_bm25
 
 
@@ -244,26 +262,59 @@ best_stage() {  # best_stage NAME...: the stage with the best dev figure (the fi
   echo "${best%.json}"
 }
 
+retriever1_grid() {  # Retriever1 of seed $s ($p: run_seed's locals) once per --lr x --rank-range cell, each
+  # early-stopped on dev; the best cell on dev (the first of equals: list the default first) becomes $p/retriever1,
+  # its lr and rank range the seed's (SEED_LR, SEED_RANKS); OUT/$p/retriever1.grid.json records every cell's dev figure
+  local lr ranks cell cells=() best split
+  for lr in $LR; do
+    for ranks in $RANK_RANGES; do
+      cell=$p/retriever1
+      if [ "$GRID_CELLS" -gt 1 ]; then cell=$p/retriever1.lr$lr$(ranks_tag "$ranks"); fi
+      train_dense $cell "$INIT" "$OUT/train/bm25$(ranks_tag "$ranks").jsonl" $EPOCHS $s $lr --save-epochs
+      early_stopped_dense $cell
+      LR_OF[$cell]=$lr RANKS_OF[$cell]=$ranks
+      cells+=("$cell")
+    done
+  done
+  best=$(best_stage "${cells[@]}")
+  if [ "$best" != $p/retriever1 ]; then
+    for split in test fit dev; do cp "$(split_run "$best" $split)" "$(split_run $p/retriever1 $split)"; done
+    cp "$OUT/dev/$best.json" "$OUT/dev/$p/retriever1.json"
+    MODEL_OF[$p/retriever1]=${MODEL_OF[$best]} EPOCH_OF[$p/retriever1]=${EPOCH_OF[$best]}
+  fi
+  SEED_LR=${LR_OF[$best]} SEED_RANKS=${RANKS_OF[$best]}
+  LR_OF[$p/retriever1]=$SEED_LR RANKS_OF[$p/retriever1]=$SEED_RANKS
+  python -c 'import json, sys
+out, best, metric, cells = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4:]
+rows = [dict(zip(("name", "lr", "rank_range", "epoch", "dev_file"), c.split("|"))) for c in cells]
+for row in rows:
+    row["dev"] = json.load(open(row.pop("dev_file")))[metric]
+json.dump({"metric": metric, "chosen": best, "cells": rows}, open(out + ".tmp", "w"), indent=1)' \
+    "$OUT/$p/retriever1.grid.json" "$best" "$SELECT_METRIC" \
+    $(for cell in "${cells[@]}"; do echo "$cell|${LR_OF[$cell]}|${RANKS_OF[$cell]}|${EPOCH_OF[$cell]}|$OUT/dev/$cell.json"; done)
+  mv "$OUT/$p/retriever1.grid.json.tmp" "$OUT/$p/retriever1.grid.json"
+}
+
 run_seed() {  # run_seed SEED: every trained stage for one seed (OUT/sSEED/...), each choice made on dev
   local s=$1 p=s$1 dense=zeroshot run input v dir e files
   local candidates=("${untrained[@]}")
   mkdir -p "$OUT/$p" "$OUT/models/$p" "$OUT/train/$p" "$R/$p" "$OUT/dev/$p"
 
-  stage_start "Retriever1 (seed $s): BM25 hard negatives, from $INIT"
-  train_dense $p/retriever1 "$INIT" "$OUT/train/bm25.jsonl" $EPOCHS $s --save-epochs
+  stage_start "Retriever1 (seed $s): BM25 hard negatives, from $INIT ($GRID_CELLS lr x rank-range cell(s))"
+  retriever1_grid
   FROM_OF[$p/retriever1]=$INIT SOURCE_OF[$p/retriever1]=bm25
-  early_stopped_dense $p/retriever1
   evaluate $p/retriever1 "$R/$p/retriever1.trec"
   card "${MODEL_OF[$p/retriever1]}" $p/retriever1 "Retriever1 (seed $s)"
-  v=$(keep_stage $p/retriever1 zeroshot "epoch=${EPOCH_OF[$p/retriever1]}")
+  v=$(keep_stage $p/retriever1 zeroshot "epoch=${EPOCH_OF[$p/retriever1]}" "lr=$SEED_LR" "rank_range=$SEED_RANKS")
   if [ "$v" = kept ]; then dense=$p/retriever1; candidates+=($p/retriever1); fi
   stage_end $p/retriever1
 
   case $R2_INIT in best) input=$dense ;; r1) input=$p/retriever1 ;; init) input=zeroshot ;; esac
   stage_start "Retriever2 (seed $s): negatives of $dense (the best dense model on dev so far), from $input"
-  mine "$R/$dense.fit.trec" "$OUT/train/$p/retriever2.jsonl"
-  train_dense $p/retriever2 "${MODEL_OF[$input]}" "$OUT/train/$p/retriever2.jsonl" $R2_EPOCHS $s --save-epochs
+  mine "$R/$dense.fit.trec" "$OUT/train/$p/retriever2.jsonl" "$FIT_QRELS" --rank-range "$SEED_RANKS"
+  train_dense $p/retriever2 "${MODEL_OF[$input]}" "$OUT/train/$p/retriever2.jsonl" $R2_EPOCHS $s $SEED_LR --save-epochs
   FROM_OF[$p/retriever2]=${MODEL_OF[$input]} SOURCE_OF[$p/retriever2]=$dense
+  LR_OF[$p/retriever2]=$SEED_LR RANKS_OF[$p/retriever2]=$SEED_RANKS
   early_stopped_dense $p/retriever2
   evaluate $p/retriever2 "$R/$p/retriever2.trec"
   card "${MODEL_OF[$p/retriever2]}" $p/retriever2 "Retriever2 (seed $s)"
@@ -282,9 +333,9 @@ run_seed() {  # run_seed SEED: every trained stage for one seed (OUT/sSEED/...),
 
   run=$(best_stage "${candidates[@]}")
   stage_start "re-ranker (seed $s): cross-encoder over the top $RR_DEPTH of $run (the best run on dev so far)"
-  mine "$R/$run.fit.trec" "$OUT/train/$p/reranker.jsonl"
+  mine "$R/$run.fit.trec" "$OUT/train/$p/reranker.jsonl" "$FIT_QRELS" --rank-range "$SEED_RANKS"
   train_reranker $p/reranker "$INIT" "$OUT/train/$p/reranker.jsonl" $RR_EPOCHS $s --save-epochs
-  FROM_OF[$p/reranker_alone]=$INIT SOURCE_OF[$p/reranker_alone]=$run
+  FROM_OF[$p/reranker_alone]=$INIT SOURCE_OF[$p/reranker_alone]=$run RANKS_OF[$p/reranker_alone]=$SEED_RANKS
   files=()
   for dir in $(ls -d "$OUT/models/$p/reranker"/epochs/epoch-* | sort -V); do
     e=$(basename "$dir")
@@ -379,13 +430,13 @@ final_retrain() {  # final_retrain FINAL: FINAL's last trained model trained aga
   kind=${stage#"$p/"}
   case $kind in
     retriever1|retriever2)
-      mine "$all" "$OUT/train/$name.jsonl" "$ALL_QRELS"
-      train_dense "$name" "${FROM_OF[$stage]}" "$OUT/train/$name.jsonl" "${EPOCH_OF[$stage]}" $s ;;
+      mine "$all" "$OUT/train/$name.jsonl" "$ALL_QRELS" --rank-range "${RANKS_OF[$stage]}"
+      train_dense "$name" "${FROM_OF[$stage]}" "$OUT/train/$name.jsonl" "${EPOCH_OF[$stage]}" $s "${LR_OF[$stage]}" ;;
     distill)
       mine "$all" "$OUT/train/$name.jsonl" "$ALL_QRELS" --teacher
       train_distill "$name" "${FROM_OF[$stage]}" "$OUT/train/$name.jsonl" "${EPOCH_OF[$stage]}" $s ;;
     reranker_alone)
-      mine "$all" "$OUT/train/$name.jsonl" "$ALL_QRELS"
+      mine "$all" "$OUT/train/$name.jsonl" "$ALL_QRELS" --rank-range "${RANKS_OF[$stage]}"
       train_reranker "$name" "${FROM_OF[$stage]}" "$OUT/train/$name.jsonl" "${EPOCH_OF[$stage]}" $s ;;
   esac
   model=$OUT/models/$name

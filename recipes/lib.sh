@@ -39,6 +39,18 @@ check_choice() {  # check_choice FLAG VALUE CHOICE...
   shift 2
   case " $* " in *" $value "*) ;; *) die "$flag '$value': expected one of: $*" ;; esac
 }
+check_list() {  # check_list FLAG "V1 V2 ..." CHECK: one or more distinct values, each passing CHECK FLAG VALUE
+  local flag=$1 values=$2 check=$3 value
+  [ -n "${values// /}" ] || die "$flag '$values': expected one or more values"
+  for value in $values; do "$check" "$flag" "$value"; done
+  [ "$(tr ' ' '\n' <<< "$values" | grep -c .)" = "$(tr ' ' '\n' <<< "$values" | grep . | sort -u | wc -l)" ] ||
+    die "$flag '$values': a value is repeated"
+}
+check_rank_range() {  # check_rank_range FLAG START:END: 1 <= START <= END, as simlm mine --rank-range takes it
+  [[ "$2" =~ ^([0-9]+):([0-9]*)$ ]] && [ "${BASH_REMATCH[1]}" -ge 1 ] &&
+    { [ -z "${BASH_REMATCH[2]}" ] || [ "${BASH_REMATCH[2]}" -ge "${BASH_REMATCH[1]}" ]; } ||
+    die "$1 '$2': expected START:END with 1 <= START <= END (e.g. 11:200)"
+}
 check_seeds() {  # check_seeds FLAG "S1 S2 ...": one or more distinct integers
   local seed
   [ -n "${2// /}" ] || die "$1 '$2': expected one or more integer seeds"

@@ -5,7 +5,8 @@ PyTorch, cached, and run by OpenVINO's CPU plugin at fp32 or bf16 (its inference
 The conversion traces the model with eager attention. Before a graph is used it is checked against PyTorch fp32 on
 a padded batch of random tokens: the f32 graph within FLOAT_TOLERANCE of PyTorch (the conversion's own error), and
 for fp32/bf16 also the graph as it will run, at its inference precision, each token's vector at cosine >=
-MIN_COSINE (0.9999 fp32, 0.999 bf16) to PyTorch fp32 (a re-ranker's logits within CLASSIFIER_TOLERANCE). A graph
+MIN_COSINE (0.9999 fp32, 0.999 bf16) to PyTorch fp32 (a re-ranker's logits within CLASSIFIER_TOLERANCE, or at bf16
+within twice what PyTorch's own bf16 autocast moves them on the same batch, if that is more). A graph
 that fails is refused with one line, never used or cached.
 
 Each model is cached under `$SIMLM_CACHE_DIR/<kind>/<digest>/` (default `~/.cache/simlm`; kind "openvino" for the
@@ -52,8 +53,12 @@ FLOAT_TOLERANCE = 1e-3  # max |converted f32 graph - PyTorch| on real tokens; co
 MIN_COSINE = {"f32": 0.9999, "bf16": 0.999}
 # A re-ranker's: the largest logit error relative to max(1, |logit|). bf16 keeps 8 significant bits; PyTorch's own
 # bf16 autocast moved logits by up to 3.5e-2 of that (OpenVINO bf16: 2.9e-2) on the tests' tiny random re-ranker,
-# 3.3e-4 (4.7e-4) on MiniLM with a fresh head, on SciFact pairs.
+# 3.3e-4 (4.7e-4) on MiniLM with a fresh head, on SciFact pairs. A trained re-ranker's logits move more: on
+# MiniLM after 2 epochs of `rerank train` (recipes/scifact.sh), PyTorch bf16 3.5e-2 and OpenVINO bf16 5.8e-2 on one
+# check batch, 2.6e-2 and 2.5e-2 on another. So a bf16 graph may also be as far as twice PyTorch's own bf16 on the
+# same batch: bf16 through OpenVINO is refused only where it is clearly worse than bf16 through PyTorch.
 CLASSIFIER_TOLERANCE = {"f32": 1e-3, "bf16": 5e-2}
+BF16_AGAINST_PYTORCH_BF16 = 2.0
 PRECISION_HINTS = {Precision.fp32: "f32", Precision.bf16: "bf16"}
 
 
@@ -222,19 +227,45 @@ def compiled(graph: Any, precision: str) -> Any:
     return openvino_module().Core().compile_model(graph, "CPU", config)
 
 
-def _against_pytorch(model: Any, graph: Any, head: str, names: list[str], precision: str) -> tuple[np.ndarray, ...]:
-    """(PyTorch fp32's output, the graph's at `precision`) on the real (unpadded) positions of a check batch whose
-    shape is not the conversion's (the axes are dynamic)."""
+CHECK_LENGTHS = (21, 9, 2, 5)  # the check batch's rows: a shape that is not the conversion's (the axes are dynamic)
+
+
+def _pytorch_output(model: Any, head: str, sample: dict[str, np.ndarray], bf16: bool = False) -> np.ndarray:
     import torch
 
-    sample = sample_inputs(model.config, names, lengths=(21, 9, 2, 5))
-    with torch.inference_mode():
-        expected = getattr(model(**{k: torch.from_numpy(v) for k, v in sample.items()}), HEADS[head]).numpy()
+    autocast = torch.autocast("cpu", dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
+    with torch.inference_mode(), autocast:
+        output = getattr(model(**{k: torch.from_numpy(v) for k, v in sample.items()}), HEADS[head])
+    return output.float().numpy().astype(np.float64)
+
+
+def _against_pytorch(model: Any, graph: Any, head: str, names: list[str], precision: str) -> tuple[np.ndarray, ...]:
+    """(PyTorch fp32's output, the graph's at `precision`) on the real (unpadded) positions of the check batch."""
+    sample = sample_inputs(model.config, names, lengths=CHECK_LENGTHS)
+    expected = _pytorch_output(model, head, sample)
     got = compiled(graph, precision).create_infer_request().infer(sample)[0]
     if head == "encoder":
         mask = sample["attention_mask"].astype(bool)
         expected, got = expected[mask], got[mask]
-    return expected.astype(np.float64), np.asarray(got, dtype=np.float64)
+    return expected, np.asarray(got, dtype=np.float64)
+
+
+def logit_error(expected: np.ndarray, got: np.ndarray) -> float:
+    """The largest logit error relative to max(1, |logit|)."""
+    return float((np.abs(expected - got) / np.maximum(np.abs(expected), 1.0)).max())
+
+
+def classifier_bar(model: Any, names: list[str], precision: str) -> tuple[float, dict[str, float]]:
+    """The largest logit error a re-ranker's graph may have at `precision`, and what it was derived from: the fixed
+    tolerance, or at bf16 twice PyTorch's own bf16 autocast error on the same check batch when that is larger."""
+    bar = CLASSIFIER_TOLERANCE[precision]
+    if precision != "bf16":
+        return bar, {}
+    sample = sample_inputs(model.config, names, lengths=CHECK_LENGTHS)
+    torch_bf16 = logit_error(
+        _pytorch_output(model, "classifier", sample), _pytorch_output(model, "classifier", sample, True)
+    )
+    return max(bar, BF16_AGAINST_PYTORCH_BF16 * torch_bf16), {"pytorch_bf16_logit_error": torch_bf16}
 
 
 def check_float(model: Any, graph: Any, settings: ExportSettings, names: list[str], model_name: str) -> float:
@@ -260,7 +291,7 @@ def check_compiled(
 ) -> dict[str, float]:
     """The graph as it will run (at its inference precision) against PyTorch fp32, refused below the bar: an
     encoder's token vectors at MIN_COSINE, a re-ranker's logits (one number per pair, where a cosine says nothing)
-    within CLASSIFIER_TOLERANCE of max(1, |logit|). Returns the measure, to be recorded."""
+    within `classifier_bar` of max(1, |logit|). Returns the measure, to be recorded."""
     precision = settings.inference_precision
     expected, got = _against_pytorch(model, graph, settings.head, names, precision)
     if settings.head == "encoder":
@@ -269,12 +300,12 @@ def check_compiled(
             return {"min_cosine": cosine}
         problem = f"reaches cosine {cosine:.6f} to PyTorch fp32 (< {MIN_COSINE[precision]})"
     else:
-        error = float((np.abs(expected - got) / np.maximum(np.abs(expected), 1.0)).max())
-        if error <= CLASSIFIER_TOLERANCE[precision]:
-            return {"max_logit_error": error}
-        problem = (
-            f"logits differ from PyTorch fp32's by {error:.2e} of max(1, |logit|) (> {CLASSIFIER_TOLERANCE[precision]})"
-        )
+        error = logit_error(expected, got)
+        bar, measured = classifier_bar(model, names, precision)
+        if error <= bar:
+            return {"max_logit_error": error, **measured}
+        against = f", twice PyTorch bf16's {measured['pytorch_bf16_logit_error']:.2e}" if measured else ""
+        problem = f"logits differ from PyTorch fp32's by {error:.2e} of max(1, |logit|) (> {bar:.2e}{against})"
     raise SimlmError(f"{settings.flag}: the OpenVINO {precision} graph of {model_name} {problem}; use --backend torch")
 
 

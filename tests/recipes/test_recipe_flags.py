@@ -33,6 +33,8 @@ BEIR_BAD = [
     ("--negatives", "0"), ("--rerank-depth", "-1"), ("--distill-epochs", "x"), ("--r2-init", "r3"),
     ("--seeds", "42 forty"), ("--seeds", "42 42"), ("--seeds", " "), ("--dev-fraction", "1"),
     ("--dev-fraction", "0"), ("--dev-fraction", "a"), ("--precision", "int4"), ("--stop-after", "bm25"),
+    ("--lr", "2e-5 fast"), ("--lr", "2e-5 2e-5"), ("--rank-range", "0:200"), ("--rank-range", "5:3"),
+    ("--rank-range", "1:200 top"), ("--rank-range", "1-200"), ("--rank-range", "1:200 1:200"),
 ]  # fmt: skip
 
 

@@ -414,3 +414,34 @@ def test_a_stage_worse_than_its_input_on_dev_is_not_built_upon(tmp_path: Path) -
     assert json.loads((out / "s7" / "final.stage.json").read_text())["final"] != "s7/retriever1"
     rows = {row["stage"]: row for row in json.loads((out / "results.json").read_text())["rows"]}
     assert rows["Retriever1"]["kept"] == 0 and rows["Retriever1"]["ndcg@10"] is not None  # reported, not kept
+
+
+def test_a_grid_of_learning_rates_and_rank_ranges_is_chosen_on_dev(tmp_path: Path) -> None:
+    """--lr and --rank-range given lists: Retriever1 trains once per cell, each early-stopped on dev; the best cell
+    on dev is Retriever1 (lr 1 wrecks the model, so it is not chosen), and the later stages of the seed train at its
+    learning rate on negatives from its rank range. Every choice reads the dev qrels only."""
+    data = make_graded_collection(tmp_path / "graded")
+    out = tmp_path / "out"
+    run_recipe("beir.sh", out, "--data", data, "--lr", "1 3e-5", "--rank-range", "1:200 4:200",
+               "--stop-after", "retriever2", "--seeds", "7")  # fmt: skip
+    grid = json.loads((out / "s7" / "retriever1.grid.json").read_text())
+    cells = {(c["lr"], c["rank_range"]): c for c in grid["cells"]}
+    assert set(cells) == {("1", "1:200"), ("1", "4:200"), ("3e-5", "1:200"), ("3e-5", "4:200")}
+    best = max(grid["cells"], key=lambda c: c["dev"])
+    assert grid["chosen"] == best["name"] and best["lr"] == "3e-5", grid
+    for cell in grid["cells"]:  # each cell's dev figure is its best epoch's, the one early stopping kept
+        assert cell["dev"] == json.loads((out / "dev" / f"{cell['name']}.json").read_text())["ndcg@10"]
+    assert json.loads((out / "dev" / "s7" / "retriever1.json").read_text())["ndcg@10"] == best["dev"]
+    choice = json.loads((out / "s7" / "retriever1.stage.json").read_text())
+    assert (choice["lr"], choice["rank_range"]) == (best["lr"], best["rank_range"]), choice
+    commands = logged_commands(out)
+    trained = [argv for _, argv in commands if argv[1] == "train"]
+    assert sorted(flag_values(argv, "--lr")[0] for argv in trained[:4]) == ["1", "1", "3e-5", "3e-5"]
+    mined = {flag_values(argv, "--output")[0]: flag_values(argv, "--rank-range") for _, argv in commands
+             if argv[1] == "mine"}  # fmt: skip
+    assert mined[str(out / "train" / "bm25.ranks1-200.jsonl")] == ["1:200"]
+    assert mined[str(out / "train" / "bm25.ranks4-200.jsonl")] == ["4:200"]
+    assert mined[str(out / "train" / "s7" / "retriever2.jsonl")] == [best["rank_range"]]
+    (r2,) = [argv for argv in trained if str(out / "models/s7/retriever2") in argv]
+    assert flag_values(r2, "--lr") == [best["lr"]]
+    check_choices_read_dev_only(out, data / "qrels" / "test.tsv")
