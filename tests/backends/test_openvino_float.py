@@ -89,22 +89,25 @@ def test_a_graph_below_the_cosine_bar_is_refused_and_not_cached(tiny_bert_dir: P
 
 
 def test_a_bf16_reranker_may_be_as_far_as_twice_pytorchs_own_bf16(tiny_reranker_dir: Path) -> None:
-    """A trained re-ranker's bf16 logits move more than a fixed bar allows (recipes/scifact.sh stopped on one): a bf16
-    graph is held to the larger of 5e-2 and twice PyTorch's own bf16 autocast error on the same check batch,
-    computed here independently; fp32 keeps its fixed bar."""
+    """A trained re-ranker's bf16 logits move more than a fixed bar on the largest of a few pairs allows
+    (recipes/scifact.sh stopped on two): at bf16 the mean error over 16 pairs is held to the larger of 5e-2 and twice
+    PyTorch's own bf16 autocast mean error on the same batch, computed here independently; fp32 keeps its fixed bar
+    on the largest error."""
     import torch
     from transformers import AutoModelForSequenceClassification
 
     model = AutoModelForSequenceClassification.from_pretrained(tiny_reranker_dir, attn_implementation="eager").eval()
     names = openvino.input_names(model)
-    sample = {k: torch.from_numpy(v) for k, v in openvino.sample_inputs(model.config, names, (21, 9, 2, 5)).items()}
+    lengths = tuple(range(4, 68, 4))
+    sample = {k: torch.from_numpy(v) for k, v in openvino.sample_inputs(model.config, names, lengths).items()}
     with torch.inference_mode():
         fp32 = model(**sample).logits.double().numpy()
         with torch.autocast("cpu", dtype=torch.bfloat16):
             bf16 = model(**sample).logits.double().numpy()
-    torch_error = float((np.abs(bf16 - fp32) / np.maximum(np.abs(fp32), 1.0)).max())
+    assert fp32.shape == (16, 1)
+    torch_error = float((np.abs(bf16 - fp32) / np.maximum(np.abs(fp32), 1.0)).mean())
     bar, measured = openvino.classifier_bar(model, names, "bf16")
-    assert measured == {"pytorch_bf16_logit_error": pytest.approx(torch_error, rel=1e-6)}
+    assert measured == {"pytorch_bf16_mean_logit_error": pytest.approx(torch_error, rel=1e-6)}
     assert bar == pytest.approx(max(0.05, 2 * torch_error), rel=1e-6)
     assert openvino.classifier_bar(model, names, "f32") == (1e-3, {})
 
@@ -113,7 +116,9 @@ def test_a_bf16_reranker_graph_worse_than_its_bar_is_refused(tiny_reranker_dir: 
     monkeypatch.setenv("SIMLM_CACHE_DIR", str(tmp_path))
     monkeypatch.setitem(openvino.CLASSIFIER_TOLERANCE, "bf16", 0.0)
     monkeypatch.setattr(openvino, "BF16_AGAINST_PYTORCH_BF16", 1e-9)  # only an exact graph could pass
-    with pytest.raises(SimlmError, match=r"logits differ from PyTorch fp32's by .* \(> .*, twice PyTorch bf16's "):
+    with pytest.raises(
+        SimlmError, match=r"logits differ from PyTorch fp32's by a mean of .* \(> .*, twice PyTorch bf16's "
+    ):
         CrossEncoder.load(str(tiny_reranker_dir), OPENVINO[Precision.bf16], batch_size=8)
     assert not cached(tmp_path)
 
