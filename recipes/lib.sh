@@ -43,8 +43,11 @@ check_list() {  # check_list FLAG "V1 V2 ..." CHECK: one or more distinct values
   local flag=$1 values=$2 check=$3 value
   [ -n "${values// /}" ] || die "$flag '$values': expected one or more values"
   for value in $values; do "$check" "$flag" "$value"; done
-  [ "$(tr ' ' '\n' <<< "$values" | grep -c .)" = "$(tr ' ' '\n' <<< "$values" | grep . | sort -u | wc -l)" ] ||
-    die "$flag '$values': a value is repeated"
+  check_distinct "$flag" "$values" value
+}
+check_distinct() {  # check_distinct FLAG "V1 V2 ..." NOUN: no value given twice
+  [ "$(tr ' ' '\n' <<< "$2" | grep -c .)" = "$(tr ' ' '\n' <<< "$2" | grep . | sort -u | wc -l)" ] ||
+    die "$1 '$2': a $3 is repeated"
 }
 check_rank_range() {  # check_rank_range FLAG START:END: 1 <= START <= END, as simlm mine --rank-range takes it
   [[ "$2" =~ ^([0-9]+):([0-9]*)$ ]] && [ "${BASH_REMATCH[1]}" -ge 1 ] &&
@@ -55,8 +58,7 @@ check_seeds() {  # check_seeds FLAG "S1 S2 ...": one or more distinct integers
   local seed
   [ -n "${2// /}" ] || die "$1 '$2': expected one or more integer seeds"
   for seed in $2; do [[ "$seed" =~ ^[0-9]+$ ]] || die "$1 '$2': '$seed' is not an integer seed"; done
-  [ "$(tr ' ' '\n' <<< "$2" | grep -c .)" = "$(tr ' ' '\n' <<< "$2" | grep . | sort -u | wc -l)" ] ||
-    die "$1 '$2': a seed is repeated"
+  check_distinct "$1" "$2" seed
 }
 check_output() {  # check_output FLAG PATH: a directory to write into, not an existing file
   [ -n "$2" ] || die "$1: expected a directory"

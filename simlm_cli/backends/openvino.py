@@ -258,14 +258,16 @@ def logit_error(expected: np.ndarray, got: np.ndarray, precision: str) -> float:
     return float(errors.mean() if precision == "bf16" else errors.max())
 
 
-def classifier_bar(model: Any, names: list[str], precision: str) -> tuple[float, dict[str, float]]:
+def classifier_bar(
+    model: Any, names: list[str], precision: str, expected: np.ndarray
+) -> tuple[float, dict[str, float]]:
     """The logit error a re-ranker's graph may have at `precision`, and what it was derived from: the fixed
-    tolerance, or at bf16 twice PyTorch's own bf16 autocast error on the same check batch when that is larger."""
+    tolerance, or at bf16 twice PyTorch's own bf16 autocast error on the same check batch when that is larger.
+    `expected`: PyTorch fp32's logits on that batch (`_against_pytorch`'s, not computed again)."""
     bar = CLASSIFIER_TOLERANCE[precision]
     if precision != "bf16":
         return bar, {}
     sample = sample_inputs(model.config, names, lengths=CHECK_LENGTHS["classifier"])
-    expected = _pytorch_output(model, "classifier", sample)
     torch_bf16 = logit_error(expected, _pytorch_output(model, "classifier", sample, True), precision)
     return max(bar, BF16_AGAINST_PYTORCH_BF16 * torch_bf16), {"pytorch_bf16_mean_logit_error": torch_bf16}
 
@@ -303,7 +305,7 @@ def check_compiled(
         problem = f"reaches cosine {cosine:.6f} to PyTorch fp32 (< {MIN_COSINE[precision]})"
     else:
         error = logit_error(expected, got, precision)
-        bar, measured = classifier_bar(model, names, precision)
+        bar, measured = classifier_bar(model, names, precision, expected)
         kind = "mean" if precision == "bf16" else "max"
         if error <= bar:
             return {f"{kind}_logit_error": error, **measured}
