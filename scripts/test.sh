@@ -8,4 +8,5 @@ bash scripts/setup.sh
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
 ruff check .
 ruff format --check .
-python -m pytest tests "$@"
+# The 20 slowest tests close the log: where CI time goes, on whichever CPU ran it.
+python -m pytest tests --durations=20 "$@"

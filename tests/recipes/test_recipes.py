@@ -396,7 +396,10 @@ def test_a_stage_worse_than_its_input_on_dev_is_not_built_upon(tmp_path: Path) -
     negatives; the final run is not Retriever1. The collection's own dev qrels are the dev split."""
     data = make_graded_collection(tmp_path / "graded")
     out = tmp_path / "out"
-    run_recipe("beir.sh", out, "--data", data, "--lr", "1", "--stop-after", "retriever2", "--seeds", "7")
+    # One epoch: early stopping over epochs is test_beir_recipe_on_another_dataset's; each more epoch costs 4 CLI calls
+    run_recipe(
+        "beir.sh", out, "--data", data, "--lr", "1", "--epochs", "1", "--stop-after", "retriever2", "--seeds", "7"
+    )
     choice = json.loads((out / "s7" / "retriever1.stage.json").read_text())
     assert choice["kept"] is False and choice["input"] == "zeroshot" and choice["dev"] < choice["input_dev"], choice
     assert "s7/retriever1" in check_dropped_not_built_upon(out)
@@ -419,10 +422,12 @@ def test_a_stage_worse_than_its_input_on_dev_is_not_built_upon(tmp_path: Path) -
 def test_a_grid_of_learning_rates_and_rank_ranges_is_chosen_on_dev(tmp_path: Path) -> None:
     """--lr and --rank-range given lists: Retriever1 trains once per cell, each early-stopped on dev; the best cell
     on dev is Retriever1 (lr 1 wrecks the model, so it is not chosen), and the later stages of the seed train at its
-    learning rate on negatives from its rank range. Every choice reads the dev qrels only."""
+    learning rate on negatives from its rank range. Every choice reads the dev qrels only. One epoch per cell: four
+    cells of three epochs were 32 more CLI calls (encode, index, search, evaluate), and early stopping over epochs is
+    another test's."""
     data = make_graded_collection(tmp_path / "graded")
     out = tmp_path / "out"
-    run_recipe("beir.sh", out, "--data", data, "--lr", "1 3e-5", "--rank-range", "1:200 4:200",
+    run_recipe("beir.sh", out, "--data", data, "--lr", "1 3e-5", "--rank-range", "1:200 4:200", "--epochs", "1",
                "--stop-after", "retriever2", "--seeds", "7")  # fmt: skip
     grid = json.loads((out / "s7" / "retriever1.grid.json").read_text())
     cells = {(c["lr"], c["rank_range"]): c for c in grid["cells"]}
