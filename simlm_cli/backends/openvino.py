@@ -58,6 +58,7 @@ MIN_COSINE = {"f32": 0.9999, "bf16": 0.999}
 # 0.8-1.2e-2: the mean measures how far the graph is, where the largest of a few pairs is noise. A bf16 graph is
 # refused when its mean error exceeds both 5e-2 and twice PyTorch bf16's on the same batch: clearly worse than bf16.
 CLASSIFIER_TOLERANCE = {"f32": 1e-3, "bf16": 5e-2}
+LOGIT_ERROR_KIND = {"f32": "max", "bf16": "mean"}  # which logit error CLASSIFIER_TOLERANCE bounds, per precision
 BF16_AGAINST_PYTORCH_BF16 = 2.0
 PRECISION_HINTS = {Precision.fp32: "f32", Precision.bf16: "bf16"}
 
@@ -241,9 +242,15 @@ def _pytorch_output(model: Any, head: str, sample: dict[str, np.ndarray], bf16: 
     return output.float().numpy().astype(np.float64)
 
 
-def _against_pytorch(model: Any, graph: Any, head: str, names: list[str], precision: str) -> tuple[np.ndarray, ...]:
+def check_sample(model: Any, head: str, names: list[str]) -> dict[str, np.ndarray]:
+    """The batch a graph is checked on against PyTorch: one per head, built once per check and shared by its parts."""
+    return sample_inputs(model.config, names, lengths=CHECK_LENGTHS[head])
+
+
+def _against_pytorch(
+    model: Any, graph: Any, head: str, sample: dict[str, np.ndarray], precision: str
+) -> tuple[np.ndarray, ...]:
     """(PyTorch fp32's output, the graph's at `precision`) on the real (unpadded) positions of the check batch."""
-    sample = sample_inputs(model.config, names, lengths=CHECK_LENGTHS[head])
     expected = _pytorch_output(model, head, sample)
     got = compiled(graph, precision).create_infer_request().infer(sample)[0]
     if head == "encoder":
@@ -253,28 +260,27 @@ def _against_pytorch(model: Any, graph: Any, head: str, names: list[str], precis
 
 
 def logit_error(expected: np.ndarray, got: np.ndarray, precision: str) -> float:
-    """The logit error relative to max(1, |logit|): the largest at f32, the mean at bf16 (CLASSIFIER_TOLERANCE)."""
+    """The logit error relative to max(1, |logit|): the largest at f32, the mean at bf16 (LOGIT_ERROR_KIND)."""
     errors = np.abs(expected - got) / np.maximum(np.abs(expected), 1.0)
-    return float(errors.mean() if precision == "bf16" else errors.max())
+    return float(getattr(errors, LOGIT_ERROR_KIND[precision])())
 
 
 def classifier_bar(
-    model: Any, names: list[str], precision: str, expected: np.ndarray
+    model: Any, sample: dict[str, np.ndarray], precision: str, expected: np.ndarray
 ) -> tuple[float, dict[str, float]]:
     """The logit error a re-ranker's graph may have at `precision`, and what it was derived from: the fixed
-    tolerance, or at bf16 twice PyTorch's own bf16 autocast error on the same check batch when that is larger.
+    tolerance, or at bf16 twice PyTorch's own bf16 autocast error on the check batch `sample` when that is larger.
     `expected`: PyTorch fp32's logits on that batch (`_against_pytorch`'s, not computed again)."""
     bar = CLASSIFIER_TOLERANCE[precision]
     if precision != "bf16":
         return bar, {}
-    sample = sample_inputs(model.config, names, lengths=CHECK_LENGTHS["classifier"])
     torch_bf16 = logit_error(expected, _pytorch_output(model, "classifier", sample, True), precision)
     return max(bar, BF16_AGAINST_PYTORCH_BF16 * torch_bf16), {"pytorch_bf16_mean_logit_error": torch_bf16}
 
 
 def check_float(model: Any, graph: Any, settings: ExportSettings, names: list[str], model_name: str) -> float:
     """Max |converted f32 graph - PyTorch| on real positions; refuses a graph the conversion changed."""
-    expected, got = _against_pytorch(model, graph, settings.head, names, "f32")
+    expected, got = _against_pytorch(model, graph, settings.head, check_sample(model, settings.head, names), "f32")
     diff = float(np.abs(expected - got).max())
     if not diff <= FLOAT_TOLERANCE:
         raise SimlmError(
@@ -297,7 +303,8 @@ def check_compiled(
     encoder's token vectors at MIN_COSINE, a re-ranker's logits (one number per pair, where a cosine says nothing)
     within `classifier_bar` of max(1, |logit|). Returns the measure, to be recorded."""
     precision = settings.inference_precision
-    expected, got = _against_pytorch(model, graph, settings.head, names, precision)
+    sample = check_sample(model, settings.head, names)
+    expected, got = _against_pytorch(model, graph, settings.head, sample, precision)
     if settings.head == "encoder":
         cosine = min_cosine(expected, got)
         if cosine >= MIN_COSINE[precision]:
@@ -305,8 +312,8 @@ def check_compiled(
         problem = f"reaches cosine {cosine:.6f} to PyTorch fp32 (< {MIN_COSINE[precision]})"
     else:
         error = logit_error(expected, got, precision)
-        bar, measured = classifier_bar(model, names, precision, expected)
-        kind = "mean" if precision == "bf16" else "max"
+        bar, measured = classifier_bar(model, sample, precision, expected)
+        kind = LOGIT_ERROR_KIND[precision]
         if error <= bar:
             return {f"{kind}_logit_error": error, **measured}
         against = f", twice PyTorch bf16's {measured['pytorch_bf16_mean_logit_error']:.2e}" if measured else ""

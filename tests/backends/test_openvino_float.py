@@ -99,17 +99,18 @@ def test_a_bf16_reranker_may_be_as_far_as_twice_pytorchs_own_bf16(tiny_reranker_
     model = AutoModelForSequenceClassification.from_pretrained(tiny_reranker_dir, attn_implementation="eager").eval()
     names = openvino.input_names(model)
     lengths = tuple(range(4, 68, 4))
-    sample = {k: torch.from_numpy(v) for k, v in openvino.sample_inputs(model.config, names, lengths).items()}
+    batch = openvino.sample_inputs(model.config, names, lengths)
+    sample = {k: torch.from_numpy(v) for k, v in batch.items()}
     with torch.inference_mode():
         fp32 = model(**sample).logits.double().numpy()
         with torch.autocast("cpu", dtype=torch.bfloat16):
             bf16 = model(**sample).logits.double().numpy()
     assert fp32.shape == (16, 1)
     torch_error = float((np.abs(bf16 - fp32) / np.maximum(np.abs(fp32), 1.0)).mean())
-    bar, measured = openvino.classifier_bar(model, names, "bf16", fp32)
+    bar, measured = openvino.classifier_bar(model, batch, "bf16", fp32)
     assert measured == {"pytorch_bf16_mean_logit_error": pytest.approx(torch_error, rel=1e-6)}
     assert bar == pytest.approx(max(0.05, 2 * torch_error), rel=1e-6)
-    assert openvino.classifier_bar(model, names, "f32", fp32) == (1e-3, {})
+    assert openvino.classifier_bar(model, batch, "f32", fp32) == (1e-3, {})
 
 
 def test_a_bf16_reranker_graph_worse_than_its_bar_is_refused(tiny_reranker_dir: Path, tmp_path, monkeypatch) -> None:
