@@ -314,6 +314,39 @@ def test_a_non_finite_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tiny
     assert not (out / "config.json").exists() and not (out / "model.safetensors").exists()
 
 
+def test_a_checkpoint_that_cannot_be_written_is_one_error_and_keeps_the_last_whole_one(
+    tiny_model, toy_corpus, tmp_path, monkeypatch
+):
+    """A full disk made torch.save raise "[enforce fail at inline_container.cc:672] . unexpected pos 133144320 vs
+    133144212" out of `simlm pretrain` (CI, stop 31): the error names the checkpoint and the space left, the
+    half-written one is gone and the last whole one stays for --resume."""
+    out = tmp_path / "run"
+    trainer = _trainer("mlm", tiny_model, toy_corpus, out, max_steps=6, save_steps=2)
+    real_save, calls = torch.save, []
+
+    def short_write(obj, path, *args, **kwargs):
+        calls.append(path)
+        if len(calls) == 2:
+            real_save(obj, path, *args, **kwargs)  # the bytes written before the disk filled
+            raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 133144320 vs 133144212")
+        return real_save(obj, path, *args, **kwargs)
+
+    monkeypatch.setattr(torch, "save", short_write)
+    with pytest.raises(SimlmError) as caught:
+        trainer.run()
+    message = str(caught.value)
+    assert "\n" not in message
+    assert re.fullmatch(
+        rf"{re.escape(str(out / 'checkpoints' / 'step-4'))}: cannot write the checkpoint \(RuntimeError: .*unexpected "
+        r"pos 133144320 vs 133144212\); [\d,]+ MiB free on its disk",
+        message,
+    ), message
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["step-2"]
+    monkeypatch.setattr(torch, "save", real_save)
+    _trainer("mlm", tiny_model, toy_corpus, out, max_steps=6, save_steps=2, resume=True).run()
+    assert (out / "model.safetensors").exists()
+
+
 @pytest.mark.parametrize(
     "damage",
     [
