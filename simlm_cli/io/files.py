@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import IO
 
-from simlm_cli.errors import InputError, SimlmError
+from simlm_cli.errors import InputError, SimlmError, first_line
 
 
 def open_binary(path: str | Path) -> IO[bytes]:
@@ -292,3 +292,23 @@ def atomic_directory(
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+@contextlib.contextmanager
+def model_write(target: str | Path, what: str) -> Iterator[None]:
+    """torch.save and safetensors report a short write (a full disk, a quota) in their own words, torch's as
+    "unexpected pos 133144320 vs 133144212" (a RuntimeError), safetensors' as a SafetensorError: one line naming
+    `what` was being written to `target` and the space left on its disk. OSError (the CLI prints it as one line)
+    and simlm's own errors pass unchanged."""
+    try:
+        yield
+    except (OSError, SimlmError):
+        raise
+    except Exception as err:
+        target = Path(target)
+        existing = next((p for p in (target, *target.parents) if p.exists()), Path("."))
+        free = shutil.disk_usage(existing).free / 2**20
+        raise SimlmError(
+            f"{target}: cannot write {what} ({type(err).__name__}: {first_line(err)[:200]}); {free:,.0f} MiB free on "
+            "its disk"
+        ) from None

@@ -10,8 +10,7 @@ from __future__ import annotations
 import json
 import random
 import shutil
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -20,7 +19,7 @@ import numpy as np
 import torch
 
 from simlm_cli.errors import InputError, SimlmError, first_line
-from simlm_cli.io.files import atomic_directory
+from simlm_cli.io.files import atomic_directory, model_write
 from simlm_cli.io.json_input import read_json
 from simlm_cli.run_config import RUN_CONFIG_FILE, write_run_config
 from simlm_cli.training.distributed import Dist, barrier, gather_objects
@@ -134,7 +133,7 @@ def save_checkpoint(config: Any, step: int, state: TrainState, d: Dist) -> None:
     if d.main:
         output = Path(config.output)
         target = output / CHECKPOINTS / f"step-{step}"
-        with atomic_directory(target, marker="state.json") as tmp, _writing(target):
+        with atomic_directory(target, marker="state.json") as tmp, model_write(target, "the checkpoint"):
             save_state(state.model, tmp / "model.safetensors")
             tensors = {
                 "optimizer": state.optimizer.state_dict(),
@@ -155,22 +154,6 @@ def save_checkpoint(config: Any, step: int, state: TrainState, d: Dist) -> None:
         for old in list_checkpoints(output)[: -config.save_total_limit]:
             shutil.rmtree(old, ignore_errors=True)
     barrier(d)
-
-
-@contextmanager
-def _writing(target: Path) -> Iterator[None]:
-    """torch.save and safetensors report a short write (a full disk, a quota) in their own words, e.g. torch's
-    "unexpected pos 133144320 vs 133144212": one line naming the checkpoint and the space left on its disk."""
-    try:
-        yield
-    except (OSError, SimlmError):
-        raise
-    except Exception as err:
-        free = shutil.disk_usage(target.parent).free / 2**20
-        raise SimlmError(
-            f"{target}: cannot write the checkpoint ({type(err).__name__}: {first_line(err)[:200]}); "
-            f"{free:,.0f} MiB free on its disk"
-        ) from None
 
 
 def load_checkpoint(path: Path, config: Any, state: TrainState, d: Dist, log: Callable[[str], None]) -> int:

@@ -28,7 +28,7 @@ from simlm_cli.dry_run import TRAIN_BATCH as DRY_RUN_BATCH
 from simlm_cli.dry_run import TRAIN_STEPS as DRY_RUN_STEPS
 from simlm_cli.errors import SimlmError
 from simlm_cli.io.corpus import CorpusFormat
-from simlm_cli.io.files import atomic_directory
+from simlm_cli.io.files import atomic_directory, model_write
 from simlm_cli.model_card import write_training_card
 from simlm_cli.models.settings import PAPER_SETTINGS
 from simlm_cli.training.checkpoints import (
@@ -346,7 +346,8 @@ class Trainer:
         that loads like the final output, so that a recipe can evaluate each epoch on a dev split and keep the
         best (early stopping) without retraining."""
         record_written(output, [EPOCHS])  # recorded before it lands, so --overwrite removes it with the rest
-        with atomic_directory(output / EPOCHS / f"epoch-{epoch}") as tmp:
+        target = output / EPOCHS / f"epoch-{epoch}"
+        with atomic_directory(target) as tmp, model_write(target, f"epoch {epoch}'s model"):
             model.save_pretrained(tmp)
         self.log(f"wrote {output / EPOCHS / f'epoch-{epoch}'}")
 
@@ -355,7 +356,8 @@ class Trainer:
         written = []
         with tempfile.TemporaryDirectory(prefix=".final.", dir=output) as tmp_name:
             tmp = Path(tmp_name)
-            model.save_pretrained(tmp)
+            with model_write(output, "the trained model"):
+                model.save_pretrained(tmp)
             plot_losses(records, tmp / PLOT_FILE)
             write_training_card(
                 tmp, self.config, model.card_kind, records, name=self.config.output

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import os
+import re
 import stat
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from simlm_cli.io.files import (
     count_lines,
     first_content_line,
     iter_lines,
+    model_write,
     open_binary,
 )
 
@@ -340,3 +342,20 @@ def test_an_unwritable_place_is_reported_by_the_users_path(tmp_path: Path, monke
         check_output_file(tmp_path / "d")
     check_output_file(tmp_path / "new" / "deeper" / "run.trec")  # directories to be made are fine
     check_output_file(None)
+
+
+def test_model_write_turns_a_libraries_short_write_into_one_line(tmp_path: Path) -> None:
+    """What torch.save and safetensors raise on a full disk becomes one line naming the target and the free space;
+    an OSError (printed by the CLI as it is) and simlm's own errors pass unchanged."""
+    target = tmp_path / "not-yet" / "model"
+    with pytest.raises(SimlmError) as caught, model_write(target, "the model"):
+        raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 576 vs 534\nmore")
+    assert re.fullmatch(
+        rf"{re.escape(str(target))}: cannot write the model \(RuntimeError: \[enforce fail at inline_container.cc:672\] "
+        r"\. unexpected pos 576 vs 534\); [\d,]+ MiB free on its disk",
+        str(caught.value),
+    ), caught.value
+    for passed in (OSError(28, "No space left on device"), InputError(target, "bad")):
+        with pytest.raises(type(passed)) as caught, model_write(target, "the model"):
+            raise passed
+        assert caught.value is passed
