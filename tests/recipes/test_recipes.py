@@ -390,24 +390,45 @@ def make_graded_collection(directory: Path) -> Path:
     return directory
 
 
-def test_a_stage_worse_than_its_input_on_dev_is_not_built_upon(tmp_path: Path) -> None:
-    """On the graded collection, Retriever1 trained at a learning rate that wrecks the model (--lr 1) scores below
-    zero-shot on dev: it is reported, marked dropped, and Retriever2 starts from the initial model with zero-shot's
-    negatives; the final run is not Retriever1. The collection's own dev qrels are the dev split."""
+def test_a_grid_is_chosen_on_dev_and_a_stage_worse_than_its_input_is_not_built_upon(tmp_path: Path) -> None:
+    """One recipe run for two behaviours (each run is minutes of CLI processes; they were two tests, ~6 min of CI).
+
+    The grid: --lr and --rank-range given lists, Retriever1 trains once per cell, each early-stopped on dev; the best
+    cell on dev becomes Retriever1, and Retriever2 trains at its learning rate on negatives from its rank range.
+    Keeping: every cell's learning rate wrecks the model (0.5 and 1), so the chosen Retriever1 scores below zero-shot
+    on dev; it is reported, marked dropped, and Retriever2 starts from the initial model with zero-shot's negatives.
+    Every choice reads the collection's own dev qrels only. One epoch per cell: early stopping over epochs is
+    test_beir_recipe_on_another_dataset's, and each more epoch is 4 CLI calls per cell."""
     data = make_graded_collection(tmp_path / "graded")
     out = tmp_path / "out"
-    # One epoch: early stopping over epochs is test_beir_recipe_on_another_dataset's; each more epoch costs 4 CLI calls
-    run_recipe(
-        "beir.sh", out, "--data", data, "--lr", "1", "--epochs", "1", "--stop-after", "retriever2", "--seeds", "7"
-    )
+    run_recipe("beir.sh", out, "--data", data, "--lr", "1 0.5", "--rank-range", "1:200 4:200", "--epochs", "1",
+               "--stop-after", "retriever2", "--seeds", "7")  # fmt: skip
+    grid = json.loads((out / "s7" / "retriever1.grid.json").read_text())
+    cells = {(c["lr"], c["rank_range"]): c for c in grid["cells"]}
+    assert set(cells) == {("1", "1:200"), ("1", "4:200"), ("0.5", "1:200"), ("0.5", "4:200")}
+    best = max(grid["cells"], key=lambda c: c["dev"])
+    assert grid["chosen"] == best["name"], grid
+    for cell in grid["cells"]:  # each cell's dev figure is its best epoch's, the one early stopping kept
+        assert cell["dev"] == json.loads((out / "dev" / f"{cell['name']}.json").read_text())["ndcg@10"]
+    assert json.loads((out / "dev" / "s7" / "retriever1.json").read_text())["ndcg@10"] == best["dev"]
     choice = json.loads((out / "s7" / "retriever1.stage.json").read_text())
+    assert (choice["lr"], choice["rank_range"]) == (best["lr"], best["rank_range"]), choice
     assert choice["kept"] is False and choice["input"] == "zeroshot" and choice["dev"] < choice["input_dev"], choice
     assert "s7/retriever1" in check_dropped_not_built_upon(out)
+
     commands = logged_commands(out)
-    (r2,) = [argv for _, argv in commands if argv[1] == "train" and str(out / "models/s7/retriever2") in argv]
+    trained = [argv for _, argv in commands if argv[1] == "train"]
+    assert sorted(flag_values(argv, "--lr")[0] for argv in trained[:4]) == ["0.5", "0.5", "1", "1"]
+    mined = {flag_values(argv, "--output")[0]: argv for _, argv in commands if argv[1] == "mine"}
+    assert flag_values(mined[str(out / "train" / "bm25.ranks1-200.jsonl")], "--rank-range") == ["1:200"]
+    assert flag_values(mined[str(out / "train" / "bm25.ranks4-200.jsonl")], "--rank-range") == ["4:200"]
+    r2_negatives = mined[str(out / "train" / "s7" / "retriever2.jsonl")]
+    assert flag_values(r2_negatives, "--rank-range") == [best["rank_range"]]
+    assert flag_values(r2_negatives, "--run") == [str(out / "runs" / "zeroshot.fit.trec")]
+    (r2,) = [argv for argv in trained if str(out / "models/s7/retriever2") in argv]
+    assert flag_values(r2, "--lr") == [best["lr"]]
     assert flag_values(r2, "--model") == ["sentence-transformers/all-MiniLM-L6-v2"]
-    (mined,) = [argv for _, argv in commands if argv[1] == "mine" and str(out / "train/s7/retriever2.jsonl") in argv]
-    assert flag_values(mined, "--run") == [str(out / "runs" / "zeroshot.fit.trec")]
+
     # Every model trained on all of the collection's train queries; every choice read its dev qrels.
     assert {q for _, argv in commands if argv[1] == "mine" for q in flag_values(argv, "--qrels")} == {
         str(data / "qrels" / "train.tsv")
@@ -417,36 +438,3 @@ def test_a_stage_worse_than_its_input_on_dev_is_not_built_upon(tmp_path: Path) -
     assert json.loads((out / "s7" / "final.stage.json").read_text())["final"] != "s7/retriever1"
     rows = {row["stage"]: row for row in json.loads((out / "results.json").read_text())["rows"]}
     assert rows["Retriever1"]["kept"] == 0 and rows["Retriever1"]["ndcg@10"] is not None  # reported, not kept
-
-
-def test_a_grid_of_learning_rates_and_rank_ranges_is_chosen_on_dev(tmp_path: Path) -> None:
-    """--lr and --rank-range given lists: Retriever1 trains once per cell, each early-stopped on dev; the best cell
-    on dev is Retriever1 (lr 1 wrecks the model, so it is not chosen), and the later stages of the seed train at its
-    learning rate on negatives from its rank range. Every choice reads the dev qrels only. One epoch per cell: four
-    cells of three epochs were 32 more CLI calls (encode, index, search, evaluate), and early stopping over epochs is
-    another test's."""
-    data = make_graded_collection(tmp_path / "graded")
-    out = tmp_path / "out"
-    run_recipe("beir.sh", out, "--data", data, "--lr", "1 3e-5", "--rank-range", "1:200 4:200", "--epochs", "1",
-               "--stop-after", "retriever2", "--seeds", "7")  # fmt: skip
-    grid = json.loads((out / "s7" / "retriever1.grid.json").read_text())
-    cells = {(c["lr"], c["rank_range"]): c for c in grid["cells"]}
-    assert set(cells) == {("1", "1:200"), ("1", "4:200"), ("3e-5", "1:200"), ("3e-5", "4:200")}
-    best = max(grid["cells"], key=lambda c: c["dev"])
-    assert grid["chosen"] == best["name"] and best["lr"] == "3e-5", grid
-    for cell in grid["cells"]:  # each cell's dev figure is its best epoch's, the one early stopping kept
-        assert cell["dev"] == json.loads((out / "dev" / f"{cell['name']}.json").read_text())["ndcg@10"]
-    assert json.loads((out / "dev" / "s7" / "retriever1.json").read_text())["ndcg@10"] == best["dev"]
-    choice = json.loads((out / "s7" / "retriever1.stage.json").read_text())
-    assert (choice["lr"], choice["rank_range"]) == (best["lr"], best["rank_range"]), choice
-    commands = logged_commands(out)
-    trained = [argv for _, argv in commands if argv[1] == "train"]
-    assert sorted(flag_values(argv, "--lr")[0] for argv in trained[:4]) == ["1", "1", "3e-5", "3e-5"]
-    mined = {flag_values(argv, "--output")[0]: flag_values(argv, "--rank-range") for _, argv in commands
-             if argv[1] == "mine"}  # fmt: skip
-    assert mined[str(out / "train" / "bm25.ranks1-200.jsonl")] == ["1:200"]
-    assert mined[str(out / "train" / "bm25.ranks4-200.jsonl")] == ["4:200"]
-    assert mined[str(out / "train" / "s7" / "retriever2.jsonl")] == [best["rank_range"]]
-    (r2,) = [argv for argv in trained if str(out / "models/s7/retriever2") in argv]
-    assert flag_values(r2, "--lr") == [best["lr"]]
-    check_choices_read_dev_only(out, data / "qrels" / "test.tsv")
