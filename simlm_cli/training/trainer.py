@@ -349,7 +349,7 @@ class Trainer:
         target = output / EPOCHS / f"epoch-{epoch}"
         with atomic_directory(target) as tmp, model_write(target, f"epoch {epoch}'s model"):
             model.save_pretrained(tmp)
-        self.log(f"wrote {output / EPOCHS / f'epoch-{epoch}'}")
+        self.log(f"wrote {target}")
 
     def _write_output(self, model: torch.nn.Module, output: Path, records: list[dict[str, Any]]) -> None:
         """Whatever the model saves (HF files, extra parts) and the loss plot, each entry moved in whole."""
